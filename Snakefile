@@ -1,0 +1,49 @@
+# asvd: continual learning with Adaptive SVD / OSFT as a staged, reproducible workflow.
+# Thin on purpose: configuration, validation, rule files and the public targets. All work happens
+# in the `asvd` package; see README.md for the results layout.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The embedded default, found beside this file even when --directory points elsewhere;
+# --configfile values are merged on top of it.
+configfile: f"{workflow.basedir}/config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/base.smk"
+include: "workflow/rules/svd.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/metrics.smk"
+include: "workflow/rules/report.smk"
+
+
+localrules:
+    all_figures,
+    all_tables,
+    all_train,
+    all_eval,
+
+
+rule all_figures:
+    input:
+        figure_outputs(),
+    default_target: True
+
+
+rule all_tables:
+    input:
+        table_outputs(),
+
+
+rule all_train:
+    input:
+        checkpoints_of_all_runs(),
+
+
+rule all_eval:
+    input:
+        evals_of_all_runs(),

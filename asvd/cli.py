@@ -1,0 +1,96 @@
+"""Command-line entry point: ``python -m asvd <command> ...``.
+
+Subcommands live in a registry so that other stages can add theirs with one decorator::
+
+    def _configure_train(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("config")
+
+    @command("train", "train one task of a run", _configure_train)
+    def _train(args: argparse.Namespace) -> int:
+        ...
+        return 0
+
+A handler signals a user error (bad input file, bad argument) by raising :class:`CliError`;
+``main`` prints it on stderr and exits with status 2. Other exceptions keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+Handler = Callable[[argparse.Namespace], int]
+Configure = Callable[[argparse.ArgumentParser], None]
+
+USAGE_ERROR = 2
+
+
+class CliError(Exception):
+    """A problem with the user's input, reported as one line rather than a traceback."""
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    configure: Configure
+    handler: Handler
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, configure: Configure) -> Callable[[Handler], Handler]:
+    """Register ``handler`` as subcommand ``name``; ``configure`` adds its arguments."""
+
+    def register(handler: Handler) -> Handler:
+        if name in COMMANDS:
+            raise ValueError(f"subcommand {name!r} registered twice")
+        COMMANDS[name] = Command(help, configure, handler)
+        return handler
+
+    return register
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asvd", description="Adaptive-SVD continual-learning reproduction tools."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, cmd in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=cmd.help, description=cmd.help)
+        cmd.configure(sub)
+        sub.set_defaults(handler=cmd.handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except CliError as err:
+        print(f"asvd {args.command}: {err}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _configure_metrics(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("matrix_csv", help="accuracy matrix CSV (header after,<task1>,...)")
+
+
+@command(
+    "metrics", "print AA, BWT, FWT, forgetting of an accuracy matrix as JSON", _configure_metrics
+)
+def _metrics(args: argparse.Namespace) -> int:
+    from asvd.metrics import cl_metrics, read_accuracy_csv
+
+    try:
+        matrix = read_accuracy_csv(args.matrix_csv)
+    except (OSError, ValueError) as err:
+        raise CliError(f"cannot read accuracy matrix: {err}") from err
+    print(json.dumps(cl_metrics(matrix), indent=2))
+    return 0

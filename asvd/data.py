@@ -1,0 +1,90 @@
+"""Prepared data: prompt templates and the normalised JSONL records every later stage reads.
+
+A prepared record is ``{"id", "task", "input", "target", "labels"}``: ``input`` is the text after
+the prompt template, ``target`` the answer string, ``labels`` the task's label set (``None`` for
+open-ended general-ability examples).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from asvd import synthetic
+from asvd.io import read_jsonl, write_jsonl
+
+GENERAL = "general"
+TEMPLATES = ("seed", "olora")
+REQUIRED_KEYS = ("id", "task", "input", "target", "labels")
+
+
+def apply_template(template: str, *, task: str, category: str, instruction: str,
+                   labels: Sequence[str], text: str) -> str:
+    """Render a classification prompt in the seed (paper) or O-LoRA style (BENCHMARKS.md s5)."""
+    if template == "seed":
+        return f"{instruction} Choose one from the following options [{', '.join(labels)}]. {text}"
+    if template == "olora":
+        return (
+            f"Task:{category}\nDataset:{task}\n{instruction} Choose one from the option."
+            f"Option: {', '.join(labels)} \n{text}\nAnswer:"
+        )
+    raise ValueError(f"data.template: unknown template {template!r} (expected one of {TEMPLATES})")
+
+
+def synthetic_instruction(name: str, position: str) -> str:
+    return f"Task {name} : what is the class of the {position} symbol ?"
+
+
+def synthetic_records(benchmark: Mapping, task: str, template: str, seed: int) -> dict[str, list[dict]]:
+    """Prepared train/test records of one synthetic task (or of the general set)."""
+    spec = {key: value for key, value in benchmark.items() if key != "name"}
+    generated = synthetic.generate(seed=seed, **spec)
+    if task == GENERAL:
+        return {
+            split: [
+                {"id": f"{GENERAL}-{split}-{i}", "task": GENERAL, "skill": ex["skill"],
+                 "input": f"{ex['skill']} : {ex['text']}", "target": ex["target"], "labels": None}
+                for i, ex in enumerate(examples)
+            ]
+            for split, examples in generated["general"].items()
+        }
+    if task not in generated["tasks"]:
+        raise ValueError(f"task {task!r} is not in benchmark.tasks ({sorted(generated['tasks'])})")
+    position = next(t["position"] for t in benchmark["tasks"] if t["name"] == task)
+    labels = generated["classes"]
+    return {
+        split: [
+            {"id": f"{task}-{split}-{i}", "task": task,
+             "input": apply_template(template, task=task, category="synthetic",
+                                     instruction=synthetic_instruction(task, position),
+                                     labels=labels, text=ex["text"]),
+             "target": ex["target"], "labels": labels}
+            for i, ex in enumerate(examples)
+        ]
+        for split, examples in generated["tasks"][task].items()
+    }
+
+
+def prepare_task(benchmark: Mapping, task: str, template: str, seed: int,
+                 train_out: str | Path, test_out: str | Path) -> dict:
+    """Write one task's prepared train/test JSONL files; return per-split counts."""
+    if benchmark.get("name") != "synthetic":
+        raise ValueError(f"benchmark.name: unsupported benchmark {benchmark.get('name')!r}")
+    records = synthetic_records(benchmark, task, template, seed)
+    write_jsonl(train_out, records["train"])
+    write_jsonl(test_out, records["test"])
+    return {split: len(rows) for split, rows in records.items()}
+
+
+def load_records(path: str | Path) -> list[dict]:
+    """Read prepared records, failing with the file and record number on a malformed one."""
+    records = read_jsonl(path)
+    if not records:
+        raise ValueError(f"{path}: no records")
+    for number, record in enumerate(records, start=1):
+        missing = [key for key in REQUIRED_KEYS if key not in record]
+        if missing:
+            raise ValueError(f"{path}: record {number} lacks keys {missing}")
+        if not isinstance(record["input"], str) or not isinstance(record["target"], str):
+            raise ValueError(f"{path}: record {number} ({record['id']}): input/target must be strings")
+    return records

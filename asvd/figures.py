@@ -1,0 +1,417 @@
+"""Figures of the results: accuracy matrices, task curves, AA/BWT, general ability, ranks, spectra.
+
+Each ``plot_*`` function writes one PNG and one PDF of the same figure, atomically. Figures are
+built on :class:`matplotlib.figure.Figure` directly (rendered by the Agg backend) rather than
+through ``pyplot``, so nothing here touches global backend state or leaks open figures.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+from typing import Callable, Iterable, Mapping, Sequence, TypeVar
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import BoundaryNorm, Colormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from safetensors import safe_open
+
+from asvd.io import atomic_path, read_json
+from asvd.metrics import read_accuracy_csv
+from asvd.tables import load_runs
+
+PathLike = str | os.PathLike
+F = TypeVar("F", bound=Callable[..., None])
+
+_STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "figure.titlesize": 13,
+    "savefig.dpi": 150,  # no bbox "tight": constrained layout already fits every label
+    "pdf.fonttype": 42,  # embed TrueType so PDF text stays selectable and editable
+}
+_MAX_TICK_LABELS = 60
+_RANK_ROW_INCHES = 0.12  # fits a 6 pt target name per heatmap row
+_ACCURACY_CMAP = "viridis"
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def _styled(plot: F) -> F:
+    """Apply the house style to everything a plot function draws and saves."""
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(_STYLE):
+            return plot(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _save_figure(fig: Figure, out_png: PathLike, out_pdf: PathLike) -> None:
+    """Write ``fig`` as PNG and PDF; the format is explicit because temp names end in .tmp."""
+    for path, fmt in ((out_png, "png"), (out_pdf, "pdf")):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt)
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    """Distinct items in first-appearance order (the order callers configured)."""
+    return list(dict.fromkeys(items))
+
+
+def _natural_key(name: str) -> list[int | str]:
+    """Sort ``block.2`` before ``block.10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _wrap_name(name: str, width: int = 32) -> str:
+    """Break a long dotted module name at dots so it fits a panel title."""
+    lines = [""]
+    for part in re.split(r"(?<=\.)", name):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
+def _color_map(names: Sequence[str]) -> dict[str, tuple]:
+    """One fixed colour per name, so a task has the same colour in every panel."""
+    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+def _sparse_ticks(
+    ax: Axes, axis: str, labels: Sequence[str], max_labels: int = _MAX_TICK_LABELS
+) -> None:
+    """Label every tick, or every k-th one when more than ``max_labels`` would not fit."""
+    step = max(1, math.ceil(len(labels) / max_labels))
+    positions = np.arange(0, len(labels), step)
+    shown = [labels[i] for i in positions]
+    if axis == "x":
+        ax.set_xticks(positions, shown, rotation=45, ha="right", rotation_mode="anchor")
+    else:
+        ax.set_yticks(positions, shown)
+
+
+def _heatmap(
+    ax: Axes,
+    values: np.ndarray,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    cmap: str,
+    vmin: float,
+    vmax: float,
+    fmt: str | None,
+    max_row_labels: int = _MAX_TICK_LABELS,
+) -> ScalarMappable:
+    """Draw a labelled heatmap; annotate cells with ``fmt`` (None: no annotation)."""
+    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    _sparse_ticks(ax, "x", col_labels)
+    _sparse_ticks(ax, "y", row_labels, max_row_labels)
+    if fmt is not None:
+        _annotate(ax, values, image.cmap, image.norm, fmt)
+    return image
+
+
+def _annotate(ax: Axes, values: np.ndarray, cmap: Colormap, norm: Normalize, fmt: str) -> None:
+    """Write each finite value in its cell, black or white by the cell colour's luminance."""
+    size = min(9.0, max(6.0, 9.0 - 0.12 * max(values.shape)))
+    for (row, col), value in np.ndenumerate(values):
+        if not np.isfinite(value):
+            continue
+        red, green, blue, _ = cmap(norm(value))
+        color = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+        ax.text(col, row, fmt.format(value), ha="center", va="center", fontsize=size, color=color)
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+@_styled
+def plot_accuracy_matrices(
+    matrix_csvs: Mapping[str, PathLike], method: str, out_png: PathLike, out_pdf: PathLike
+) -> None:
+    """One annotated heatmap of R (rows: after step, columns: tasks) per task order."""
+    matrices = {order: read_accuracy_csv(path) for order, path in matrix_csvs.items()}
+    side = 1.2 + 0.5 * max(len(m.columns) for m in matrices.values())
+    fig = Figure(figsize=(side * len(matrices) + 1.2, side + 0.6), layout="constrained")
+    axes = fig.subplots(1, len(matrices), squeeze=False)[0]
+    for ax, (order, matrix) in zip(axes, matrices.items()):
+        image = _heatmap(
+            ax, matrix.to_numpy(), list(matrix.index), list(matrix.columns),
+            cmap=_ACCURACY_CMAP, vmin=0.0, vmax=100.0, fmt="{:.1f}",
+        )  # fmt: skip
+        ax.set(title=str(order), xlabel="evaluated task", ylabel="after training on")
+    fig.colorbar(image, ax=axes, label="accuracy (%)", shrink=0.9)
+    fig.suptitle(f"{method}: accuracy matrix R[after step, task]")
+    _save_figure(fig, out_png, out_pdf)
+
+
+def _plot_curves(ax: Axes, matrix: pd.DataFrame | None, colors: Mapping[str, tuple]) -> None:
+    """Accuracy of every task across the sequence; a star marks the step that trains it.
+
+    ``matrix`` is None for a (method, order) pair without a run; the panel then says so.
+    """
+    if matrix is None:
+        ax.text(0.5, 0.5, "no run", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    steps = np.arange(len(matrix.index))
+    for task in matrix.columns:
+        ax.plot(steps, matrix[task], marker="o", markersize=3, color=colors[task], label=task)
+        trained_at = list(matrix.index).index(task)
+        ax.plot(trained_at, matrix.loc[task, task], marker="*", markersize=10, color=colors[task])
+    _sparse_ticks(ax, "x", list(matrix.index))
+    ax.set_ylim(-3, 103)  # room for markers at 0 and 100
+    ax.grid(alpha=0.3)
+
+
+@_styled
+def plot_task_curves(
+    matrix_csvs: Mapping[str, Mapping[str, PathLike]], out_png: PathLike, out_pdf: PathLike
+) -> None:
+    """Per-task accuracy after each step; rows are orders, columns methods."""
+    methods = list(matrix_csvs)
+    orders = _unique(order for runs in matrix_csvs.values() for order in runs)
+    matrices = {
+        (method, order): read_accuracy_csv(path)
+        for method, runs in matrix_csvs.items()
+        for order, path in runs.items()
+    }
+    colors = _color_map(_unique(t for m in matrices.values() for t in m.columns))
+    fig = Figure(figsize=(3.8 * len(methods) + 2.0, 3.2 * len(orders) + 0.8), layout="constrained")
+    axes = fig.subplots(len(orders), len(methods), squeeze=False, sharey=True)
+    for row, order in enumerate(orders):
+        for col, method in enumerate(methods):
+            axes[row][col].set_title(f"{method} · {order}")
+            _plot_curves(axes[row][col], matrices.get((method, order)), colors)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy (%)")
+    for ax in axes[-1]:
+        ax.set_xlabel("after training on")
+    handles = [Line2D([], [], color=c, marker="o") for c in colors.values()]
+    fig.legend(handles, list(colors), title="task", loc="outside right upper")
+    fig.suptitle("Accuracy on each task over the training sequence (★ = step that trains it)")
+    _save_figure(fig, out_png, out_pdf)
+
+
+# --------------------------------------------------------------------------- run summaries
+
+
+@_styled
+def plot_aa_bwt(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: PathLike) -> None:
+    """Grouped AA and BWT bars per method, mean ± std over all its runs (orders and seeds)."""
+    runs = load_runs(summary_jsons)
+    stats = runs.groupby("method", sort=False)[["aa", "bwt"]].agg(["mean", "std"])
+    positions = np.arange(len(stats.index))
+    width = 0.38
+    fig = Figure(figsize=(1.3 * len(positions) + 3.0, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for offset, (key, label) in zip((-0.5, 0.5), (("aa", "AA"), ("bwt", "BWT"))):
+        means, stds = stats[(key, "mean")], stats[(key, "std")].fillna(0.0)
+        bars = ax.bar(positions + offset * width, means, width, yerr=stds, capsize=3, label=label)
+        ax.bar_label(bars, labels=[_fmt(v) for v in means], padding=2, fontsize=8)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(positions, list(stats.index), rotation=30, ha="right", rotation_mode="anchor")
+    ax.set(xlabel="method", ylabel="percent")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    ax.set_title(
+        "Average accuracy (AA) and backward transfer (BWT)\nmean ± std over orders and seeds"
+    )
+    _save_figure(fig, out_png, out_pdf)
+
+
+def _fmt(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.1f}"
+
+
+def _mean_curve(method: str, curves: Sequence[Sequence[float | None]]) -> np.ndarray:
+    """Step-wise mean of a method's general-ability curves, which must share one length."""
+    lengths = {len(curve) for curve in curves}
+    if len(lengths) != 1:
+        raise ValueError(f"{method}: runs have different numbers of steps {sorted(lengths)}")
+    return np.nanmean(np.array(curves, dtype=float), axis=0)
+
+
+@_styled
+def plot_general_retention(
+    summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: PathLike
+) -> None:
+    """General-ability accuracy from the base model through each step, mean over runs."""
+    runs = load_runs(summary_jsons)
+    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
+    ax = fig.subplots()
+    longest = 0
+    for method, group in runs.groupby("method", sort=False):
+        curve = _mean_curve(method, group["general_curve"].tolist())
+        retention = group["general_retention"].mean()
+        note = "n/a" if math.isnan(retention) else f"{retention:.1f}%"
+        ax.plot(np.arange(len(curve)), curve, marker="o", label=f"{method} (retention {note})")
+        longest = max(longest, len(curve))
+    ax.set_xticks(np.arange(longest), ["base", *map(str, range(1, longest))])
+    ax.set(xlabel="after training task k", ylabel="general-ability accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("General ability over the sequence (mean over runs)")
+    _save_figure(fig, out_png, out_pdf)
+
+
+# --------------------------------------------------------------------------- training internals
+
+
+def _frozen_fractions(paths: Sequence[PathLike]) -> pd.DataFrame:
+    """Frozen fraction k/r per target (rows) and task step (columns) from train logs."""
+    logs = [read_json(path) for path in paths]
+    targets = _unique(t for log in logs for t in log["ranks"])
+    columns = [f"{log['step']}: {log['task']}" for log in logs]
+    fractions = pd.DataFrame(0.0, index=targets, columns=columns)
+    for path, column, log in zip(paths, columns, logs):
+        for target, frozen in log["frozen_ranks"].items():
+            rank = log["ranks"].get(target, 0)
+            if rank <= 0:
+                raise ValueError(f"{path}: frozen rank for {target!r} without a positive rank")
+            fractions.loc[target, column] = frozen / rank
+    return fractions
+
+
+@_styled
+def plot_frozen_ranks(
+    train_logs: Mapping[str, Sequence[PathLike]], out_png: PathLike, out_pdf: PathLike
+) -> None:
+    """Heatmap of the frozen rank fraction k/r per target and step, one panel per method.
+
+    Methods that never freeze anything (every k is 0) are skipped and named in the title.
+    Panels share the target axis when all methods constrain the same targets.
+    """
+    fractions = {method: _frozen_fractions(paths) for method, paths in train_logs.items()}
+    shown = {m: f for m, f in fractions.items() if f.to_numpy().any()}
+    skipped = [m for m in fractions if m not in shown]
+    n_rows = max((len(f.index) for f in shown.values()), default=1)
+    n_cols = max((len(f.columns) for f in shown.values()), default=1)
+    height = min(max(_RANK_ROW_INCHES * n_rows + 2.5, 4.0), 40.0)
+    fig = Figure(
+        figsize=((0.35 * n_cols + 1.0) * max(len(shown), 1) + 4.5, height), layout="constrained"
+    )
+    title = "Frozen rank fraction k/r per target and task step"
+    if skipped:
+        title += f"\nskipped (nothing frozen): {', '.join(skipped)}"
+    fig.suptitle(title)
+    if not shown:
+        fig.text(0.5, 0.5, "no method froze any rank", ha="center", va="center")
+        _save_figure(fig, out_png, out_pdf)
+        return
+    shared = len({tuple(f.index) for f in shown.values()}) == 1
+    axes = fig.subplots(1, len(shown), squeeze=False, sharey=shared)[0]
+    for ax, (method, frac) in zip(axes, shown.items()):
+        image = _heatmap(
+            ax, frac.to_numpy(), list(frac.index), list(frac.columns),
+            cmap="magma", vmin=0.0, vmax=1.0, fmt="{:.2f}" if n_rows <= 24 else None,
+            max_row_labels=int((height - 2.5) / (0.8 * _RANK_ROW_INCHES)),
+        )  # fmt: skip
+        ax.set(title=method, xlabel="after task step")
+        ax.tick_params(axis="y", labelsize=6 if n_rows > 24 else 9)
+    for ax in axes[1:] if shared else []:
+        ax.tick_params(axis="y", labelleft=False)
+    axes[0].set_ylabel("target")
+    fig.colorbar(image, ax=axes, label="frozen fraction k / r", shrink=min(0.8, 6.0 / height))
+    _save_figure(fig, out_png, out_pdf)
+
+
+def _cache_targets(path: PathLike) -> list[str]:
+    """Targets that have singular values in an SVD cache, in natural order."""
+    with safe_open(str(path), framework="numpy") as cache:
+        names = [key.removesuffix(".S") for key in cache.keys() if key.endswith(".S")]
+    return sorted(names, key=_natural_key)
+
+
+def _spread(names: Sequence[str], n: int) -> list[str]:
+    """``n`` names evenly spaced over ``names`` (first and last included)."""
+    if n < 1 or not names:
+        raise ValueError(f"cannot pick {n} targets from {len(names)}")
+    picks = np.linspace(0, len(names) - 1, min(n, len(names))).round().astype(int)
+    return [names[i] for i in _unique(map(int, picks))]
+
+
+def _read_spectra(path: PathLike, targets: Sequence[str]) -> dict[str, np.ndarray]:
+    """Singular values of ``targets`` from one cache; only the ``.S`` tensors are loaded."""
+    with safe_open(str(path), framework="numpy") as cache:
+        keys = set(cache.keys())
+        missing = [t for t in targets if f"{t}.S" not in keys]
+        if missing:
+            raise ValueError(f"{path}: no singular values for {missing}")
+        return {t: cache.get_tensor(f"{t}.S").astype(np.float64) for t in targets}
+
+
+@_styled
+def plot_singular_spectra(
+    svd_caches: Mapping[str, Sequence[PathLike]],
+    targets: Sequence[str] | int,
+    out_png: PathLike,
+    out_pdf: PathLike,
+) -> None:
+    """Singular values (log scale) per checkpoint: rows are methods, columns targets.
+
+    ``svd_caches[method]`` lists the caches of the base model and after tasks 1..T; an int
+    ``targets`` picks that many targets spread evenly over the first cache's targets.
+    """
+    if isinstance(targets, int):
+        targets = _spread(_cache_targets(next(iter(svd_caches.values()))[0]), targets)
+    n_checkpoints = max(len(paths) for paths in svd_caches.values())
+    # one discrete colour per checkpoint, so the colorbar reads off a line's step exactly
+    cmap = matplotlib.colormaps["viridis"].resampled(n_checkpoints)
+    norm = BoundaryNorm(np.arange(n_checkpoints + 1) - 0.5, n_checkpoints)
+    fig = Figure(
+        figsize=(3.6 * len(targets) + 1.5, 2.9 * len(svd_caches) + 1.0), layout="constrained"
+    )
+    axes = fig.subplots(len(svd_caches), len(targets), squeeze=False)
+    for row, (method, paths) in enumerate(svd_caches.items()):
+        for step, path in enumerate(paths):
+            for col, values in enumerate(_read_spectra(path, targets).values()):
+                index = np.arange(1, len(values) + 1)
+                axes[row][col].semilogy(index, values, color=cmap(norm(step)), linewidth=1.2)
+        axes[row][0].set_ylabel(f"{method}\nsingular value")
+    for col, target in enumerate(targets):
+        axes[0][col].set_title(_wrap_name(target), fontsize=9)
+        axes[-1][col].set_xlabel("index")
+    for ax in axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    colorbar = fig.colorbar(ScalarMappable(norm, cmap), ax=axes, shrink=0.8)
+    colorbar.set_label("checkpoint (0 = base, k = after task k)")
+    colorbar.set_ticks(range(n_checkpoints))
+    fig.suptitle("Singular value spectra across the task sequence")
+    _save_figure(fig, out_png, out_pdf)
+
+
+def draw(name: str, inputs: Mapping, out_png: PathLike, out_pdf: PathLike, spectra_targets: int = 4) -> None:
+    """Draw the pipeline figure ``name`` from its structured inputs (workflow/rules/report.smk)."""
+    if name.startswith("accuracy_matrix_"):
+        method = name.removeprefix("accuracy_matrix_")
+        plot_accuracy_matrices(inputs["matrices"], method, out_png, out_pdf)
+    elif name == "task_curves":
+        plot_task_curves(inputs["matrices"], out_png, out_pdf)
+    elif name == "aa_bwt":
+        plot_aa_bwt(inputs["summaries"], out_png, out_pdf)
+    elif name == "general_retention":
+        plot_general_retention(inputs["summaries"], out_png, out_pdf)
+    elif name == "frozen_ranks":
+        plot_frozen_ranks(inputs["train_logs"], out_png, out_pdf)
+    elif name == "singular_spectra":
+        plot_singular_spectra(inputs["svd_caches"], spectra_targets, out_png, out_pdf)
+    else:
+        raise ValueError(f"unknown figure {name!r}")

@@ -1,0 +1,294 @@
+"""Continual-learning metrics from the accuracy matrix (BENCHMARKS.md section 6).
+
+The accuracy matrix ``R`` is a DataFrame whose index (named ``after``) holds the checkpoint a row
+was measured on -- ``base`` (before any continual training) and then one label per training task,
+in training order -- and whose columns are the tasks in the same order. ``R.loc[a, t]`` is the
+accuracy in percent on task ``t`` after training through task ``a``. Every stage that needs the
+matrix (CLI, tables, figures) goes through this module, so the definitions live in one place.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from asvd.io import read_json, write_json, write_text
+
+BASE_ROW = "base"
+INDEX_NAME = "after"
+GENERAL = "general"
+_OLORA_PREFIX = "predict_exact_match_for_"
+_OLORA_STEP_DIR = re.compile(r"^(\d+)-(.+)$")
+
+
+# --------------------------------------------------------------------------- building the matrix
+
+
+def _eval_names(tasks: Sequence[str]) -> list[str]:
+    """Default human-readable names of the evals, used only in error messages."""
+    return ["base eval", *(f"eval after task {task!r}" for task in tasks)]
+
+
+def _score(eval_: dict, name: str, source: str) -> dict:
+    """Return the score record ``name`` of an eval, or say which eval lacks it."""
+    try:
+        return eval_["scores"][name]
+    except (KeyError, TypeError):
+        raise ValueError(f"{source}: no score for {name!r}") from None
+
+
+def accuracy_matrix(
+    base_eval: dict,
+    step_evals: list[dict],
+    tasks: list[str],
+    *,
+    sources: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Assemble ``R`` from the base eval and one eval per training step.
+
+    ``sources`` names the evals (e.g. their file paths) in error messages; by default they are
+    called "base eval" and "eval after task ...".
+    """
+    if len(step_evals) != len(tasks):
+        raise ValueError(f"{len(tasks)} tasks but {len(step_evals)} step evals")
+    sources = list(sources) if sources is not None else _eval_names(tasks)
+    evals = [base_eval, *step_evals]
+    rows = [
+        [float(_score(eval_, task, source)["accuracy"]) for task in tasks]
+        for eval_, source in zip(evals, sources)
+    ]
+    index = pd.Index([BASE_ROW, *tasks], name=INDEX_NAME)
+    return pd.DataFrame(rows, index=index, columns=list(tasks))
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _none_if_nan(value: float | None) -> float | None:
+    """JSON has no NaN; undefined metrics (e.g. BWT with one task) are stored as null."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _split_matrix(matrix: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray]:
+    """Return (base row or None, T x T array of the rows after each task).
+
+    A matrix without a ``base`` row is accepted because O-LoRA publishes only the rows after
+    training steps; metrics that need the base row are then undefined.
+    """
+    tasks = list(matrix.columns)
+    labels = list(matrix.index)
+    first_step = 1 if labels[:1] == [BASE_ROW] else 0
+    if labels[first_step:] != tasks:
+        raise ValueError(
+            f"accuracy matrix rows {labels} do not match "
+            f"[{BASE_ROW!r} (optional), *tasks] with tasks {tasks}"
+        )
+    values = matrix.to_numpy(dtype=float)
+    return (values[0] if first_step else None), values[first_step:]
+
+
+def cl_metrics(matrix: pd.DataFrame) -> dict[str, float | None]:
+    """AA, BWT, FWT, forgetting and learning accuracy of ``R``, all in percent.
+
+    With rows 1..T the states after each task and row 0 the base model (BENCHMARKS.md 6):
+
+    - ``aa`` = mean_j R[T][j]; ``learning_accuracy`` = mean_j R[j][j].
+    - ``bwt`` = mean_{j<T} (R[T][j] - R[j][j]).
+    - ``fwt`` = mean_{j>1} (R[j-1][j] - R[0][j]); None without a base row.
+    - ``forgetting`` = mean_{j<T} (max_{1<=i<T} R[i][j] - R[T][j]). The max runs over rows
+      1..T-1 only, as in Chaudhry et al. (2018): forgetting is measured against what continual
+      training reached, not against the base model, which was never trained on task j. Rows
+      before task j was learned are included (also as in Chaudhry); missing (NaN) entries, as
+      in O-LoRA's published results, are ignored by the max.
+
+    BWT, FWT and forgetting are undefined (None) for a single task.
+    """
+    base, steps = _split_matrix(matrix)
+    n_tasks = steps.shape[0]
+    final = steps[-1]
+    diagonal = np.diag(steps)
+    metrics: dict[str, float | None] = {
+        "aa": float(np.mean(final)),
+        "bwt": None,
+        "fwt": None,
+        "forgetting": None,
+        "learning_accuracy": float(np.mean(diagonal)),
+    }
+    if n_tasks > 1:
+        metrics["bwt"] = float(np.mean(final[:-1] - diagonal[:-1]))
+        best_before_last = np.fmax.reduce(steps[:-1, :-1], axis=0)  # ignores NaN
+        metrics["forgetting"] = float(np.mean(best_before_last - final[:-1]))
+        if base is not None:
+            zero_shot = steps[np.arange(n_tasks - 1), np.arange(1, n_tasks)]
+            metrics["fwt"] = float(np.mean(zero_shot - base[1:]))
+    return {key: _none_if_nan(value) for key, value in metrics.items()}
+
+
+# --------------------------------------------------------------------------- CSV format
+
+
+def _check_matrix(matrix: pd.DataFrame, source: str | os.PathLike) -> None:
+    """Enforce the fixed CSV layout (rows base, tasks...; finite percents) before write or use."""
+    tasks = list(matrix.columns)
+    if not tasks:
+        raise ValueError(f"{source}: accuracy matrix has no task columns")
+    if len(set(tasks)) != len(tasks):
+        raise ValueError(f"{source}: duplicate task columns {tasks}")
+    expected = [BASE_ROW, *tasks]
+    if list(matrix.index) != expected:
+        raise ValueError(f"{source}: rows {list(matrix.index)} should be {expected}")
+    values = matrix.to_numpy(dtype=float)
+    if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 100:
+        raise ValueError(f"{source}: accuracies must be finite percentages in [0, 100]")
+
+
+def _parse_cell(text: str, path: str | os.PathLike, line: int) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{path}:{line}: {text!r} is not a number") from None
+
+
+def read_accuracy_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate an accuracy-matrix CSV (header ``after,<tasks>``, rows base, tasks)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.reader(handle) if row]
+    if not rows:
+        raise ValueError(f"{path}: empty file, expected header '{INDEX_NAME},<task1>,...'")
+    header, body = rows[0], rows[1:]
+    if header[0] != INDEX_NAME:
+        raise ValueError(f"{path}:1: first header column is {header[0]!r}, expected {INDEX_NAME!r}")
+    for line, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise ValueError(f"{path}:{line}: {len(row)} fields, header has {len(header)}")
+    values = [
+        [_parse_cell(cell, path, line) for cell in row[1:]]
+        for line, row in enumerate(body, start=2)
+    ]
+    index = pd.Index([row[0] for row in body], name=INDEX_NAME)
+    matrix = pd.DataFrame(values, index=index, columns=header[1:], dtype=float)
+    _check_matrix(matrix, path)
+    return matrix
+
+
+def write_accuracy_csv(matrix: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Validate ``matrix`` and write it atomically in the fixed CSV layout."""
+    _check_matrix(matrix, path)
+    frame = matrix.copy()
+    frame.index.name = INDEX_NAME
+    write_text(path, frame.to_csv(lineterminator="\n"))
+
+
+# --------------------------------------------------------------------------- run summaries
+
+
+def _accuracy(eval_: dict, name: str, source: str) -> float:
+    return float(_score(eval_, name, source)["accuracy"])
+
+
+def _micro_accuracy(final_eval: dict, tasks: Sequence[str], source: str) -> float:
+    """Pooled correct/total over the tasks: O-LoRA's headline number, reported beside AA."""
+    records = [_score(final_eval, task, source) for task in tasks]
+    total = sum(int(r["total"]) for r in records)
+    if total == 0:
+        raise ValueError(f"{source}: no test samples in tasks {list(tasks)}")
+    return 100.0 * sum(int(r["correct"]) for r in records) / total
+
+
+def _general_summary(evals: Sequence[dict], sources: Sequence[str]) -> dict[str, Any]:
+    """General-ability accuracy before, during and after the sequence, and its retention."""
+    base, *per_step = [_accuracy(e, GENERAL, s) for e, s in zip(evals, sources)]
+    final = per_step[-1]
+    return {
+        "base": base,
+        "per_step": per_step,
+        "final": final,
+        "retention": 100.0 * final / base if base else None,
+    }
+
+
+def summarise_run(
+    base_eval: dict,
+    step_evals: list[dict],
+    tasks: list[str],
+    meta: dict,
+    *,
+    sources: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """Accuracy matrix and summary dict (meta + CL metrics + micro accuracy + general ability)."""
+    sources = list(sources) if sources is not None else _eval_names(tasks)
+    matrix = accuracy_matrix(base_eval, step_evals, tasks, sources=sources)
+    evals = [base_eval, *step_evals]
+    summary = {
+        **meta,
+        **cl_metrics(matrix),
+        "micro_accuracy": _micro_accuracy(step_evals[-1], tasks, sources[-1]),
+        "general": _general_summary(evals, sources),
+        "tasks": list(tasks),
+    }
+    return matrix, summary
+
+
+def collect_run(
+    base_eval_path: str | os.PathLike,
+    step_eval_paths: Sequence[str | os.PathLike],
+    tasks: list[str],
+    matrix_csv: str | os.PathLike,
+    summary_json: str | os.PathLike,
+    meta: dict,
+) -> dict:
+    """Read a run's ``eval.json`` files and write its accuracy matrix and summary atomically."""
+    paths = [base_eval_path, *step_eval_paths]
+    base_eval, *step_evals = [read_json(p) for p in paths]
+    matrix, summary = summarise_run(
+        base_eval, step_evals, tasks, meta, sources=[str(p) for p in paths]
+    )
+    write_accuracy_csv(matrix, matrix_csv)
+    write_json(summary_json, summary)
+    return summary
+
+
+# --------------------------------------------------------------------------- O-LoRA results
+
+
+def _olora_steps(outputs: Path) -> list[tuple[str, Path]]:
+    """(task, all_results.json) per step, ordered by the 1-based step in ``<k>-<task>``."""
+    steps = {}
+    for entry in outputs.iterdir():
+        match = _OLORA_STEP_DIR.match(entry.name)
+        if entry.is_dir() and match:
+            steps[int(match.group(1))] = (match.group(2), entry / "all_results.json")
+    if sorted(steps) != list(range(1, len(steps) + 1)):
+        raise ValueError(f"{outputs}: step directories {sorted(steps)} are not 1..T")
+    return [steps[k] for k in sorted(steps)]
+
+
+def read_olora_results(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Accuracy matrix (steps 1..T, no base row) from O-LoRA's published per-step results.
+
+    Entries for tasks not yet seen at a step are NaN; O-LoRA does not evaluate them. A step
+    whose file holds no predictions at all (published runs have such steps, e.g. SeqLoRA order 1
+    step 3) gives a NaN row; a step that has predictions but lacks a seen task is an error.
+    """
+    steps = _olora_steps(Path(run_dir) / "outputs")
+    tasks = [task for task, _ in steps]
+    matrix = pd.DataFrame(
+        np.nan, index=pd.Index(tasks, name=INDEX_NAME), columns=tasks, dtype=float
+    )
+    for k, (task, results_path) in enumerate(steps, start=1):
+        results = read_json(results_path)
+        if not any(key.startswith(_OLORA_PREFIX) for key in results):
+            continue
+        for seen in tasks[:k]:
+            key = _OLORA_PREFIX + seen
+            if key not in results:
+                raise ValueError(f"{results_path}: missing {key!r}")
+            matrix.loc[task, seen] = float(results[key])
+    return matrix

@@ -1,0 +1,123 @@
+"""Models: build the embedded default's tokenizer and T5, load and save checkpoints, find targets.
+
+Checkpoints are plain Hugging Face directories (``config.json``, ``model.safetensors``, tokenizer
+files) so any user can ``from_pretrained`` them; they are written atomically.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    BartConfig,
+    BartForConditionalGeneration,
+    PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
+)
+
+from asvd.io import atomic_dir
+
+SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
+
+# METHOD.md section 2: the matrices the reference implementations decompose, per model family.
+AUTO_TARGETS = {
+    "t5": [r"SelfAttention\.(q|k|v|o)$", r"DenseReluDense\.(wi|wi_0|wi_1|wo)$"],
+    "mt5": [r"SelfAttention\.(q|k|v|o)$", r"DenseReluDense\.(wi|wi_0|wi_1|wo)$"],
+    "llama": [r"self_attn\.(q|k|v|o)_proj$", r"mlp\.(gate|up|down)_proj$"],
+    "mistral": [r"self_attn\.(q|k|v|o)_proj$", r"mlp\.(gate|up|down)_proj$"],
+    "qwen2": [r"self_attn\.(q|k|v|o)_proj$", r"mlp\.(gate|up|down)_proj$"],
+    "bert": [r"attention\.self\.(query|key|value)$", r"attention\.output\.dense$",
+             r"intermediate\.dense$", r"layer\.\d+\.output\.dense$"],
+    "bart": [r"self_attn\.(q|k|v|out)_proj$", r"fc1$", r"fc2$"],
+    "gpt2": [r"attn\.c_attn$", r"attn\.c_proj$", r"mlp\.c_fc$", r"mlp\.c_proj$"],
+}
+
+
+def build_word_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over the given texts (the embedded default needs no hub download)."""
+    pre = pre_tokenizers.Whitespace()
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    for text in texts:
+        for word, _ in pre.pre_tokenize_str(text):
+            vocab.setdefault(word, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre
+    backend.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", vocab["</s>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def build_seq2seq(tokenizer: PreTrainedTokenizerFast, family: str, architecture: Mapping, seed: int):
+    """A randomly initialised seq2seq model (``t5`` or ``bart``) sized by config, seeded.
+
+    T5 has only relative positions in self-attention, which a tiny model from scratch learns
+    slowly; BART's learned absolute positions make position-based skills quick to learn.
+    """
+    torch.manual_seed(seed)
+    special = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+               "eos_token_id": tokenizer.eos_token_id}
+    if family == "t5":
+        return T5ForConditionalGeneration(
+            T5Config(decoder_start_token_id=tokenizer.pad_token_id, **special, **architecture))
+    if family == "bart":
+        return BartForConditionalGeneration(BartConfig(
+            bos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id,
+            forced_bos_token_id=None, forced_eos_token_id=tokenizer.eos_token_id,
+            **special, **architecture))
+    raise ValueError(f"base_model.family: unknown family {family!r} (expected t5 or bart)")
+
+
+def load_checkpoint(path: str | Path):
+    """Load ``(model, tokenizer)`` from a checkpoint directory or hub id, in fp32."""
+    model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return model, tokenizer
+
+
+def save_checkpoint(model, tokenizer, path: str | Path) -> None:
+    """Write a ``from_pretrained``-loadable safetensors checkpoint atomically."""
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+
+def resolve_target_patterns(model, targets: str | Sequence[str]) -> list[str]:
+    """Module-name regexes for ``targets``; the entry ``auto`` expands to the model family's."""
+    patterns = []
+    for entry in [targets] if isinstance(targets, str) else list(targets):
+        if entry != "auto":
+            patterns.append(entry)
+            continue
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        if model_type not in AUTO_TARGETS:
+            raise ValueError(
+                f"target_modules: 'auto' does not know model type {model_type!r}; "
+                f"give module-name patterns (known: {sorted(AUTO_TARGETS)})"
+            )
+        patterns.extend(AUTO_TARGETS[model_type])
+    return patterns
+
+
+def find_targets(model: torch.nn.Module, targets: str | Sequence[str] = "auto") -> dict[str, torch.nn.Module]:
+    """Modules whose name matches a target pattern and that hold a 2-D ``weight``, in model order."""
+    patterns = [re.compile(p) for p in resolve_target_patterns(model, targets)]
+    found = {
+        name: module
+        for name, module in model.named_modules()
+        if any(p.search(name) for p in patterns)
+        and isinstance(getattr(module, "weight", None), torch.Tensor)
+        and module.weight.dim() == 2
+    }
+    if not found:
+        raise ValueError(f"target_modules: no 2-D weight matches {[p.pattern for p in patterns]}")
+    return found

@@ -1,0 +1,137 @@
+"""Rank rules: how many top singular directions of each target are frozen (METHOD.md section 3).
+
+Every rule maps ``{target name: (d_out, d_in)}`` (plus, for ``Importance``, per-target importance
+scores) to ``{target name: k}`` with k clamped to [0, r - 1], r = min(d_out, d_in); k = 0 means
+the target is not constrained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+Shapes = Mapping[str, tuple[int, int]]
+
+
+def clamp_rank(k: int, shape: tuple[int, int]) -> int:
+    """Clamp a frozen count to [0, r - 1] so at least one direction always stays trainable."""
+    return max(0, min(int(k), min(shape) - 1))
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """Same unfrozen fraction everywhere: k = floor(r * (1 - unfreeze)); unfreeze=1 is plain FT."""
+
+    unfreeze: float = 0.25
+    needs_importance = False
+
+    def __post_init__(self):
+        if not 0.0 <= self.unfreeze <= 1.0:
+            raise ValueError(f"rank rule uniform: unfreeze must be in [0, 1], got {self.unfreeze}")
+
+    def frozen_ranks(self, shapes: Shapes, importance=None) -> dict[str, int]:
+        # round() guards against 1 - 0.8 = 0.19999... flooring one direction away.
+        return {
+            name: clamp_rank(math.floor(round(min(s) * (1.0 - self.unfreeze), 9)), s)
+            for name, s in shapes.items()
+        }
+
+
+@dataclass(frozen=True)
+class Importance:
+    """The paper's adaptive rule: r_l = mrr + I_l / mean(I) * (trr - mrr), k_l = floor(r_l * r)."""
+
+    mrr: float = 0.1
+    trr: float = 0.8
+    samples: int = 128
+    needs_importance = True
+
+    def __post_init__(self):
+        if not 0.0 <= self.mrr <= self.trr <= 1.0:
+            raise ValueError(
+                f"rank rule importance: need 0 <= mrr <= trr <= 1, got mrr={self.mrr}, trr={self.trr}"
+            )
+        if self.samples < 1:
+            raise ValueError(f"rank rule importance: samples must be >= 1, got {self.samples}")
+
+    def retention_ratios(self, importance: Mapping[str, float]) -> dict[str, float]:
+        mean = sum(importance.values()) / len(importance)
+        if mean == 0 or not math.isfinite(mean):
+            raise ValueError(f"rank rule importance: mean importance is {mean}; cannot normalise")
+        return {
+            name: self.mrr + (value / mean) * (self.trr - self.mrr)
+            for name, value in importance.items()
+        }
+
+    def frozen_ranks(self, shapes: Shapes, importance=None) -> dict[str, int]:
+        if importance is None:
+            raise ValueError("rank rule importance needs importance scores for every target")
+        missing = sorted(set(shapes) - set(importance))
+        if missing:
+            raise ValueError(f"rank rule importance: no importance score for {missing[:3]}")
+        ratios = self.retention_ratios({name: importance[name] for name in shapes})
+        return {
+            name: clamp_rank(math.floor(ratios[name] * min(s)), s) for name, s in shapes.items()
+        }
+
+
+@dataclass(frozen=True)
+class Linear:
+    """The released T5 script: k = floor(max(d_out, d_in) * step * (task - 1)), clamped.
+
+    It uses max(), so wide FFN matrices freeze completely after a few tasks; kept faithfully.
+    """
+
+    task: int
+    step: float = 0.07
+    needs_importance = False
+
+    def frozen_ranks(self, shapes: Shapes, importance=None) -> dict[str, int]:
+        ratio = self.step * (self.task - 1)
+        return {name: clamp_rank(math.floor(max(s) * ratio), s) for name, s in shapes.items()}
+
+
+@dataclass(frozen=True)
+class Progressive:
+    """peft's schedule: k = floor(r * (task - 1) / tasks)."""
+
+    task: int
+    tasks: int
+    needs_importance = False
+
+    def frozen_ranks(self, shapes: Shapes, importance=None) -> dict[str, int]:
+        return {
+            name: clamp_rank(math.floor(min(s) * (self.task - 1) / self.tasks), s)
+            for name, s in shapes.items()
+        }
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """Explicit frozen counts per target (missing targets are left unconstrained)."""
+
+    ranks: Mapping[str, int] = field(default_factory=dict)
+    needs_importance = False
+
+    def frozen_ranks(self, shapes: Shapes, importance=None) -> dict[str, int]:
+        return {name: clamp_rank(self.ranks.get(name, 0), s) for name, s in shapes.items()}
+
+
+def from_config(spec: Mapping, task: int, tasks: int):
+    """Build a rank rule from its config block ``{name: ..., <parameters>}`` for 1-based ``task``."""
+    params = {key: value for key, value in spec.items() if key not in {"name", "first_task"}}
+    name = spec.get("name")
+    if name == "uniform":
+        return Uniform(**params)
+    if name == "importance":
+        return Importance(**params)
+    if name == "linear":
+        return Linear(task=task, **params)
+    if name == "progressive":
+        return Progressive(task=task, tasks=tasks, **params)
+    if name == "fixed":
+        return Fixed(**params)
+    raise ValueError(
+        f"rank_rule.name: unknown rule {name!r} (expected uniform, importance, linear, progressive, fixed)"
+    )

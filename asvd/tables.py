@@ -1,0 +1,149 @@
+"""Results tables: mean ± std over seeds per (method, order), plus a per-method average.
+
+Inputs are the per-run ``summary.json`` files written by :func:`asvd.metrics.collect_run`.
+The CSV keeps numbers (``<metric>_mean``, ``<metric>_std``) for further processing; Markdown and
+LaTeX show formatted ``mean ± std`` cells for reading and for the report. Column ``n`` counts the
+seeds of a (method, order) row and the orders of an ``average`` row.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+import pandas as pd
+from pandas.api.typing import DataFrameGroupBy
+
+from asvd.io import read_json, write_text
+
+AVERAGE_ORDER = "average"
+
+# summary key path -> column label; the order here is the table's column order
+METRICS: dict[tuple[str, ...], str] = {
+    ("aa",): "AA",
+    ("bwt",): "BWT",
+    ("fwt",): "FWT",
+    ("forgetting",): "Forgetting",
+    ("learning_accuracy",): "LA",
+    ("micro_accuracy",): "Micro acc.",
+    ("general", "retention"): "Gen. retention",
+}
+
+
+def metric_key(path: tuple[str, ...]) -> str:
+    """Flat column name of a (possibly nested) summary key, e.g. ``general_retention``."""
+    return "_".join(path)
+
+
+def _lookup(summary: dict, path: tuple[str, ...], source: str | os.PathLike) -> float:
+    """Value at ``path`` as float; None (undefined metric) becomes NaN so pandas skips it."""
+    value: object = summary
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            raise ValueError(f"{source}: summary lacks {'.'.join(path)!r}")
+        value = value[key]
+    return math.nan if value is None else float(value)
+
+
+def _run_record(summary: dict, source: str | os.PathLike) -> dict:
+    for key in ("method", "order"):
+        if key not in summary:
+            raise ValueError(f"{source}: summary lacks {key!r}")
+    general = summary.get("general") or {}
+    return {
+        "method": str(summary["method"]),
+        "order": str(summary["order"]),
+        "seed": summary.get("seed"),
+        **{metric_key(path): _lookup(summary, path, source) for path in METRICS},
+        "general_curve": [general.get("base"), *general.get("per_step", [])],
+    }
+
+
+def load_runs(summary_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One row per run summary, in the order given (which fixes the method order everywhere)."""
+    if not summary_paths:
+        raise ValueError("no run summaries given")
+    return pd.DataFrame([_run_record(read_json(p), p) for p in summary_paths])
+
+
+def _stats(groups: DataFrameGroupBy) -> pd.DataFrame:
+    """Mean, sample std (NaN for one member) and member count of every metric per group."""
+    columns = [metric_key(path) for path in METRICS]
+    stats = groups[columns].agg(["mean", "std"])
+    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    stats.insert(0, "n", groups.size())
+    return stats
+
+
+def aggregate_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, order) mean ± std over seeds, then one ``average`` row per method.
+
+    The average row is the mean over orders of the per-order means (the papers' "avg" column);
+    its std is the spread of those order means and its ``n`` the number of orders.
+    """
+    per_order = _stats(runs.groupby(["method", "order"], sort=False)).reset_index()
+    order_means = per_order[["method", "order"] + [metric_key(p) + "_mean" for p in METRICS]]
+    order_means = order_means.rename(columns=lambda c: c.removesuffix("_mean"))
+    average = _stats(order_means.groupby("method", sort=False)).reset_index()
+    average.insert(1, "order", AVERAGE_ORDER)
+    blocks = [
+        pd.concat([per_order[per_order["method"] == method], average[average["method"] == method]])
+        for method in runs["method"].unique()
+    ]
+    return pd.concat(blocks, ignore_index=True)
+
+
+def _cell(mean: float, std: float, plus_minus: str, missing: str) -> str:
+    if math.isnan(mean):
+        return missing
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f}{plus_minus}{std:.2f}"
+
+
+def display_table(stats: pd.DataFrame, plus_minus: str = " ± ", missing: str = "–") -> pd.DataFrame:
+    """Human-readable table: one ``mean ± std`` string column per metric.
+
+    ``missing`` marks undefined metrics (e.g. FWT without a base row).
+    """
+    table = pd.DataFrame(
+        {"Method": stats["method"], "Order": stats["order"], "n": stats["n"].astype(int)}
+    )
+    for path, label in METRICS.items():
+        key = metric_key(path)
+        table[label] = [
+            _cell(m, s, plus_minus, missing)
+            for m, s in zip(stats[f"{key}_mean"], stats[f"{key}_std"])
+        ]
+    return table
+
+
+_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\^{}"}
+
+
+def _latex_escape(text: str) -> str:
+    """Escape LaTeX specials in labels; cells are escaped before ``$\\pm$`` is inserted."""
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+
+
+def _to_latex(stats: pd.DataFrame) -> str:
+    table = display_table(stats, plus_minus=" $\\pm$ ", missing="--")
+    for column in ("Method", "Order"):
+        table[column] = table[column].map(_latex_escape)
+    table.columns = [_latex_escape(c) for c in table.columns]
+    return table.to_latex(
+        index=False, escape=False, column_format="ll" + "r" * (table.shape[1] - 2)
+    )
+
+
+def write_summary_tables(
+    summary_paths: Sequence[str | os.PathLike],
+    out_csv: str | os.PathLike,
+    out_md: str | os.PathLike,
+    out_tex: str | os.PathLike,
+) -> pd.DataFrame:
+    """Aggregate run summaries and write the CSV, Markdown and LaTeX tables atomically."""
+    stats = aggregate_runs(load_runs(summary_paths))
+    write_text(out_csv, stats.to_csv(index=False, lineterminator="\n"))
+    write_text(out_md, display_table(stats).to_markdown(index=False) + "\n")
+    write_text(out_tex, _to_latex(stats))
+    return stats

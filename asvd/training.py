@@ -1,0 +1,204 @@
+"""Training: the base model on the general mixture, and one continual task with or without the
+subspace constraint. One loop serves both; the constraint only wraps the optimizer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from asvd import ranks
+from asvd.constraint import OrthogonalSubspace
+from asvd.data import load_records
+from asvd.importance import importance_scores
+from asvd.io import write_json
+from asvd.models import build_seq2seq, build_word_tokenizer, find_targets, load_checkpoint, save_checkpoint
+from asvd.svd import cached_svd
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation hyper-parameters (config block ``train`` or ``base_model.train``)."""
+
+    epochs: float = 1.0
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    max_source_length: int = 128
+    max_target_length: int = 16
+    log_every: int = 10
+
+    @classmethod
+    def from_config(cls, block: Mapping) -> "TrainSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(block) - known)
+        if unknown:
+            raise ValueError(f"train: unknown keys {unknown} (known: {sorted(known)})")
+        return cls(**block)
+
+
+def encode(tokenizer, records: Sequence[Mapping], settings: TrainSettings) -> dict[str, torch.Tensor]:
+    """Tokenise inputs and targets once; label padding becomes -100 so it carries no loss."""
+    source = tokenizer([r["input"] for r in records], padding=True, truncation=True,
+                       max_length=settings.max_source_length, return_tensors="pt")
+    target = tokenizer([r["target"] for r in records], padding=True, truncation=True,
+                       max_length=settings.max_target_length, return_tensors="pt")
+    labels = target["input_ids"].masked_fill(target["attention_mask"] == 0, -100)
+    return {"input_ids": source["input_ids"], "attention_mask": source["attention_mask"], "labels": labels}
+
+
+def _trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop all-padding columns so a batch costs what its longest example needs."""
+    src = int(batch["attention_mask"].sum(1).max())
+    tgt = int((batch["labels"] != -100).sum(1).max())
+    return {"input_ids": batch["input_ids"][:, :src], "attention_mask": batch["attention_mask"][:, :src],
+            "labels": batch["labels"][:, :tgt]}
+
+
+def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings, seed: int,
+          constraint: OrthogonalSubspace | None = None, trainable=None, desc: str = "train") -> dict:
+    """Train ``model`` on ``records``; return the log (loss curve, steps, seconds, violation).
+
+    ``trainable`` restricts which parameters the optimizer updates (default: all).
+    """
+    torch.manual_seed(seed)
+    data = encode(tokenizer, records, settings)
+    count = len(records)
+    steps_per_epoch = math.ceil(count / settings.batch_size)
+    total_steps = max(1, math.ceil(settings.epochs * steps_per_epoch))
+    params = [p for p in (trainable if trainable is not None else model.parameters()) if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=settings.lr,
+    )
+    if constraint is not None:
+        constraint.wrap(optimizer)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(settings.warmup_ratio * total_steps), total_steps
+    )
+    generator = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    model.train()
+    started = time.perf_counter()
+    order = torch.empty(0, dtype=torch.long)
+    for step in tqdm(range(total_steps), desc=desc, mininterval=5):
+        if len(order) < settings.batch_size:
+            order = torch.cat([order, torch.randperm(count, generator=generator)])
+        index, order = order[: settings.batch_size], order[settings.batch_size:]
+        batch = _trim({key: value[index] for key, value in data.items()})
+        loss = model(**batch).loss
+        loss.backward()
+        if settings.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss))
+        if step % settings.log_every == 0:
+            log.info("%s step %d/%d loss %.4f", desc, step + 1, total_steps, losses[-1])
+    if constraint is not None:
+        constraint.remove()
+    model.eval()
+    return {
+        "steps": total_steps,
+        "examples": count,
+        "seconds": round(time.perf_counter() - started, 3),
+        "loss": losses,
+        "final_loss": sum(losses[-settings.log_every:]) / len(losses[-settings.log_every:]),
+    }
+
+
+def train_base_model(general_train: str | Path, vocabulary_files: Sequence[str | Path],
+                     family: str, architecture: Mapping, settings: Mapping, seed: int,
+                     out_dir: str | Path, log_json: str | Path) -> dict:
+    """Build the embedded default's tokenizer and T5 and pretrain them on the general mixture."""
+    texts = [text for path in vocabulary_files for r in load_records(path) for text in (r["input"], r["target"])]
+    tokenizer = build_word_tokenizer(texts)
+    model = build_seq2seq(tokenizer, family, architecture, seed)
+    records = load_records(general_train)
+    result = train(model, tokenizer, records, TrainSettings.from_config(settings), seed, desc="base")
+    result.update({"vocab_size": len(tokenizer), "parameters": sum(p.numel() for p in model.parameters())})
+    save_checkpoint(model, tokenizer, out_dir)
+    write_json(log_json, result)
+    return result
+
+
+def _importance_batches(tokenizer, records: Sequence[Mapping], settings: TrainSettings, count: int, seed: int):
+    """``count`` seeded samples, one per batch, unpadded (see asvd.importance)."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(records), generator=generator)[:count].tolist()
+    for i in chosen:
+        yield _trim(encode(tokenizer, [records[i]], settings))
+
+
+def build_constraint(model, tokenizer, method: Mapping, task_index: int, task_count: int,
+                     svd_path: str | Path | None, importance_records: Sequence[Mapping] | None,
+                     settings: TrainSettings, seed: int) -> OrthogonalSubspace | None:
+    """The constraint a method's config asks for on this task, or None for plain fine-tuning."""
+    spec = method.get("rank_rule")
+    if spec is None:
+        return None
+    if task_index == 1 and spec.get("first_task", "constrained") == "full":
+        return None
+    rule = ranks.from_config(spec, task=task_index, tasks=task_count)
+    targets = method.get("target_modules", "auto")
+    modules = find_targets(model, targets)
+    importance = None
+    if rule.needs_importance:
+        batches = _importance_batches(tokenizer, importance_records, settings, rule.samples, seed)
+        importance = importance_scores(model, modules, batches)
+    svd = cached_svd(svd_path, model, modules)
+    return OrthogonalSubspace(model, targets=targets, rank_rule=rule,
+                              projection=method.get("projection", "two_sided"), svd=svd,
+                              importance=importance)
+
+
+def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_file: str | Path,
+                  previous_train_file: str | Path | None, method: Mapping, settings: Mapping,
+                  task: str, task_index: int, task_count: int, seed: int,
+                  out_dir: str | Path, log_json: str | Path) -> dict:
+    """Train one task of a sequence from the previous checkpoint; write checkpoint and log.
+
+    Importance (if the rank rule needs it) uses the previous task's training samples; the first
+    task uses its own samples (METHOD.md s3.1).
+    """
+    train_settings = TrainSettings.from_config(settings)
+    model, tokenizer = load_checkpoint(checkpoint)
+    records = load_records(train_file)
+    importance_records = load_records(previous_train_file) if previous_train_file else records
+    constraint = build_constraint(model, tokenizer, method, task_index, task_count, svd_path,
+                                  importance_records, train_settings, seed)
+    targets = find_targets(model, method.get("target_modules", "auto"))
+    if not method.get("train_other_params", True):
+        target_weights = {id(m.weight) for m in targets.values()}
+        for param in model.parameters():
+            param.requires_grad_(id(param) in target_weights)
+    result = train(model, tokenizer, records, train_settings, seed, constraint=constraint,
+                   desc=f"{task} ({task_index}/{task_count})")
+    result.update({
+        "task": task,
+        "step": task_index,
+        "ranks": {name: min(m.weight.shape) for name, m in targets.items()},
+        "frozen_ranks": constraint.frozen_ranks() if constraint else {name: 0 for name in targets},
+        "max_violation": constraint.max_violation() if constraint else 0.0,
+        "violation": constraint.violations() if constraint else {},
+    })
+    for param in model.parameters():
+        param.requires_grad_(True)
+    save_checkpoint(model, tokenizer, out_dir)
+    write_json(log_json, result)
+    return result

@@ -1,0 +1,366 @@
+"""Metrics, accuracy-matrix CSV format, run summaries, O-LoRA results and the ``metrics`` CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from asvd.cli import main
+from asvd.metrics import (
+    accuracy_matrix,
+    cl_metrics,
+    collect_run,
+    read_accuracy_csv,
+    read_olora_results,
+    summarise_run,
+    write_accuracy_csv,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+OLORA_RESULTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "olora_results"
+TASKS = ["a", "b", "c"]
+
+# Worked example. Rows: base, after a, after b, after c; columns a, b, c.
+#   AA  = (60 + 85 + 95) / 3                     = 80
+#   LA  = (80 + 90 + 95) / 3                     = 88.33
+#   BWT = ((60 - 80) + (85 - 90)) / 2            = -12.5
+#   FWT = ((25 - 20) + (40 - 30)) / 2            = 7.5
+#   Forgetting = ((max(80, 85) - 60) + (max(25, 90) - 85)) / 2 = (25 + 5) / 2 = 15
+# Forgetting differs from -BWT because task a peaked after b, not right after a.
+WORKED = [
+    [10.0, 20.0, 30.0],
+    [80.0, 25.0, 35.0],
+    [85.0, 90.0, 40.0],
+    [60.0, 85.0, 95.0],
+]
+WORKED_METRICS = {"aa": 80.0, "bwt": -12.5, "fwt": 7.5, "forgetting": 15.0}
+
+
+def make_matrix(rows: list[list[float]], tasks: list[str] = TASKS, base: bool = True):
+    labels = ["base", *tasks] if base else list(tasks)
+    return pd.DataFrame(rows, index=pd.Index(labels, name="after"), columns=tasks)
+
+
+def make_eval(accuracies: dict[str, float], total: int = 200) -> dict:
+    """An eval.json-shaped dict whose correct counts match the accuracies."""
+    return {
+        "scores": {
+            name: {"correct": round(acc * total / 100), "total": total, "accuracy": acc}
+            for name, acc in accuracies.items()
+        }
+    }
+
+
+def worked_evals(general: list[float] = (40.0, 39.0, 37.0, 30.0)) -> tuple[dict, list[dict]]:
+    evals = [
+        make_eval({**dict(zip(TASKS, row)), "general": gen}) for row, gen in zip(WORKED, general)
+    ]
+    return evals[0], evals[1:]
+
+
+# --------------------------------------------------------------------------- cl_metrics
+
+
+def test_worked_example():
+    metrics = cl_metrics(make_matrix(WORKED))
+    for key, value in WORKED_METRICS.items():
+        assert metrics[key] == pytest.approx(value)
+    assert metrics["learning_accuracy"] == pytest.approx(265 / 3)
+
+
+def test_forgetting_ignores_base_row():
+    """The max in forgetting runs over rows 1..T-1 (Chaudhry), never the base model."""
+    rows = [row[:] for row in WORKED]
+    rows[0][0] = 99.0
+    assert cl_metrics(make_matrix(rows))["forgetting"] == pytest.approx(15.0)
+
+
+def test_single_task_leaves_transfer_undefined():
+    metrics = cl_metrics(make_matrix([[10.0], [70.0]], tasks=["a"]))
+    assert metrics == {
+        "aa": 70.0, "bwt": None, "fwt": None, "forgetting": None, "learning_accuracy": 70.0,
+    }  # fmt: skip
+
+
+def test_without_base_row_fwt_is_none():
+    metrics = cl_metrics(make_matrix(WORKED[1:], base=False))
+    assert metrics["fwt"] is None
+    assert metrics["aa"] == pytest.approx(80.0)
+    assert metrics["bwt"] == pytest.approx(-12.5)
+    assert metrics["forgetting"] == pytest.approx(15.0)
+
+
+def test_rows_must_follow_tasks():
+    matrix = make_matrix(WORKED).iloc[[0, 2, 1, 3]]
+    with pytest.raises(ValueError, match="do not match"):
+        cl_metrics(matrix)
+
+
+square = st.integers(min_value=1, max_value=6).flatmap(
+    lambda t: arrays(np.float64, (t + 1, t), elements=st.floats(0, 100))
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(square)
+def test_forgetting_bounds_negative_bwt(values):
+    """max_i R[i][j] >= R[j][j], so forgetting >= -BWT for every matrix."""
+    tasks = [f"t{j}" for j in range(values.shape[1])]
+    metrics = cl_metrics(make_matrix(values.tolist(), tasks))
+    if len(tasks) > 1:
+        assert metrics["forgetting"] >= -metrics["bwt"] - 1e-9
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0, 100), min_size=2, max_size=6))
+def test_constant_rows_have_no_transfer(row):
+    """A model that never changes neither forgets nor transfers."""
+    tasks = [f"t{j}" for j in range(len(row))]
+    metrics = cl_metrics(make_matrix([row] * (len(row) + 1), tasks))
+    assert metrics["bwt"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["fwt"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["forgetting"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["aa"] == pytest.approx(float(np.mean(row)))
+    assert metrics["learning_accuracy"] == pytest.approx(float(np.mean(row)))
+
+
+# --------------------------------------------------------------------------- matrix from evals
+
+
+def test_accuracy_matrix_from_evals():
+    base, steps = worked_evals()
+    matrix = accuracy_matrix(base, steps, TASKS)
+    pd.testing.assert_frame_equal(matrix, make_matrix(WORKED))
+
+
+def test_accuracy_matrix_names_missing_task_and_eval():
+    base, steps = worked_evals()
+    del steps[1]["scores"]["c"]
+    with pytest.raises(ValueError, match=r"eval after task 'b'.*'c'"):
+        accuracy_matrix(base, steps, TASKS)
+
+
+def test_accuracy_matrix_needs_one_eval_per_task():
+    base, steps = worked_evals()
+    with pytest.raises(ValueError, match="3 tasks but 2 step evals"):
+        accuracy_matrix(base, steps[:2], TASKS)
+
+
+def test_summarise_run():
+    base, steps = worked_evals()
+    matrix, summary = summarise_run(base, steps, TASKS, {"method": "m", "order": "o1", "seed": 1})
+    assert summary["method"] == "m" and summary["seed"] == 1
+    assert summary["tasks"] == TASKS
+    assert summary["aa"] == pytest.approx(80.0)
+    # final row 60/85/95 % of 200 samples each: (120 + 170 + 190) / 600
+    assert summary["micro_accuracy"] == pytest.approx(80.0)
+    assert summary["general"] == {
+        "base": 40.0, "per_step": [39.0, 37.0, 30.0], "final": 30.0, "retention": 75.0,
+    }  # fmt: skip
+
+
+def test_micro_accuracy_pools_samples():
+    base, steps = worked_evals()
+    steps[-1]["scores"]["a"].update(correct=0, total=600)  # a big task with nothing right
+    _, summary = summarise_run(base, steps, TASKS, {})
+    assert summary["micro_accuracy"] == pytest.approx(100 * (170 + 190) / 1000)
+
+
+def test_retention_none_when_base_is_zero():
+    base, steps = worked_evals(general=[0.0, 1.0, 2.0, 3.0])
+    assert summarise_run(base, steps, TASKS, {})[1]["general"]["retention"] is None
+
+
+def test_collect_run_writes_outputs(tmp_path):
+    base, steps = worked_evals()
+    paths = []
+    for name, eval_ in zip(["base", *TASKS], [base, *steps]):
+        paths.append(tmp_path / name / "eval.json")
+        paths[-1].parent.mkdir()
+        paths[-1].write_text(json.dumps(eval_))
+    matrix_csv, summary_json = tmp_path / "out" / "R.csv", tmp_path / "out" / "summary.json"
+    collect_run(paths[0], paths[1:], TASKS, matrix_csv, summary_json, {"method": "m"})
+    pd.testing.assert_frame_equal(read_accuracy_csv(matrix_csv), make_matrix(WORKED))
+    summary = json.loads(summary_json.read_text())
+    assert summary["method"] == "m" and summary["bwt"] == pytest.approx(-12.5)
+    assert sorted(p.name for p in matrix_csv.parent.iterdir()) == ["R.csv", "summary.json"]
+
+
+def test_collect_run_names_bad_file(tmp_path):
+    base, steps = worked_evals()
+    del base["scores"]["b"]
+    paths = [tmp_path / f"{i}.json" for i in range(4)]
+    for path, eval_ in zip(paths, [base, *steps]):
+        path.write_text(json.dumps(eval_))
+    with pytest.raises(ValueError, match=r"0\.json: no score for 'b'"):
+        collect_run(paths[0], paths[1:], TASKS, tmp_path / "R.csv", tmp_path / "s.json", {})
+
+
+# --------------------------------------------------------------------------- CSV format
+
+
+def test_csv_round_trip_and_layout(tmp_path):
+    path = tmp_path / "R.csv"
+    matrix = make_matrix([[100 / 3, 0.0, 12.5], *WORKED[1:]])
+    write_accuracy_csv(matrix, path)
+    assert path.read_text().splitlines()[:2] == ["after,a,b,c", f"base,{100 / 3},0.0,12.5"]
+    pd.testing.assert_frame_equal(read_accuracy_csv(path), matrix)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty file"),
+        ("task,a\nbase,1\na,2\n", "expected 'after'"),
+        ("after,a,b\nbase,1,2\na,3\nb,4,5\n", r":3: 2 fields"),
+        ("after,a\nbase,1\na,x\n", r":3: 'x' is not a number"),
+        ("after,a,b\nbase,1,2\nb,3,4\na,5,6\n", "should be"),
+        ("after,a\na,1\n", "should be"),
+        ("after,a,a\nbase,1,2\na,3,4\na,5,6\n", "duplicate task"),
+        ("after,a\nbase,1\na,150\n", r"\[0, 100\]"),
+        ("after,a\nbase,1\na,nan\n", "finite"),
+        ("after\nbase\n", "no task columns"),
+    ],
+)
+def test_malformed_csv_is_rejected_naming_file(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as info:
+        read_accuracy_csv(path)
+    assert str(path) in str(info.value)
+
+
+def test_write_rejects_bad_matrix(tmp_path):
+    with pytest.raises(ValueError, match="should be"):
+        write_accuracy_csv(make_matrix(WORKED[1:], base=False), tmp_path / "R.csv")
+    assert not any(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- O-LoRA results
+
+
+def write_olora_run(run_dir: Path, rows: list[list[float]], tasks: list[str]) -> None:
+    for k, (task, row) in enumerate(zip(tasks, rows), start=1):
+        results = {"epoch": 1.0, "predict_exact_match": 0.0}
+        results |= {f"predict_exact_match_for_{t}": v for t, v in zip(tasks[:k], row)}
+        step_dir = run_dir / "outputs" / f"{k}-{task}"
+        step_dir.mkdir(parents=True)
+        (step_dir / "all_results.json").write_text(json.dumps(results))
+
+
+def test_read_olora_results(tmp_path):
+    write_olora_run(tmp_path, [row[:k] for k, row in enumerate(WORKED[1:], start=1)], TASKS)
+    matrix = read_olora_results(tmp_path)
+    assert list(matrix.index) == TASKS and list(matrix.columns) == TASKS
+    assert math.isnan(matrix.loc["a", "b"]) and matrix.loc["b", "a"] == 85.0
+    metrics = cl_metrics(matrix)
+    assert metrics["fwt"] is None
+    assert metrics["bwt"] == pytest.approx(-12.5)
+    # with the unseen entries missing, task b's best before c is 90: forgetting (25 + 5) / 2
+    assert metrics["forgetting"] == pytest.approx(15.0)
+
+
+def test_olora_step_without_predictions_is_nan(tmp_path):
+    write_olora_run(tmp_path, [[80.0], [85.0, 90.0], [60.0, 85.0, 95.0]], TASKS)
+    (tmp_path / "outputs" / "2-b" / "all_results.json").write_text('{"epoch": 1.0}')
+    matrix = read_olora_results(tmp_path)
+    assert matrix.loc["b"].isna().all()
+    assert cl_metrics(matrix)["aa"] == pytest.approx(80.0)
+    assert cl_metrics(matrix)["bwt"] is None
+
+
+def test_olora_missing_seen_task_is_an_error(tmp_path):
+    write_olora_run(tmp_path, [[80.0], [90.0], [60.0, 85.0, 95.0]], TASKS)
+    with pytest.raises(ValueError, match="2-b.*predict_exact_match_for_b"):
+        read_olora_results(tmp_path)
+
+
+def test_olora_step_gap_is_an_error(tmp_path):
+    write_olora_run(tmp_path, [[80.0], [85.0, 90.0]], ["a", "b"])
+    (tmp_path / "outputs" / "2-b").rename(tmp_path / "outputs" / "3-b")
+    with pytest.raises(ValueError, match="not 1..T"):
+        read_olora_results(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("run", "aa", "bwt"), [("order1_olora", 78.37, -1.18), ("order1_seqft", 67.77, -14.5)]
+)
+def test_olora_golden(run, aa, bwt):
+    if not OLORA_RESULTS.is_dir():
+        pytest.skip(f"{OLORA_RESULTS} not present")
+    metrics = cl_metrics(read_olora_results(OLORA_RESULTS / run))
+    assert round(metrics["aa"], 2) == aa
+    assert round(metrics["bwt"], 2) == bwt
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def worked_csv(tmp_path) -> Path:
+    path = tmp_path / "R.csv"
+    write_accuracy_csv(make_matrix(WORKED), path)
+    return path
+
+
+def _env_with_repo() -> dict[str, str]:
+    """Environment in which ``python -m asvd`` finds this checkout even if not installed."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def test_cli_subprocess(worked_csv):
+    result = subprocess.run(
+        [sys.executable, "-m", "asvd", "metrics", str(worked_csv)],
+        cwd=REPO, env=_env_with_repo(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert set(metrics) == {"aa", "bwt", "fwt", "forgetting", "learning_accuracy"}
+    for key, value in WORKED_METRICS.items():
+        assert metrics[key] == pytest.approx(value)
+
+
+def test_cli_main_missing_file(tmp_path, capsys):
+    """Error paths go through main(): each ``python -m asvd`` start imports torch (seconds)."""
+    missing = tmp_path / "missing.csv"
+    assert main(["metrics", str(missing)]) == 2
+    out, err = capsys.readouterr()
+    assert str(missing) in err and out == ""
+
+
+def test_cli_main(worked_csv, capsys):
+    assert main(["metrics", str(worked_csv)]) == 0
+    assert json.loads(capsys.readouterr().out)["forgetting"] == pytest.approx(15.0)
+
+
+def test_cli_main_single_task_prints_null(tmp_path, capsys):
+    path = tmp_path / "R.csv"
+    path.write_text("after,a\nbase,10\na,70\n")
+    assert main(["metrics", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["bwt"] is None
+
+
+def test_cli_main_malformed_file(tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("after,a\nbase,1\na,oops\n")
+    assert main(["metrics", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "not a number" in err
+
+
+def test_cli_requires_subcommand(capsys):
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2

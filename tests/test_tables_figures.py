@@ -1,0 +1,233 @@
+"""Summary tables and figures, on small runs the tests write themselves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.numpy import save_file
+
+from asvd.figures import (
+    _spread,
+    plot_aa_bwt,
+    plot_accuracy_matrices,
+    plot_frozen_ranks,
+    plot_general_retention,
+    plot_singular_spectra,
+    plot_task_curves,
+)
+from asvd.metrics import write_accuracy_csv
+from asvd.tables import write_summary_tables
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PDF_MAGIC = b"%PDF"
+TASKS = ["dbpedia", "amazon", "yahoo"]
+TARGETS = [f"encoder.block.{i}.layer.0.SelfAttention.q" for i in (0, 1, 2, 10)]
+
+
+def write_summary(path: Path, method: str, order: str, seed: int, aa: float, **extra) -> Path:
+    summary = {
+        "method": method, "order": order, "seed": seed,
+        "aa": aa, "bwt": -aa / 10, "fwt": None, "forgetting": aa / 10,
+        "learning_accuracy": aa + 5, "micro_accuracy": aa + 1,
+        "general": {"base": 40.0, "per_step": [38.0, 36.0, aa / 2],
+                    "final": aa / 2, "retention": 100 * (aa / 2) / 40},
+        "tasks": TASKS,
+    } | extra  # fmt: skip
+    path.write_text(json.dumps(summary))
+    return path
+
+
+@pytest.fixture
+def summaries(tmp_path) -> list[Path]:
+    """zeta_sub (2 orders x 2 seeds) listed before alpha (1 order, 1 seed)."""
+    runs = [
+        ("zeta_sub", "order1", 1, 70.0), ("zeta_sub", "order1", 2, 72.0),
+        ("zeta_sub", "order2", 1, 60.0), ("zeta_sub", "order2", 2, 64.0),
+        ("alpha", "order1", 1, 50.0),
+    ]  # fmt: skip
+    return [write_summary(tmp_path / f"summary{i}.json", *run) for i, run in enumerate(runs)]
+
+
+def assert_png_and_pdf(png: Path, pdf: Path) -> None:
+    assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 5000
+    assert pdf.read_bytes().startswith(PDF_MAGIC) and pdf.stat().st_size > 1000
+    assert not list(png.parent.glob(".*.tmp"))
+
+
+def outputs(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    return tmp_path / "fig" / f"{name}.png", tmp_path / "fig" / f"{name}.pdf"
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_summary_tables(tmp_path, summaries):
+    out = [tmp_path / "tables" / f"results.{ext}" for ext in ("csv", "md", "tex")]
+    write_summary_tables(summaries, *out)
+    table = pd.read_csv(out[0])
+    assert list(zip(table["method"], table["order"])) == [
+        ("zeta_sub", "order1"), ("zeta_sub", "order2"), ("zeta_sub", "average"),
+        ("alpha", "order1"), ("alpha", "average"),
+    ]  # fmt: skip
+    rows = table.set_index(["method", "order"])
+    assert rows.loc[("zeta_sub", "order1"), "aa_mean"] == pytest.approx(71.0)
+    assert rows.loc[("zeta_sub", "order1"), "aa_std"] == pytest.approx(np.sqrt(2))
+    assert rows.loc[("zeta_sub", "order1"), "n"] == 2
+    # average = mean of the order means (71, 62); std = their spread
+    assert rows.loc[("zeta_sub", "average"), "aa_mean"] == pytest.approx(66.5)
+    assert rows.loc[("zeta_sub", "average"), "aa_std"] == pytest.approx(np.std([71, 62], ddof=1))
+    assert rows.loc[("zeta_sub", "order2"), "general_retention_mean"] == pytest.approx(77.5)
+    assert np.isnan(rows.loc[("alpha", "order1"), "aa_std"])
+    assert np.isnan(rows.loc[("alpha", "order1"), "fwt_mean"])
+
+    markdown = out[1].read_text()
+    assert "| zeta_sub | order1  |   2 | 71.00 ± 1.41" in markdown
+    assert "| alpha    | order1  |   1 | 50.00        |" in markdown
+    assert "Gen. retention" in markdown and "–" in markdown
+
+    latex = out[2].read_text()
+    assert r"zeta\_sub & order1 & 2 & 71.00 $\pm$ 1.41" in latex
+    assert "\\begin{tabular}" in latex and " -- " in latex
+
+
+def test_summary_tables_name_bad_summary(tmp_path, summaries):
+    bad = write_summary(tmp_path / "bad.json", "m", "order1", 1, 50.0)
+    bad.write_text(json.dumps({k: v for k, v in json.loads(bad.read_text()).items() if k != "bwt"}))
+    out = [tmp_path / f"t.{ext}" for ext in ("csv", "md", "tex")]
+    with pytest.raises(ValueError, match=r"bad\.json: summary lacks 'bwt'"):
+        write_summary_tables([*summaries, bad], *out)
+
+
+# --------------------------------------------------------------------------- figures from R
+
+
+def write_matrix(path: Path, shift: float) -> Path:
+    rows = [
+        [10.0, 20.0, 30.0],
+        [95.0, 25.0, 35.0],
+        [80.0, 60.0, 40.0],
+        [70.0, 55.0, 75.0],
+    ]
+    matrix = pd.DataFrame(
+        np.clip(np.array(rows) + shift, 0, 100),
+        index=pd.Index(["base", *TASKS], name="after"),
+        columns=TASKS,
+    )
+    write_accuracy_csv(matrix, path)
+    return path
+
+
+def test_plot_accuracy_matrices(tmp_path):
+    csvs = {f"order{i}": write_matrix(tmp_path / f"R{i}.csv", 3.0 * i) for i in (1, 2)}
+    png, pdf = outputs(tmp_path, "matrices")
+    plot_accuracy_matrices(csvs, "asvd", png, pdf)
+    assert_png_and_pdf(png, pdf)
+
+
+def test_plot_task_curves_with_missing_run(tmp_path):
+    csvs = {
+        "asvd": {o: write_matrix(tmp_path / f"a{o}.csv", 0.0) for o in ("order1", "order2")},
+        "seqft": {"order1": write_matrix(tmp_path / "s.csv", -10.0)},
+    }
+    png, pdf = outputs(tmp_path, "curves")
+    plot_task_curves(csvs, png, pdf)
+    assert_png_and_pdf(png, pdf)
+
+
+# --------------------------------------------------------------------------- figures from summaries
+
+
+def test_plot_aa_bwt(tmp_path, summaries):
+    png, pdf = outputs(tmp_path, "aa_bwt")
+    plot_aa_bwt(summaries, png, pdf)
+    assert_png_and_pdf(png, pdf)
+
+
+def test_plot_general_retention(tmp_path, summaries):
+    png, pdf = outputs(tmp_path, "general")
+    plot_general_retention(summaries, png, pdf)
+    assert_png_and_pdf(png, pdf)
+
+
+def test_general_retention_rejects_mixed_lengths(tmp_path, summaries):
+    longer = write_summary(
+        tmp_path / "long.json", "alpha", "order4", 1, 50.0,
+        general={"base": 40.0, "per_step": [1.0] * 5, "final": 1.0, "retention": 2.5},
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="alpha: runs have different numbers of steps"):
+        plot_general_retention([*summaries, longer], *outputs(tmp_path, "general"))
+
+
+# --------------------------------------------------------------------------- training internals
+
+
+def write_train_logs(directory: Path, frozen_per_step: list[int]) -> list[Path]:
+    directory.mkdir()
+    paths = []
+    for step, (task, frozen) in enumerate(zip(TASKS, frozen_per_step), start=1):
+        log = {
+            "task": task, "step": step,
+            "frozen_ranks": {t: frozen * (i + 1) for i, t in enumerate(TARGETS)},
+            "ranks": {t: 16 for t in TARGETS},
+            "max_violation": 1e-6, "loss": [1.0, 0.5],
+        }  # fmt: skip
+        paths.append(directory / f"train_{step}.json")
+        paths[-1].write_text(json.dumps(log))
+    return paths
+
+
+def test_plot_frozen_ranks_skips_unconstrained(tmp_path):
+    logs = {
+        "asvd": write_train_logs(tmp_path / "asvd", [0, 2, 3]),
+        "seqft": write_train_logs(tmp_path / "seqft", [0, 0, 0]),
+    }
+    png, pdf = outputs(tmp_path, "ranks")
+    plot_frozen_ranks(logs, png, pdf)
+    assert_png_and_pdf(png, pdf)
+
+
+def test_plot_frozen_ranks_nothing_frozen(tmp_path):
+    png, pdf = outputs(tmp_path, "ranks_none")
+    plot_frozen_ranks({"seqft": write_train_logs(tmp_path / "s", [0, 0, 0])}, png, pdf)
+    assert png.read_bytes().startswith(PNG_MAGIC)
+
+
+def write_svd_caches(directory: Path, n_checkpoints: int) -> list[Path]:
+    directory.mkdir()
+    rng = np.random.default_rng(0)
+    paths = []
+    for step in range(n_checkpoints):
+        tensors = {}
+        for target in TARGETS:
+            values = np.sort(rng.random(16).astype(np.float32) * 10 / (step + 1))[::-1]
+            tensors |= {
+                f"{target}.U": np.eye(4, dtype=np.float32),
+                f"{target}.S": np.ascontiguousarray(values),
+                f"{target}.Vh": np.eye(4, dtype=np.float32),
+            }
+        paths.append(directory / f"svd_{step}.safetensors")
+        save_file(tensors, str(paths[-1]))
+    return paths
+
+
+def test_plot_singular_spectra(tmp_path):
+    caches = {m: write_svd_caches(tmp_path / m, 4) for m in ("asvd", "seqft")}
+    png, pdf = outputs(tmp_path, "spectra")
+    plot_singular_spectra(caches, 2, png, pdf)
+    assert_png_and_pdf(png, pdf)
+
+
+def test_singular_spectra_missing_target(tmp_path):
+    caches = {"asvd": write_svd_caches(tmp_path / "asvd", 2)}
+    with pytest.raises(ValueError, match=r"svd_0\.safetensors: no singular values for \['nope'\]"):
+        plot_singular_spectra(caches, ["nope"], *outputs(tmp_path, "spectra"))
+
+
+def test_spread_picks_evenly():
+    names = [f"block.{i}" for i in range(10)]
+    assert _spread(names, 3) == ["block.0", "block.4", "block.9"]
+    assert _spread(names[:2], 5) == names[:2]

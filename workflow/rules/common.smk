@@ -1,0 +1,197 @@
+# Config validation, path scheme, task-chain input functions and code fingerprints.
+import hashlib
+import re
+from pathlib import Path
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+PACKAGE = Path(workflow.basedir) / "asvd"
+RESULTS = f"results/{config['experiment']}"
+RUN = RESULTS + "/{method}/order{order}/seed{seed}"
+STEP = RUN + "/step{step}"
+BASE = RESULTS + "/base"
+LOGS = RESULTS + "/logs"
+BENCH = RESULTS + "/benchmarks"
+GENERAL = "general"
+
+ORDERS = {int(key): list(tasks) for key, tasks in config["orders"].items()}
+BENCHMARK_TASKS = [task["name"] for task in config["benchmark"]["tasks"]]
+
+
+def _check_study():
+    """Cross-key checks the schema cannot express, named by key, before any job runs."""
+    problems = []
+    for method in config["run"]["methods"]:
+        if method not in config["methods"]:
+            problems.append(f"run.methods: {method!r} has no entry under methods")
+    for order in config["run"]["orders"]:
+        if order not in ORDERS:
+            problems.append(f"run.orders: order {order} is not defined under orders")
+    for order, tasks in ORDERS.items():
+        for task in tasks:
+            if task not in BENCHMARK_TASKS:
+                problems.append(f"orders.{order}: task {task!r} is not in benchmark.tasks")
+    if GENERAL in BENCHMARK_TASKS:
+        problems.append(f"benchmark.tasks: {GENERAL!r} is reserved for the general-ability set")
+    if problems:
+        raise ValueError("invalid config:\n  " + "\n  ".join(problems))
+
+
+_check_study()
+
+
+wildcard_constraints:
+    method="[a-z0-9_]+",
+    order=r"\d+",
+    seed=r"\d+",
+    step=r"\d+",
+    task="[A-Za-z0-9_.-]+",
+    split="train|test",
+
+
+def code_version(*modules):
+    """Content hash of the package modules a rule runs, so editing them reruns that rule."""
+    digest = hashlib.sha256()
+    for module in sorted(modules):
+        digest.update((PACKAGE / f"{module}.py").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run_tasks(wildcards):
+    return ORDERS[int(wildcards.order)]
+
+
+def method_config(wildcards):
+    return config["methods"][wildcards.method]
+
+
+def is_constrained(method):
+    return config["methods"][method]["rank_rule"] is not None
+
+
+def task_of_step(wildcards):
+    return run_tasks(wildcards)[int(wildcards.step) - 1]
+
+
+def previous_checkpoint(wildcards):
+    """Task t trains from task t-1's checkpoint; the first task from the base model."""
+    step = int(wildcards.step)
+    if step == 1:
+        return BASE + "/model"
+    return STEP.format(**{**wildcards, "step": step - 1}) + "/model"
+
+
+def previous_svd(wildcards):
+    """The SVD cache of the checkpoint this task starts from (constrained methods only)."""
+    if not is_constrained(wildcards.method):
+        return []
+    return str(Path(previous_checkpoint(wildcards)).parent / "svd.safetensors")
+
+
+def previous_train_data(wildcards):
+    """Importance samples come from the previous task (the first task uses its own)."""
+    step = int(wildcards.step)
+    task = run_tasks(wildcards)[max(step - 2, 0)]
+    return f"{RESULTS}/data/{task}/train.jsonl"
+
+
+def all_runs():
+    return [
+        {"method": method, "order": order, "seed": seed}
+        for method in config["run"]["methods"]
+        for order in config["run"]["orders"]
+        for seed in config["run"]["seeds"]
+    ]
+
+
+def step_paths(run, name):
+    return [
+        STEP.format(**run, step=step) + f"/{name}"
+        for step in range(1, len(ORDERS[run["order"]]) + 1)
+    ]
+
+
+def checkpoints_of_all_runs():
+    return [path for run in all_runs() for path in step_paths(run, "model")]
+
+
+def evals_of_all_runs():
+    return [BASE + "/eval.json"] + [
+        path for run in all_runs() for path in step_paths(run, "eval.json")
+    ]
+
+
+def run_summaries():
+    return [RUN.format(**run) + "/summary.json" for run in all_runs()]
+
+
+def first_runs_per_method():
+    """One representative run per method (first order, first seed) for per-run figures."""
+    order, seed = config["run"]["orders"][0], config["run"]["seeds"][0]
+    return {
+        method: {"method": method, "order": order, "seed": seed}
+        for method in config["run"]["methods"]
+    }
+
+
+def table_outputs():
+    return expand(RESULTS + "/tables/summary.{ext}", ext=["csv", "md", "tex"])
+
+
+FIGURES = ["task_curves", "aa_bwt", "general_retention", "singular_spectra"]
+
+
+def figure_names():
+    names = list(FIGURES)
+    names += [f"accuracy_matrix_{method}" for method in config["run"]["methods"]]
+    if any(is_constrained(method) for method in config["run"]["methods"]):
+        names.append("frozen_ranks")
+    return names
+
+
+def figure_outputs():
+    return table_outputs() + expand(
+        RESULTS + "/figures/{name}.{ext}", name=figure_names(), ext=["png", "pdf"]
+    )
+
+
+def run_of(wildcards):
+    return {"method": wildcards.method, "order": int(wildcards.order), "seed": int(wildcards.seed)}
+
+
+def svd_targets():
+    """Target patterns of every constrained method, so one cache serves them all."""
+    patterns = []
+    for method in config["run"]["methods"]:
+        targets = config["methods"][method].get("target_modules", "auto")
+        for pattern in [targets] if isinstance(targets, str) else targets:
+            if pattern not in patterns:
+                patterns.append(pattern)
+    return patterns
+
+
+def studied_tasks():
+    """Every task of the orders being run, in first-seen order (the base model's row 0)."""
+    tasks = []
+    for order in config["run"]["orders"]:
+        tasks += [task for task in ORDERS[order] if task not in tasks]
+    return tasks
+
+
+def checkpoint_eval_names(wildcards):
+    """The base model is scored on every studied task; a run's checkpoint on its sequence."""
+    if wildcards.checkpoint == BASE:
+        return [*studied_tasks(), GENERAL]
+    match = re.search(r"/order(\d+)/", wildcards.checkpoint + "/")
+    return [*ORDERS[int(match.group(1))], GENERAL]
+
+
+def checkpoint_eval_inputs(wildcards):
+    names = checkpoint_eval_names(wildcards)
+    return {
+        "model": wildcards.checkpoint + "/model",
+        "tests": [f"{RESULTS}/data/{name}/test.jsonl" for name in names],
+    }

@@ -1,0 +1,30 @@
+rule finetune_task:
+    input:
+        checkpoint=previous_checkpoint,
+        svd=previous_svd,
+        train=lambda wildcards: f"{RESULTS}/data/{task_of_step(wildcards)}/train.jsonl",
+        previous_train=previous_train_data,
+    output:
+        model=directory(STEP + "/model"),
+        log_json=STEP + "/train_log.json",
+    params:
+        method=method_config,
+        train=config["train"],
+        task=task_of_step,
+        task_count=lambda wildcards: len(run_tasks(wildcards)),
+        code=code_version(
+            "constraint", "data", "importance", "io", "models", "ranks", "svd", "training"
+        ),
+    log:
+        LOGS + "/finetune_task/{method}/order{order}/seed{seed}/step{step}.log",
+    benchmark:
+        BENCH + "/finetune_task/{method}/order{order}/seed{seed}/step{step}.tsv"
+    threads: config["threads"]["finetune_task"]
+    resources:
+        **config["resources"]["finetune_task"],
+    conda:
+        "../envs/asvd.yaml"
+    message:
+        "Training {wildcards.method} order {wildcards.order} seed {wildcards.seed}: task {wildcards.step}"
+    script:
+        "../scripts/finetune_task.py"

@@ -1,0 +1,14 @@
+"""Snakemake adapter: accuracy matrix and summary of one run (asvd.metrics.collect_run)."""
+from asvd.runtime import stage
+
+with stage(snakemake):
+    from asvd.metrics import collect_run
+
+    collect_run(
+        snakemake.input.base,
+        list(snakemake.input.steps),
+        snakemake.params.tasks,
+        snakemake.output.matrix,
+        snakemake.output.summary,
+        snakemake.params.meta,
+    )

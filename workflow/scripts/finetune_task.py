@@ -1,0 +1,20 @@
+"""Snakemake adapter: train one task of a run (asvd.training.finetune_task)."""
+from asvd.runtime import stage
+
+with stage(snakemake):
+    from asvd.training import finetune_task
+
+    finetune_task(
+        checkpoint=snakemake.input.checkpoint,
+        svd_path=snakemake.input.svd or None,
+        train_file=snakemake.input.train,
+        previous_train_file=snakemake.input.previous_train,
+        method=snakemake.params.method,
+        settings=snakemake.params.train,
+        task=snakemake.params.task,
+        task_index=int(snakemake.wildcards.step),
+        task_count=snakemake.params.task_count,
+        seed=int(snakemake.wildcards.seed),
+        out_dir=snakemake.output.model,
+        log_json=snakemake.output.log_json,
+    )

@@ -29,9 +29,9 @@ localrules:
 
 
 rule all_figures:
+    default_target: True
     input:
         figure_outputs(),
-    default_target: True
 
 
 rule all_tables:

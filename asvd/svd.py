@@ -57,8 +57,10 @@ def read_stamp(path: str | Path) -> str | None:
 
 
 def load_svd(path: str | Path, names) -> SVD:
+    """Read the cached factors into memory (no file mapping outlives the call)."""
     with safe_open(str(path), framework="pt") as handle:
-        return {n: tuple(handle.get_tensor(f"{n}.{part}") for part in ("U", "S", "Vh")) for n in names}
+        return {n: tuple(handle.get_tensor(f"{n}.{part}").clone() for part in ("U", "S", "Vh"))
+                for n in names}
 
 
 def cached_names(path: str | Path) -> list[str]:

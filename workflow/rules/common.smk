@@ -5,16 +5,15 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 PACKAGE = Path(workflow.basedir) / "asvd"
 RESULTS = f"results/{config['experiment']}"
-RUN = RESULTS + "/{method}/order{order}/seed{seed}"
-STEP = RUN + "/step{step}"
-BASE = RESULTS + "/base"
-LOGS = RESULTS + "/logs"
-BENCH = RESULTS + "/benchmarks"
+RUN = f"{RESULTS}/{{method}}/order{{order}}/seed{{seed}}"
+STEP = f"{RUN}/step{{step}}"
+BASE = f"{RESULTS}/base"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
 GENERAL = "general"
 
 ORDERS = {int(key): list(tasks) for key, tasks in config["orders"].items()}
@@ -33,9 +32,13 @@ def _check_study():
     for order, tasks in ORDERS.items():
         for task in tasks:
             if task not in BENCHMARK_TASKS:
-                problems.append(f"orders.{order}: task {task!r} is not in benchmark.tasks")
+                problems.append(
+                    f"orders.{order}: task {task!r} is not in benchmark.tasks"
+                )
     if GENERAL in BENCHMARK_TASKS:
-        problems.append(f"benchmark.tasks: {GENERAL!r} is reserved for the general-ability set")
+        problems.append(
+            f"benchmark.tasks: {GENERAL!r} is reserved for the general-ability set"
+        )
     if problems:
         raise ValueError("invalid config:\n  " + "\n  ".join(problems))
 
@@ -80,8 +83,9 @@ def previous_checkpoint(wildcards):
     """Task t trains from task t-1's checkpoint; the first task from the base model."""
     step = int(wildcards.step)
     if step == 1:
-        return BASE + "/model"
-    return STEP.format(**{**wildcards, "step": step - 1}) + "/model"
+        return f"{BASE}/model"
+    previous = STEP.format(**{**wildcards, "step": step - 1})
+    return f"{previous}/model"
 
 
 def previous_svd(wildcards):
@@ -109,7 +113,7 @@ def all_runs():
 
 def step_paths(run, name):
     return [
-        STEP.format(**run, step=step) + f"/{name}"
+        f"{STEP.format(**run, step=step)}/{name}"
         for step in range(1, len(ORDERS[run["order"]]) + 1)
     ]
 
@@ -119,13 +123,13 @@ def checkpoints_of_all_runs():
 
 
 def evals_of_all_runs():
-    return [BASE + "/eval.json"] + [
+    return [f"{BASE}/eval.json"] + [
         path for run in all_runs() for path in step_paths(run, "eval.json")
     ]
 
 
 def run_summaries():
-    return [RUN.format(**run) + "/summary.json" for run in all_runs()]
+    return [f"{RUN.format(**run)}/summary.json" for run in all_runs()]
 
 
 def first_runs_per_method():
@@ -138,7 +142,7 @@ def first_runs_per_method():
 
 
 def table_outputs():
-    return expand(RESULTS + "/tables/summary.{ext}", ext=["csv", "md", "tex"])
+    return expand(f"{RESULTS}/tables/summary.{{ext}}", ext=["csv", "md", "tex"])
 
 
 FIGURES = ["task_curves", "aa_bwt", "general_retention", "singular_spectra"]
@@ -154,12 +158,16 @@ def figure_names():
 
 def figure_outputs():
     return table_outputs() + expand(
-        RESULTS + "/figures/{name}.{ext}", name=figure_names(), ext=["png", "pdf"]
+        f"{RESULTS}/figures/{{name}}.{{ext}}", name=figure_names(), ext=["png", "pdf"]
     )
 
 
 def run_of(wildcards):
-    return {"method": wildcards.method, "order": int(wildcards.order), "seed": int(wildcards.seed)}
+    return {
+        "method": wildcards.method,
+        "order": int(wildcards.order),
+        "seed": int(wildcards.seed),
+    }
 
 
 def svd_targets():
@@ -185,13 +193,72 @@ def checkpoint_eval_names(wildcards):
     """The base model is scored on every studied task; a run's checkpoint on its sequence."""
     if wildcards.checkpoint == BASE:
         return [*studied_tasks(), GENERAL]
-    match = re.search(r"/order(\d+)/", wildcards.checkpoint + "/")
+    match = re.search(r"(?:^|/)order(\d+)(?:/|$)", wildcards.checkpoint)
     return [*ORDERS[int(match.group(1))], GENERAL]
 
 
 def checkpoint_eval_inputs(wildcards):
     names = checkpoint_eval_names(wildcards)
     return {
-        "model": wildcards.checkpoint + "/model",
+        "model": f"{wildcards.checkpoint}/model",
         "tests": [f"{RESULTS}/data/{name}/test.jsonl" for name in names],
     }
+
+
+# Inputs of the figures (workflow/rules/report.smk).
+def _matrices(method):
+    seed = config["run"]["seeds"][0]
+    return {
+        f"order {order}": f"{RUN.format(method=method, order=order, seed=seed)}/accuracy_matrix.csv"
+        for order in config["run"]["orders"]
+    }
+
+
+def _representative_steps(method, name, with_base):
+    run = first_runs_per_method()[method]
+    return ([f"{BASE}/{name}"] if with_base else []) + step_paths(run, name)
+
+
+def figure_inputs(wildcards):
+    """Per figure, the files it draws (dicts keep the labels the plot functions need)."""
+    methods = config["run"]["methods"]
+    name = wildcards.figure
+    if name.startswith("accuracy_matrix_"):
+        return {"matrices": _matrices(name.removeprefix("accuracy_matrix_"))}
+    if name == "task_curves":
+        return {"matrices": {method: _matrices(method) for method in methods}}
+    if name in ("aa_bwt", "general_retention"):
+        return {"summaries": run_summaries()}
+    if name == "frozen_ranks":
+        return {
+            "train_logs": {
+                method: _representative_steps(method, "train_log.json", with_base=False)
+                for method in methods
+                if is_constrained(method)
+            }
+        }
+    if name == "singular_spectra":
+        return {
+            "svd_caches": {
+                method: _representative_steps(method, "svd.safetensors", with_base=True)
+                for method in methods
+            }
+        }
+    raise ValueError(f"unknown figure {name!r}")
+
+
+def _flat_inputs(wildcards):
+    """Snakemake needs a flat file list; the script gets the structure via params."""
+    files = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            files.extend(value)
+        else:
+            files.append(value)
+
+    walk(figure_inputs(wildcards))
+    return files

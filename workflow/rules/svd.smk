@@ -3,20 +3,20 @@ rule svd_cache:
         model="{checkpoint}/model",
     output:
         svd="{checkpoint}/svd.safetensors",
-    params:
-        targets=svd_targets(),
-        code=code_version("constraint", "io", "models", "svd"),
     log:
-        LOGS + "/svd_cache/{checkpoint}.log",
+        f"{LOGS}/svd_cache/{{checkpoint}}.log",
     benchmark:
-        BENCH + "/svd_cache/{checkpoint}.tsv"
+        f"{BENCH}/svd_cache/{{checkpoint}}.tsv"
     wildcard_constraints:
-        checkpoint=RESULTS + "/.+",
+        checkpoint=f"{RESULTS}/.+",
+    conda:
+        "../envs/asvd.yaml"
     threads: config["threads"]["svd_cache"]
     resources:
         **config["resources"]["svd_cache"],
-    conda:
-        "../envs/asvd.yaml"
+    params:
+        targets=svd_targets(),
+        code=code_version("constraint", "io", "models", "svd"),
     message:
         "SVD of every target of {wildcards.checkpoint}"
     script:

@@ -5,25 +5,32 @@ rule finetune_task:
         train=lambda wildcards: f"{RESULTS}/data/{task_of_step(wildcards)}/train.jsonl",
         previous_train=previous_train_data,
     output:
-        model=directory(STEP + "/model"),
-        log_json=STEP + "/train_log.json",
+        model=directory(f"{STEP}/model"),
+        log_json=f"{STEP}/train_log.json",
+    log:
+        f"{LOGS}/finetune_task/{{method}}/order{{order}}/seed{{seed}}/step{{step}}.log",
+    benchmark:
+        f"{BENCH}/finetune_task/{{method}}/order{{order}}/seed{{seed}}/step{{step}}.tsv"
+    conda:
+        "../envs/asvd.yaml"
+    threads: config["threads"]["finetune_task"]
+    resources:
+        **config["resources"]["finetune_task"],
     params:
         method=method_config,
         train=config["train"],
         task=task_of_step,
         task_count=lambda wildcards: len(run_tasks(wildcards)),
         code=code_version(
-            "constraint", "data", "importance", "io", "models", "ranks", "svd", "training"
+            "constraint",
+            "data",
+            "importance",
+            "io",
+            "models",
+            "ranks",
+            "svd",
+            "training",
         ),
-    log:
-        LOGS + "/finetune_task/{method}/order{order}/seed{seed}/step{step}.log",
-    benchmark:
-        BENCH + "/finetune_task/{method}/order{order}/seed{seed}/step{step}.tsv"
-    threads: config["threads"]["finetune_task"]
-    resources:
-        **config["resources"]["finetune_task"],
-    conda:
-        "../envs/asvd.yaml"
     message:
         "Training {wildcards.method} order {wildcards.order} seed {wildcards.seed}: task {wildcards.step}"
     script:

@@ -1,0 +1,177 @@
+"""Invariants of the orthogonal-subspace constraint (METHOD.md section 4.5), fp32 on CPU."""
+
+import copy
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asvd import ranks
+from asvd.constraint import FrozenSubspace, OrthogonalSubspace, thin_svd
+
+
+class TwoLayer(torch.nn.Module):
+    """A tiny model with a tall, a wide and a square target plus non-target parameters."""
+
+    def __init__(self, d_in=12, d_hidden=20, d_out=12):
+        super().__init__()
+        self.up = torch.nn.Linear(d_in, d_hidden)
+        self.square = torch.nn.Linear(d_hidden, d_hidden, bias=False)
+        self.down = torch.nn.Linear(d_hidden, d_out)
+        self.norm = torch.nn.LayerNorm(d_out)
+
+    def forward(self, x):
+        return self.norm(self.down(torch.relu(self.square(torch.relu(self.up(x))))))
+
+
+TARGETS = [r"^up$", r"^square$", r"^down$"]
+
+
+def max_abs(tensor):
+    return float(tensor.abs().max()) if tensor.numel() else 0.0
+
+
+def train_steps(model, constraint=None, steps=30, seed=0, weight_decay=0.1, lr=1e-2):
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if constraint is not None:
+        constraint.wrap(optimizer)
+    for _ in range(steps):
+        x = torch.randn(16, 12)
+        loss = (model(x) - torch.sin(x)).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model
+
+
+def test_two_sided_preserves_frozen_triplets_under_adamw_with_weight_decay():
+    torch.manual_seed(0)
+    model = TwoLayer()
+    before = copy.deepcopy(model)
+    constraint = OrthogonalSubspace(model, TARGETS, ranks.Uniform(unfreeze=0.4))
+    assert constraint.max_violation() < 5e-6  # fp32 SVD round-off only
+    train_steps(model, constraint, steps=50)
+    assert constraint.max_violation() <= 1e-5
+    for name in ("up", "square", "down"):
+        # the weights did move, inside the allowed subspace
+        assert not torch.allclose(getattr(model, name).weight, getattr(before, name).weight)
+        sub = constraint.subspaces[name]
+        W = getattr(model, name).weight.detach()
+        assert torch.allclose(sub.U.T @ W, sub.S[:, None] * sub.V.T, atol=1e-5)
+        assert torch.allclose(W @ sub.V, sub.U * sub.S, atol=1e-5)
+
+
+def test_without_reanchoring_adam_and_weight_decay_leak():
+    """The re-anchoring step is what keeps the constraint exact (guards against removing it)."""
+    torch.manual_seed(0)
+    model = TwoLayer()
+    constraint = OrthogonalSubspace(model, TARGETS, ranks.Uniform(unfreeze=0.4))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    optimizer.register_step_pre_hook(lambda *_: constraint.project_gradients())
+    for _ in range(50):
+        x = torch.randn(16, 12)
+        (model(x) - torch.sin(x)).pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert constraint.max_violation() > 1e-3
+
+
+def test_trainable_part_receives_nonzero_gradients():
+    torch.manual_seed(0)
+    model = TwoLayer()
+    constraint = OrthogonalSubspace(model, TARGETS, ranks.Uniform(unfreeze=0.3))
+    x = torch.randn(16, 12)
+    model(x).pow(2).mean().backward()
+    constraint.project_gradients()
+    for name in ("up", "square", "down"):
+        grad = getattr(model, name).weight.grad
+        assert grad.abs().max() > 0
+        sub = constraint.subspaces[name]
+        assert (sub.U.T @ grad).abs().max() < 1e-6
+        assert (grad @ sub.V).abs().max() < 1e-6
+
+
+def test_k_zero_everywhere_reproduces_plain_training_bit_for_bit():
+    torch.manual_seed(0)
+    plain = TwoLayer()
+    constrained = copy.deepcopy(plain)
+    train_steps(plain)
+    constraint = OrthogonalSubspace(constrained, TARGETS, ranks.Uniform(unfreeze=1.0))
+    assert constraint.frozen_ranks() == {"up": 0, "square": 0, "down": 0}
+    train_steps(constrained, constraint)
+    for a, b in zip(plain.state_dict().values(), constrained.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_non_target_parameters_train_exactly_as_plain_fine_tuning_would_first_step():
+    """One step: the constraint touches only target weights (biases, norms move identically)."""
+    torch.manual_seed(0)
+    plain = TwoLayer()
+    constrained = copy.deepcopy(plain)
+    train_steps(plain, steps=1)
+    train_steps(constrained, OrthogonalSubspace(constrained, TARGETS, ranks.Uniform(0.5)), steps=1)
+    for name in ("up.bias", "down.bias", "norm.weight", "norm.bias"):
+        assert torch.equal(plain.state_dict()[name], constrained.state_dict()[name])
+    assert not torch.equal(plain.square.weight, constrained.square.weight)
+
+
+def test_paper_block_keeps_only_the_high_high_block():
+    torch.manual_seed(0)
+    model = TwoLayer()
+    W0 = model.square.weight.detach().clone()
+    constraint = OrthogonalSubspace(model, [r"^square$"], ranks.Uniform(0.5), projection="paper_block")
+    train_steps(model, constraint, steps=40)
+    sub = constraint.subspaces["square"]
+    delta = model.square.weight.detach() - W0
+    assert (sub.U.T @ delta @ sub.V).abs().max() < 1e-5
+    # the cross terms are not constrained by this form, so they do move
+    assert (sub.U.T @ delta).abs().max() > 1e-4
+    assert constraint.max_violation() <= 1e-5
+
+
+def test_precomputed_svd_is_used_as_given():
+    torch.manual_seed(0)
+    model = TwoLayer()
+    svd = {name: thin_svd(getattr(model, name).weight) for name in ("up", "square", "down")}
+    a = OrthogonalSubspace(model, TARGETS, ranks.Uniform(0.5), svd=svd)
+    b = OrthogonalSubspace(model, TARGETS, ranks.Uniform(0.5))
+    for name in a.subspaces:
+        assert torch.allclose(a.subspaces[name].anchor(), b.subspaces[name].anchor(), atol=1e-5)
+
+
+def test_unknown_projection_is_rejected():
+    with pytest.raises(ValueError, match="projection"):
+        OrthogonalSubspace(TwoLayer(), TARGETS, projection="one_sided")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(2, 24),
+    n=st.integers(2, 24),
+    k_fraction=st.floats(0.0, 1.0),
+    projection=st.sampled_from(["two_sided", "paper_block"]),
+    seed=st.integers(0, 2**16),
+)
+def test_projection_satisfies_the_constraint_for_any_shape(m, n, k_fraction, projection, seed):
+    generator = torch.Generator().manual_seed(seed)
+    W = torch.randn(m, n, generator=generator)
+    G = torch.randn(m, n, generator=generator)
+    r = min(m, n)
+    k = ranks.clamp_rank(int(k_fraction * r), (m, n))
+    U, S, Vh = thin_svd(W)
+    sub = FrozenSubspace(torch.nn.Parameter(W.clone()), U[:, :k], S[:k], Vh[:k].T)
+    P = sub.project(G, projection)
+    if projection == "two_sided":
+        assert max_abs(sub.U.T @ P) < 1e-4
+        assert max_abs(P @ sub.V) < 1e-4
+    else:
+        assert max_abs(sub.U.T @ P @ sub.V) < 1e-4
+    # projecting twice changes nothing (it is a projector)
+    assert torch.allclose(sub.project(P, projection), P, atol=1e-4)
+    # a step inside the allowed set, then re-anchoring, leaves the frozen triplets exact
+    with torch.no_grad():
+        sub.weight += 0.1 * P
+        sub.weight.copy_(sub.project(sub.weight, projection) + sub.anchor())
+    assert sub.violation(projection) <= 1e-5

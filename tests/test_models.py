@@ -1,0 +1,103 @@
+"""Target discovery on tiny random models of every family 'auto' knows, and importance scores."""
+
+import pytest
+import torch
+from transformers import (
+    BartConfig, BartForConditionalGeneration, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel,
+    LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, T5Config,
+    T5ForConditionalGeneration,
+)
+
+from asvd import ranks
+from asvd.constraint import OrthogonalSubspace
+from asvd.importance import importance_scores
+from asvd.models import build_word_tokenizer, find_targets
+
+SMALL = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+             num_key_value_heads=2, vocab_size=64)
+
+MODELS = {
+    "t5": (lambda: T5ForConditionalGeneration(T5Config(vocab_size=64, d_model=16, d_kv=8, d_ff=32,
+                                                       num_layers=2, num_heads=2)),
+           2 * 6 + 2 * 6, "encoder.block.0.layer.0.SelfAttention.q"),
+    "t5-gated": (lambda: T5ForConditionalGeneration(T5Config(vocab_size=64, d_model=16, d_kv=8, d_ff=32,
+                                                             num_layers=1, num_heads=2,
+                                                             feed_forward_proj="gated-gelu")),
+                 7 + 7, "decoder.block.0.layer.2.DenseReluDense.wi_1"),
+    "llama": (lambda: LlamaForCausalLM(LlamaConfig(**SMALL)), 2 * 7, "model.layers.1.mlp.gate_proj"),
+    "mistral": (lambda: MistralForCausalLM(MistralConfig(**SMALL)), 2 * 7, "model.layers.0.self_attn.o_proj"),
+    "bert": (lambda: BertModel(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2,
+                                          num_attention_heads=2, intermediate_size=32)),
+             2 * 6, "encoder.layer.1.output.dense"),
+    "gpt2": (lambda: GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=2, n_head=2)),
+             2 * 4, "transformer.h.0.attn.c_attn"),
+    "bart": (lambda: BartForConditionalGeneration(BartConfig(vocab_size=64, d_model=16, encoder_layers=1,
+                                                             decoder_layers=1, encoder_ffn_dim=32,
+                                                             decoder_ffn_dim=32, encoder_attention_heads=2,
+                                                             decoder_attention_heads=2)),
+             6 + 6, "model.encoder.layers.0.fc1"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(MODELS))
+def test_auto_targets(family):
+    build, count, example = MODELS[family]
+    torch.manual_seed(0)
+    targets = find_targets(build(), "auto")
+    assert len(targets) == count
+    assert example in targets
+    # never embeddings, norms, heads or (for T5/BART) cross-attention
+    assert not any(word in name for name in targets
+                   for word in ("embed", "norm", "lm_head", "EncDecAttention", "encoder_attn", "pooler"))
+
+
+def test_constraint_leaves_non_targets_alone_on_a_real_architecture():
+    torch.manual_seed(0)
+    model = MODELS["llama"][0]()
+    constraint = OrthogonalSubspace(model, "auto", ranks.Uniform(unfreeze=0.5))
+    assert set(constraint.frozen_ranks()) == set(find_targets(model))
+    ids = torch.randint(0, 64, (2, 6))
+    model(input_ids=ids, labels=ids).loss.backward()
+    before = {n: p.grad.clone() for n, p in model.named_parameters()}
+    constraint.project_gradients()
+    target_weights = {f"{name}.weight" for name in constraint.subspaces}
+    for name, param in model.named_parameters():
+        if name not in target_weights:
+            assert torch.equal(param.grad, before[name]), name
+
+
+def test_unknown_family_and_no_match_errors():
+    with pytest.raises(ValueError, match="target_modules: 'auto' does not know"):
+        find_targets(torch.nn.Linear(3, 3), "auto")
+    with pytest.raises(ValueError, match="no 2-D weight matches"):
+        find_targets(MODELS["llama"][0](), ["nothing_here"])
+
+
+def test_importance_is_the_mean_input_output_cosine():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.same = torch.nn.Linear(4, 4, bias=False)
+            self.flip = torch.nn.Linear(4, 4, bias=False)
+            self.wide = torch.nn.Linear(4, 6, bias=False)
+
+        def forward(self, x):
+            return self.same(x) + self.flip(x) + self.wide(x)[..., :4]
+
+    net = Net()
+    with torch.no_grad():
+        net.same.weight.copy_(torch.eye(4))
+        net.flip.weight.copy_(-2 * torch.eye(4))
+        net.wide.weight.copy_(torch.cat([torch.eye(4), torch.ones(2, 4)]))
+    batches = [{"x": torch.randn(3, 4)} for _ in range(2)]
+    scores = importance_scores(net, {"same": net.same, "flip": net.flip, "wide": net.wide}, batches)
+    assert scores["same"] == pytest.approx(1.0)
+    assert scores["flip"] == pytest.approx(-1.0)
+    assert scores["wide"] == pytest.approx(1.0)  # first min(d_in, d_out) coordinates
+
+
+def test_word_tokenizer_round_trip():
+    tokenizer = build_word_tokenizer(["copy : ba be", "red"])
+    ids = tokenizer("copy : ba be")["input_ids"]
+    assert ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "copy : ba be"

@@ -1,0 +1,188 @@
+"""Each stage called directly (no Snakemake) on data the tests make themselves."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForSeq2SeqLM
+
+from asvd import data, evaluation, svd, synthetic
+from asvd.io import read_json, write_jsonl
+from asvd.models import find_targets, load_checkpoint
+from asvd.training import finetune_task, train_base_model
+
+BENCHMARK = {
+    "name": "synthetic",
+    "symbols": 8,
+    "classes": ["red", "blue"],
+    "length": 4,
+    "tasks": [{"name": "alpha", "position": "first"}, {"name": "beta", "position": "last"}],
+    "train_per_task": 64,
+    "test_per_task": 16,
+    "general_train": 96,
+    "general_test": 16,
+}
+ARCHITECTURE = {
+    "d_model": 16, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32,
+    "max_position_embeddings": 32, "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0,
+}
+TRAIN = {"epochs": 2, "batch_size": 16, "lr": 3e-3, "weight_decay": 0.1}
+ASVD = {"rank_rule": {"name": "importance", "mrr": 0.1, "trr": 0.8, "samples": 8},
+        "projection": "two_sided", "target_modules": "auto", "train_other_params": True}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stages")
+    files = {}
+    for task in ["alpha", "beta", data.GENERAL]:
+        files[task] = {split: root / "data" / task / f"{split}.jsonl" for split in ("train", "test")}
+        data.prepare_task(BENCHMARK, task, "seed", 0, files[task]["train"], files[task]["test"])
+    vocabulary = [path for splits in files.values() for path in splits.values()]
+    train_base_model(files[data.GENERAL]["train"], vocabulary, "bart", ARCHITECTURE,
+                     {"epochs": 1, "batch_size": 32, "lr": 1e-3}, 0, root / "base" / "model",
+                     root / "base" / "train_log.json")
+    return root, files
+
+
+def test_generator_is_deterministic_and_balanced():
+    spec = {k: v for k, v in BENCHMARK.items() if k != "name"}
+    a, b = synthetic.generate(seed=3, **spec), synthetic.generate(seed=3, **spec)
+    assert a == b
+    assert a != synthetic.generate(seed=4, **spec)
+    targets = [ex["target"] for ex in a["tasks"]["alpha"]["train"]]
+    assert targets.count("red") == targets.count("blue") == 32
+    # the answer really is the class of the symbol at the task's position
+    table_hits = {}
+    for ex in a["tasks"]["beta"]["train"]:
+        table_hits.setdefault(ex["text"].split()[-1], set()).add(ex["target"])
+    assert all(len(classes) == 1 for classes in table_hits.values())
+
+
+def test_tasks_compete_for_the_same_outputs():
+    spec = {k: v for k, v in BENCHMARK.items() if k != "name"}
+    tasks = synthetic.generate(seed=0, **spec)["tasks"]
+    assert {ex["target"] for ex in tasks["alpha"]["test"]} == {ex["target"] for ex in tasks["beta"]["test"]}
+
+
+def test_prepared_records_and_bad_data_errors(tmp_path, prepared):
+    _, files = prepared
+    records = data.load_records(files["alpha"]["train"])
+    assert records[0]["input"].startswith("Task alpha")
+    assert "[red, blue]" in records[0]["input"]
+    assert records[0]["labels"] == ["red", "blue"]
+    broken = tmp_path / "broken.jsonl"
+    write_jsonl(broken, [{"id": "x", "task": "alpha", "input": "a"}])
+    with pytest.raises(ValueError, match=r"broken.jsonl: record 1 lacks keys \['target', 'labels'\]"):
+        data.load_records(broken)
+    broken.write_text('{"id": 1}\nnot json\n')
+    with pytest.raises(ValueError, match="broken.jsonl:2"):
+        data.load_records(broken)
+
+
+def test_olora_template():
+    text = data.apply_template("olora", task="agnews", category="TC", instruction="What is the topic?",
+                               labels=["World", "Sports"], text="Some news")
+    assert text == "Task:TC\nDataset:agnews\nWhat is the topic? Choose one from the option.Option: World, Sports \nSome news\nAnswer:"
+    with pytest.raises(ValueError, match="data.template"):
+        data.apply_template("fancy", task="a", category="b", instruction="c", labels=["d"], text="e")
+
+
+def test_normalised_exact_match():
+    assert evaluation.normalise("  Science or   Technology. ") == "science or technology"
+    scores = evaluation.score([{"target": "Very Negative"}, {"target": "red"}], ["very negative!", "blue"])
+    assert scores == {"correct": 1, "total": 2, "accuracy": 50.0}
+
+
+def test_base_checkpoint_loads_with_from_pretrained(prepared):
+    root, _ = prepared
+    model = AutoModelForSeq2SeqLM.from_pretrained(root / "base" / "model")
+    assert (root / "base" / "model" / "model.safetensors").exists()
+    assert model.config.model_type == "bart"
+
+
+def test_svd_cache_stamp_detects_tampering(tmp_path, prepared):
+    root, _ = prepared
+    cache = tmp_path / "svd.safetensors"
+    summary = svd.build_cache(root / "base" / "model", cache)
+    model, _ = load_checkpoint(root / "base" / "model")
+    modules = find_targets(model)
+    assert summary["weights_sha256"] == svd.weights_hash(modules) == svd.read_stamp(cache)
+    name = next(iter(modules))
+    stored = {key: value.clone() for key, value in load_file(cache).items()}  # the file is truncated below
+    U, S, Vh = stored[f"{name}.U"], stored[f"{name}.S"], stored[f"{name}.Vh"]
+    assert torch.allclose((U * S) @ Vh, modules[name].weight, atol=1e-5)
+    # a valid cache is used as stored
+    assert torch.equal(svd.cached_svd(cache, model, modules)[name][1], S)
+    # weights that differ from the stamp: recomputed from the weights, never the stale cache
+    with torch.no_grad():
+        modules[name].weight.mul_(2.0)
+    assert torch.allclose(svd.cached_svd(cache, model, modules)[name][1], 2 * S, atol=1e-5)
+    # a truncated file is recomputed too
+    cache.write_bytes(cache.read_bytes()[:100])
+    assert torch.allclose(svd.cached_svd(cache, model, modules)[name][1], 2 * S, atol=1e-5)
+
+
+def run_task(root, files, out, method, step=1, checkpoint=None, svd_path=None):
+    return finetune_task(
+        checkpoint=checkpoint or root / "base" / "model", svd_path=svd_path,
+        train_file=files["alpha"]["train"], previous_train_file=files["beta"]["train"],
+        method=method, settings=TRAIN, task="alpha", task_index=step, task_count=2, seed=0,
+        out_dir=out / "model", log_json=out / "train_log.json",
+    )
+
+
+def test_finetune_task_keeps_frozen_triplets_and_logs(tmp_path, prepared):
+    root, files = prepared
+    result = run_task(root, files, tmp_path, ASVD)
+    assert result["max_violation"] <= 1e-5
+    assert 0 < sum(result["frozen_ranks"].values()) < sum(result["ranks"].values())
+    logged = read_json(tmp_path / "train_log.json")
+    assert logged["steps"] == len(logged["loss"]) == 8
+    before, _ = load_checkpoint(root / "base" / "model")
+    after, _ = load_checkpoint(tmp_path / "model")
+    moved = [name for name, m in find_targets(after).items()
+             if not torch.equal(m.weight, find_targets(before)[name].weight)]
+    assert moved, "a constrained task must still change the target weights"
+
+
+def test_seqft_equals_uniform_unfreeze_one_bit_for_bit(tmp_path, prepared):
+    root, files = prepared
+    run_task(root, files, tmp_path / "seqft", {"rank_rule": None})
+    run_task(root, files, tmp_path / "uniform1",
+             {"rank_rule": {"name": "uniform", "unfreeze": 1.0}, "projection": "two_sided"})
+    a = load_file(tmp_path / "seqft" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "uniform1" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_first_task_full_trains_unconstrained(tmp_path, prepared):
+    root, files = prepared
+    method = {**ASVD, "rank_rule": {**ASVD["rank_rule"], "first_task": "full"}}
+    result = run_task(root, files, tmp_path, method)
+    assert sum(result["frozen_ranks"].values()) == 0
+
+
+def test_train_other_params_false_freezes_non_targets(tmp_path, prepared):
+    root, files = prepared
+    run_task(root, files, tmp_path, {**ASVD, "train_other_params": False})
+    a = load_file(root / "base" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "model" / "model.safetensors")
+    model, _ = load_checkpoint(tmp_path / "model")
+    targets = {f"{name}.weight" for name in find_targets(model)}
+    for key in a:
+        if key not in targets:
+            assert torch.equal(a[key], b[key]), key
+
+
+def test_evaluate_checkpoint_writes_scores(tmp_path, prepared):
+    root, files = prepared
+    out = tmp_path / "eval.json"
+    result = evaluation.evaluate_checkpoint(
+        root / "base" / "model", {"alpha": files["alpha"]["test"], "general": files["general"]["test"]},
+        out, batch_size=8, max_new_tokens=8)
+    assert json.loads(out.read_text()) == result
+    assert result["scores"]["alpha"]["total"] == 16
+    assert 0.0 <= result["scores"]["general"]["accuracy"] <= 100.0

@@ -1,5 +1,6 @@
 # Config validation, path scheme, task-chain input functions and code fingerprints.
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -8,6 +9,10 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 PACKAGE = Path(workflow.basedir) / "asvd"
+# Jobs (script subprocesses, conda envs, cluster jobs) import the package from this checkout.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
+)
 RESULTS = f"results/{config['experiment']}"
 RUN = f"{RESULTS}/{{method}}/order{{order}}/seed{{seed}}"
 STEP = f"{RUN}/step{{step}}"

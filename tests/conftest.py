@@ -1,0 +1,84 @@
+"""Shared test helpers: repository paths, the shared/ folder, config merging, Snakemake runs."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
+TEST_CONFIGS = REPO / "tests" / "configs"
+
+# Everything runs offline; no test may reach the Hugging Face Hub.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def shared_dir() -> Path | None:
+    """``../shared`` beside the checkout (reference material, real data), or None if absent."""
+    path = REPO.parent / "shared"
+    return path if path.is_dir() else None
+
+
+def load_yaml(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle) or {}
+
+
+def deep_merge(base: Mapping, update: Mapping) -> dict:
+    """Snakemake's ``--configfile`` semantics: nested dicts merge, everything else replaces."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def effective_config(*configfiles: str | Path) -> dict:
+    """The config a run sees: the embedded default with ``configfiles`` merged on top in order."""
+    config = load_yaml(DEFAULT_CONFIG)
+    for path in configfiles:
+        config = deep_merge(config, load_yaml(path))
+    return config
+
+
+def run_snakemake(
+    workdir: str | Path,
+    *args: str,
+    configfiles: Sequence[str | Path] = (),
+    check: bool = True,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
+    """``python -m snakemake`` on the repository's Snakefile with ``--directory workdir``.
+
+    Targets and flags go in ``args``; ``--configfile=PATH`` is always written with ``=`` (the
+    option takes several values and would otherwise swallow targets). stdout and stderr are
+    captured as text; with ``check`` a non-zero exit fails the calling test with both shown.
+    """
+    command = [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(SNAKEFILE),
+        "--directory", str(workdir),
+        *(f"--configfile={Path(path).resolve()}" for path in configfiles),
+        *args,
+    ]
+    env = {**os.environ, **OFFLINE_ENV}
+    result = subprocess.run(
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"snakemake exited {result.returncode}: {' '.join(command)}\n"
+            f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}",
+            pytrace=False,
+        )
+    return result

@@ -13,7 +13,6 @@ from typing import Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from asvd import ranks
 from asvd.constraint import OrthogonalSubspace
@@ -47,6 +46,19 @@ class TrainSettings:
         if unknown:
             raise ValueError(f"train: unknown keys {unknown} (known: {sorted(known)})")
         return cls(**block)
+
+
+def linear_warmup_decay(warmup: int, total: int):
+    """LR factor: linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``.
+
+    Same schedule as transformers' ``get_linear_schedule_with_warmup``, without importing its
+    trainer stack (seconds per job in a many-job workflow).
+    """
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return factor
 
 
 def encode(tokenizer, records: Sequence[Mapping], settings: TrainSettings) -> dict[str, torch.Tensor]:
@@ -87,8 +99,8 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     )
     if constraint is not None:
         constraint.wrap(optimizer)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(settings.warmup_ratio * total_steps), total_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, linear_warmup_decay(int(settings.warmup_ratio * total_steps), total_steps)
     )
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []

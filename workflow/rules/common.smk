@@ -10,8 +10,10 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 PACKAGE = Path(workflow.basedir) / "asvd"
 # Jobs (script subprocesses, conda envs, cluster jobs) import the package from this checkout.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
+    )
 )
 RESULTS = f"results/{config['experiment']}"
 RUN = f"{RESULTS}/{{method}}/order{{order}}/seed{{seed}}"

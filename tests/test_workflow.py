@@ -1,0 +1,471 @@
+"""The Snakemake workflow: dry runs, DAG shape, config errors, one tiny end-to-end run, lint.
+
+Every Snakemake call runs ``python -m snakemake`` in a subprocess with ``--directory`` set to a
+temporary folder, so nothing lands in the repository and tests can run in parallel (xdist).
+The end-to-end run is built once per session: the first worker that needs it builds it under a
+file lock, the others reuse it read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import traceback
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from filelock import FileLock
+
+from conftest import (
+    OFFLINE_ENV,
+    REPO,
+    SNAKEFILE,
+    TEST_CONFIGS,
+    effective_config,
+    run_snakemake,
+)
+
+pytestmark = pytest.mark.workflow
+
+TARGETS = ["all_figures", "all_tables", "all_train", "all_eval"]
+CONFIGS = {"default": [], "tiny": [TEST_CONFIGS / "tiny.yaml"]}
+# The design: asvd and osft train under the orthogonal-subspace constraint, seqft does not.
+CONSTRAINED = {"seqft": False, "asvd": True, "osft": True}
+
+
+# --------------------------------------------------------------------------- parsing helpers
+
+
+def job_stats(log: str) -> Counter:
+    """The ``Job stats`` table of a (dry) run: rule -> number of jobs."""
+    match = re.search(r"^Job stats:\n(.*?)^total\s+\d+", log, re.M | re.S)
+    assert match, f"no job stats in:\n{log[-3000:]}"
+    stats = Counter()
+    for line in match.group(1).splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1].isdigit():
+            stats[fields[0]] = int(fields[1])
+    return stats
+
+
+def summary_outputs(stdout: str) -> dict[str, str]:
+    """``snakemake --summary``: every declared output of the DAG's jobs -> the rule writing it."""
+    lines = stdout.strip().splitlines()
+    assert lines and lines[0].startswith("output_file\t"), stdout[:2000]
+    return {fields[0]: fields[2] for fields in (line.split("\t") for line in lines[1:])}
+
+
+@dataclass
+class DryJob:
+    outputs: set[str]
+    inputs: set[str]
+
+
+def dry_run_jobs(log: str) -> list[DryJob]:
+    """Jobs of a dry run from scratch, with files from their ``Reason`` lines.
+
+    In an empty working directory every job reports ``Missing output files: <its outputs>`` and
+    ``Input files updated by another job: <its inputs>`` (every input is made by some job).
+    Rules with a ``message:`` print ``Reason:``; the target rules print an indented ``reason:``.
+    """
+    jobs = []
+    for match in re.finditer(r"^\s*[Rr]eason: (.*)$", log, re.M):
+        fields = {}
+        for part in match.group(1).split("; "):
+            key, _, value = part.partition(": ")
+            fields[key.strip()] = {item for item in value.split(", ") if item}
+        jobs.append(
+            DryJob(
+                outputs=fields.get("Missing output files", set()),
+                inputs=fields.get("Input files updated by another job", set()),
+            )
+        )
+    return jobs
+
+
+@dataclass(frozen=True)
+class DagNode:
+    rule: str
+    wildcards: tuple  # sorted (name, value) pairs
+    needrun: bool
+
+    def get(self, name):
+        return dict(self.wildcards).get(name)
+
+
+def parse_dot_dag(dot: str) -> tuple[dict[int, DagNode], set[tuple[int, int]]]:
+    """Nodes and ``dependency -> job`` edges of ``snakemake --dag dot``.
+
+    A node's label shows only the wildcards its dependencies lack, so a job inherits the
+    missing ones from dependencies of the same rule (task t's training from task t-1's).
+    Dashed nodes are jobs that need not run.
+    """
+    raw, edges = {}, set()
+    for match in re.finditer(r'^\s*(\d+)\[label = "(.*?)", color = "[^"]*", style="([^"]*)"\];', dot, re.M):
+        rule, *pairs = match.group(2).split("\\n")
+        wildcards = dict(pair.split(": ", 1) for pair in pairs)
+        raw[int(match.group(1))] = (rule, wildcards, "dashed" not in match.group(3))
+    for match in re.finditer(r"^\s*(\d+) -> (\d+)\s*$", dot, re.M):
+        edges.add((int(match.group(1)), int(match.group(2))))
+    assert raw and edges, f"no DAG in:\n{dot[:2000]}"
+
+    def full_wildcards(node, seen=()):
+        rule, wildcards, _ = raw[node]
+        merged = {}
+        for dep, job in edges:
+            if job == node and raw[dep][0] == rule and dep not in seen:
+                merged.update(full_wildcards(dep, (*seen, node)))
+        merged.update(wildcards)
+        return merged
+
+    nodes = {
+        node: DagNode(rule, tuple(sorted(full_wildcards(node).items())), needrun)
+        for node, (rule, _, needrun) in raw.items()
+    }
+    return nodes, edges
+
+
+def descendants(start: int, edges: set[tuple[int, int]]) -> set[int]:
+    found, frontier = set(), {start}
+    while frontier:
+        frontier = {job for dep, job in edges if dep in frontier} - found
+        found |= frontier
+    return found
+
+
+def run_keys(config: dict):
+    for method in config["run"]["methods"]:
+        for order in config["run"]["orders"]:
+            for seed in config["run"]["seeds"]:
+                yield method, order, seed
+
+
+def is_constrained(config: dict, method: str) -> bool:
+    return config["methods"][method]["rank_rule"] is not None
+
+
+# --------------------------------------------------------------------------- dry runs
+
+
+@pytest.mark.parametrize("config_name", sorted(CONFIGS))
+@pytest.mark.parametrize("target", [*TARGETS, None])
+def test_dry_run_of_every_public_target(tmp_path, config_name, target):
+    config = effective_config(*CONFIGS[config_name])
+    result = run_snakemake(tmp_path, *([target] if target else []), "-n",
+                           configfiles=CONFIGS[config_name])
+    stats = job_stats(result.stdout + result.stderr)
+    runs = list(run_keys(config))
+    steps = sum(len(config["orders"][order]) for _, order, _ in runs)
+    assert stats[target or "all_figures"] == 1  # all_figures is the default target
+    assert stats["base_model"] == 1
+    if target == "all_train":
+        assert stats["finetune_task"] == steps
+        assert not stats["evaluate_checkpoint"] and not stats["plot_figure"]
+    if target in ("all_eval", "all_tables", "all_figures", None):
+        assert stats["evaluate_checkpoint"] == steps + 1  # every step and the base model
+    if target in ("all_tables", "all_figures", None):
+        assert stats["collect_metrics"] == len(runs)
+        assert stats["summary_tables"] == 1
+    if target in ("all_figures", None):
+        assert stats["plot_figure"] >= 4 + len(config["run"]["methods"])
+    assert not (tmp_path / "results").exists()  # a dry run writes no results
+
+
+@pytest.mark.parametrize("config_name", sorted(CONFIGS))
+def test_task_chain_dag_shape(tmp_path, config_name):
+    """Task t trains from task t-1's checkpoint (and its SVD cache if constrained)."""
+    config = effective_config(*CONFIGS[config_name])
+    results = f"results/{config['experiment']}"
+    result = run_snakemake(tmp_path, "all_figures", "-n", configfiles=CONFIGS[config_name])
+    step_re = re.compile(
+        rf"^{re.escape(results)}/(?P<method>[^/]+)/order(?P<order>\d+)/seed(?P<seed>\d+)/step(?P<step>\d+)/model$"
+    )
+    trainings = {}
+    for job in dry_run_jobs(result.stdout + result.stderr):
+        for output in job.outputs:
+            match = step_re.match(output)
+            if match:
+                key = (match["method"], int(match["order"]), int(match["seed"]), int(match["step"]))
+                assert key not in trainings, f"two jobs write {output}"
+                trainings[key] = job
+    expected = {
+        (method, order, seed, step)
+        for method, order, seed in run_keys(config)
+        for step in range(1, len(config["orders"][order]) + 1)
+    }
+    assert set(trainings) == expected
+
+    for method in config["run"]["methods"]:
+        if method in CONSTRAINED:
+            assert is_constrained(config, method) == CONSTRAINED[method], method
+    for (method, order, seed, step), job in sorted(trainings.items()):
+        run = f"{results}/{method}/order{order}/seed{seed}"
+        previous = f"{results}/base" if step == 1 else f"{run}/step{step - 1}"
+        task = config["orders"][order][step - 1]
+        where = f"{method} order {order} seed {seed} step {step}: inputs {sorted(job.inputs)}"
+        assert f"{previous}/model" in job.inputs, where
+        assert [i for i in job.inputs if i.endswith("/model")] == [f"{previous}/model"], where
+        assert f"{results}/data/{task}/train.jsonl" in job.inputs, where
+        svd_inputs = [i for i in job.inputs if i.endswith("svd.safetensors")]
+        if is_constrained(config, method):
+            assert svd_inputs == [f"{previous}/svd.safetensors"], where
+        else:
+            assert svd_inputs == [], where
+
+
+BAD_CONFIGS = {
+    "unknown top-level key": ({"bogus_setting": 1}, ["bogus_setting"]),
+    "unknown nested key": ({"train": {"learning_rate": 0.1}}, ["learning_rate"]),
+    "task not in benchmark": (
+        {"orders": {1: ["alpha", "omega"]}},
+        ["omega", "orders.1", "benchmark.tasks"],
+    ),
+    "method without definition": (
+        {"run": {"methods": ["seqft", "mystery"]}},
+        ["mystery", "run.methods"],
+    ),
+    "undefined order": ({"run": {"orders": [7]}}, ["run.orders", "7"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_is_rejected_naming_the_key(tmp_path, case):
+    override, names = BAD_CONFIGS[case]
+    configfile = tmp_path / "bad.yaml"
+    configfile.write_text(yaml.safe_dump(override))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = run_snakemake(workdir, "all_figures", "-n", configfiles=[configfile], check=False)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0, log[-3000:]
+    for name in names:
+        assert name in log, f"{name!r} not named in:\n{log[-3000:]}"
+    assert not (workdir / "results").exists()
+
+
+# --------------------------------------------------------------------------- lint and format
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    result = run_snakemake(tmp_path, "--lint", check=False)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log
+    assert "Lints for" not in log, log
+    assert "Congratulations" in log, log
+
+
+def test_snakefmt_check():
+    files = [str(SNAKEFILE), *sorted(str(p) for p in (REPO / "workflow" / "rules").glob("*.smk"))]
+    result = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", *files],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@dataclass
+class EndToEnd:
+    workdir: Path
+    configfile: Path
+    config: dict
+    outputs: list[str]
+
+    @property
+    def results(self) -> Path:
+        return self.workdir / "results" / self.config["experiment"]
+
+    def run_dir(self, method: str) -> Path:
+        order, seed = self.config["run"]["orders"][0], self.config["run"]["seeds"][0]
+        return self.results / method / f"order{order}" / f"seed{seed}"
+
+
+def _build_end_to_end(workdir: Path) -> dict:
+    workdir.mkdir(parents=True, exist_ok=True)
+    configfile = workdir / "e2e.yaml"
+    tiny = yaml.safe_load((TEST_CONFIGS / "tiny.yaml").read_text())
+    tiny["experiment"] = "e2e"
+    tiny["run"] = {"methods": ["seqft", "asvd"], "orders": [1], "seeds": [0]}
+    configfile.write_text(yaml.safe_dump(tiny, sort_keys=False))
+    # The study as this run sees it, frozen now (config/config.yaml may change later).
+    config = effective_config(configfile)
+    (workdir / "effective_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    plan = run_snakemake(workdir, "all_figures", "--summary", configfiles=[configfile])
+    outputs = sorted(summary_outputs(plan.stdout))
+    assert outputs, "the DAG declares no outputs"
+    result = run_snakemake(workdir, "all_figures", "--cores", "2", configfiles=[configfile],
+                           check=False)
+    if result.returncode != 0:
+        logs = sorted((workdir / "results").rglob("*.log"))
+        tails = "\n".join(
+            f"--- {log}\n{log.read_text(errors='replace')[-1500:]}" for log in logs
+            if "Error" in log.read_text(errors="replace")
+        )
+        raise RuntimeError(
+            f"end-to-end run failed ({result.returncode}):\n{result.stderr[-5000:]}\n{tails}"
+        )
+    return {"configfile": str(configfile), "outputs": outputs}
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory) -> EndToEnd:
+    """The tiny study (seqft + asvd, order 1, seed 0) run once per session for all workers."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this session
+    workdir, record, failed = root / "e2e", root / "e2e.json", root / "e2e.failed"
+    with FileLock(str(root / "e2e.lock")):
+        if failed.exists():
+            pytest.fail(f"end-to-end run failed in another worker:\n{failed.read_text()}",
+                        pytrace=False)
+        if not record.exists():
+            try:
+                record.write_text(json.dumps(_build_end_to_end(workdir)))
+            except BaseException:
+                failed.write_text(traceback.format_exc())
+                raise
+    data = json.loads(record.read_text())
+    config = yaml.safe_load((workdir / "effective_config.yaml").read_text())
+    return EndToEnd(workdir, Path(data["configfile"]), config, data["outputs"])
+
+
+def test_e2e_every_declared_output_exists(e2e):
+    expected_figures = {f"results/e2e/figures/{name}.{ext}"
+                        for name in ["task_curves", "aa_bwt", "accuracy_matrix_asvd"]
+                        for ext in ["png", "pdf"]}
+    assert expected_figures <= set(e2e.outputs)
+    assert {f"results/e2e/tables/summary.{ext}" for ext in ["csv", "md", "tex"]} <= set(e2e.outputs)
+    for output in e2e.outputs:
+        path = e2e.workdir / output
+        assert path.exists(), output
+        if path.is_dir():
+            assert any(path.iterdir()), f"{output} is empty"
+        else:
+            assert path.stat().st_size > 0, f"{output} is empty"
+
+
+def test_e2e_second_dry_run_has_nothing_to_do(e2e):
+    result = run_snakemake(e2e.workdir, "all_figures", "-n", configfiles=[e2e.configfile])
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stderr
+
+
+def test_e2e_forcing_one_task_reruns_exactly_it_and_its_dependents(e2e):
+    step2 = e2e.run_dir("asvd") / "step2"
+    forced = str((step2 / "model").relative_to(e2e.workdir))
+    dot = run_snakemake(e2e.workdir, "all_figures", "--dag", "dot", "--forcerun", forced,
+                        configfiles=[e2e.configfile]).stdout
+    nodes, edges = parse_dot_dag(dot)
+    [start] = [n for n, node in nodes.items()
+               if node.rule == "finetune_task" and node.get("method") == "asvd"
+               and node.get("step") == "2"]
+    needrun = {n for n, node in nodes.items() if node.needrun}
+    assert needrun == {start} | descendants(start, edges)
+
+    rerun = {(node.rule, node.wildcards) for n, node in nodes.items() if n in needrun}
+    checkpoint = str(step2.relative_to(e2e.workdir))
+    figures = {dict(w)["figure"] for rule, w in rerun if rule == "plot_figure"}
+    rules = Counter(rule for rule, _ in rerun)
+    assert rules["finetune_task"] == 1
+    assert ("svd_cache", (("checkpoint", checkpoint),)) in rerun
+    assert ("evaluate_checkpoint", (("checkpoint", checkpoint),)) in rerun
+    assert rules["evaluate_checkpoint"] == rules["svd_cache"] == 1
+    assert [dict(w)["method"] for rule, w in rerun if rule == "collect_metrics"] == ["asvd"]
+    assert rules["summary_tables"] == 1 and rules["all_figures"] == 1
+    assert {"accuracy_matrix_asvd", "task_curves", "aa_bwt", "frozen_ranks"} <= figures
+    assert "accuracy_matrix_seqft" not in figures
+    for rule in ("base_model", "prepare_dataset"):
+        assert rules[rule] == 0, rule
+    assert not any(rule == "finetune_task" and dict(w)["method"] == "seqft" for rule, w in rerun)
+
+    # The dry run itself schedules the same jobs.
+    plan = run_snakemake(e2e.workdir, "all_figures", "-n", "--forcerun", forced,
+                         configfiles=[e2e.configfile])
+    stats = job_stats(plan.stdout + plan.stderr)
+    assert +stats == +rules
+
+
+def test_e2e_checkpoint_loads_with_from_pretrained(e2e):
+    from transformers import AutoModelForSeq2SeqLM
+
+    for model_dir in [e2e.results / "base" / "model", e2e.run_dir("asvd") / "step2" / "model"]:
+        assert (model_dir / "model.safetensors").is_file()
+        model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
+        assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_e2e_svd_cache_stamp_matches_weights(e2e):
+    from safetensors import safe_open
+    from transformers import AutoModelForSeq2SeqLM
+
+    from asvd.svd import weights_hash
+
+    caches = [e2e.workdir / o for o in e2e.outputs if o.endswith("svd.safetensors")]
+    assert caches
+    for cache in caches:
+        with safe_open(str(cache), framework="pt") as handle:
+            stamp = (handle.metadata() or {}).get("weights_sha256")
+            names = sorted({key.rsplit(".", 1)[0] for key in handle.keys()})
+        assert stamp and names, cache
+        modules = dict(AutoModelForSeq2SeqLM.from_pretrained(cache.parent / "model").named_modules())
+        assert weights_hash({name: modules[name] for name in names}) == stamp, cache
+
+
+def test_e2e_metrics_cli(e2e):
+    matrix = e2e.run_dir("asvd") / "accuracy_matrix.csv"
+    result = subprocess.run([sys.executable, "-m", "asvd", "metrics", str(matrix)],
+                            capture_output=True, text=True, env={**os.environ, **OFFLINE_ENV})
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    for key in ("aa", "bwt", "fwt", "forgetting"):
+        assert isinstance(metrics[key], (int, float)), (key, metrics)
+
+
+def test_e2e_finetune_task_is_bit_identical_when_repeated(e2e, tmp_path):
+    """One asvd step (SVD cache, importance, constrained training) twice from the same files.
+
+    Both repeats also equal the workflow's own checkpoint of that step: the rule passes the
+    library exactly the inputs and settings used here.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from asvd.training import finetune_task
+
+    config, run = e2e.config, e2e.run_dir("asvd")
+    order = config["orders"][config["run"]["orders"][0]]
+    data = e2e.results / "data"
+    kwargs = dict(
+        checkpoint=run / "step1" / "model",
+        svd_path=run / "step1" / "svd.safetensors",
+        train_file=data / order[1] / "train.jsonl",
+        previous_train_file=data / order[0] / "train.jsonl",
+        method=config["methods"]["asvd"],
+        settings=config["train"],
+        task=order[1],
+        task_index=2,
+        task_count=len(order),
+        seed=config["run"]["seeds"][0],
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workflow runs it (threads.finetune_task)
+    try:
+        for name in ("first", "second"):
+            finetune_task(**kwargs, out_dir=tmp_path / name / "model",
+                          log_json=tmp_path / name / "train_log.json")
+    finally:
+        torch.set_num_threads(threads)
+    first = load_file(tmp_path / "first" / "model" / "model.safetensors")
+    for other in (tmp_path / "second" / "model", run / "step2" / "model"):
+        tensors = load_file(other / "model.safetensors")
+        assert tensors.keys() == first.keys(), other
+        different = [name for name in first if not torch.equal(first[name], tensors[name])]
+        assert not different, (other, different)

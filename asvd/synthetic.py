@@ -21,8 +21,8 @@ _VOWELS = "aeiou"
 
 
 def symbol_names(count: int) -> list[str]:
-    """Pronounceable one-token names: ba, be, bi, ... (up to 70)."""
-    names = [c + v for c in _CONSONANTS for v in _VOWELS]
+    """Pronounceable one-token names: ba, be, bi, ... (up to 140)."""
+    names = [c + v for c in _CONSONANTS for v in _VOWELS] + [v + c for c in _CONSONANTS for v in _VOWELS]
     if not 2 <= count <= len(names):
         raise ValueError(f"benchmark.symbols must be in [2, {len(names)}], got {count}")
     return names[:count]
@@ -78,6 +78,7 @@ def generate(
     *,
     seed: int,
     symbols: int,
+    task_symbols: int = 0,
     classes: Sequence[str],
     length: int,
     tasks: Sequence[Mapping],
@@ -91,29 +92,32 @@ def generate(
     Returns ``{"tasks": {name: {"train": [...], "test": [...]}}, "general": {"train", "test"},
     "classes": [...]}``; examples are ``{"text", "target"}`` (general ones also carry ``skill``).
     """
-    names = symbol_names(symbols)
-    if len(names) % len(classes):
-        raise ValueError(
-            f"benchmark.symbols ({symbols}) must be a multiple of the number of classes ({len(classes)})"
-        )
+    pool = symbol_names(symbols + task_symbols * len(tasks))
+    names = pool[:symbols]
+    for key, count in (("symbols", symbols), ("task_symbols", task_symbols or len(classes))):
+        if count % len(classes):
+            raise ValueError(
+                f"benchmark.{key} ({count}) must be a multiple of the number of classes ({len(classes)})"
+            )
     out = {"classes": list(classes), "tasks": {}}
     for index, task in enumerate(tasks):
+        own = pool[symbols + index * task_symbols: symbols + (index + 1) * task_symbols] or names
         spec = TaskSpec(name=task["name"], position=task["position"])
         if spec.position not in POSITIONS:
             raise ValueError(
                 f"benchmark.tasks[{index}].position: {spec.position!r} not in {sorted(POSITIONS)}"
             )
         rng = random.Random(f"{seed}/task/{spec.name}")
-        table = class_table(names, classes, rng)
+        table = class_table(own, classes, rng)
         out["tasks"][spec.name] = {
-            split: _balanced_examples(spec, table, names, classes, length, count, rng)
+            split: _balanced_examples(spec, table, own, classes, length, count, rng)
             for split, count in (("train", train_per_task), ("test", test_per_task))
         }
     rng = random.Random(f"{seed}/general")
-    general_table = class_table(names, classes, rng)
+    general_table = class_table(pool, classes, rng)
     out["general"] = {
         split: [
-            _general_example(GENERAL_SKILLS[i % len(GENERAL_SKILLS)], general_table, names, length, rng)
+            _general_example(GENERAL_SKILLS[i % len(GENERAL_SKILLS)], general_table, pool, length, rng)
             for i in range(count)
         ]
         for split, count in (("train", general_train), ("test", general_test))

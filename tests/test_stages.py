@@ -61,6 +61,16 @@ def test_generator_is_deterministic_and_balanced():
     assert all(len(classes) == 1 for classes in table_hits.values())
 
 
+def test_private_task_symbols_are_disjoint_and_covered_by_the_general_mixture():
+    spec = {k: v for k, v in BENCHMARK.items() if k != "name"}
+    out = synthetic.generate(seed=0, **{**spec, "task_symbols": 4})
+    used = {task: {s for ex in splits["train"] for s in ex["text"].split()}
+            for task, splits in out["tasks"].items()}
+    assert used["alpha"].isdisjoint(used["beta"])
+    general = {s for ex in out["general"]["train"] for s in ex["text"].split()}
+    assert used["alpha"] | used["beta"] <= general
+
+
 def test_tasks_compete_for_the_same_outputs():
     spec = {k: v for k, v in BENCHMARK.items() if k != "name"}
     tasks = synthetic.generate(seed=0, **spec)["tasks"]

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from asvd.constraint import thin_svd
 from asvd.io import atomic_path, sha256_bytes
+from asvd.models import find_targets, load_checkpoint
 
 FORMAT = "asvd-svd-v1"
 log = logging.getLogger(__name__)
@@ -90,8 +91,6 @@ def cached_svd(path: str | Path | None, model: torch.nn.Module,
 
 def build_cache(checkpoint: str | Path, out: str | Path, targets="auto") -> dict:
     """Compute and write the SVD cache of a checkpoint; return a short summary."""
-    from asvd.models import find_targets, load_checkpoint
-
     model, _ = load_checkpoint(checkpoint)
     modules = find_targets(model, targets)
     stamp = weights_hash(modules)

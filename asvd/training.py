@@ -80,17 +80,18 @@ def _trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings, seed: int,
-          constraint: OrthogonalSubspace | None = None, trainable=None, desc: str = "train") -> dict:
+          constraint: OrthogonalSubspace | None = None, desc: str = "train") -> dict:
     """Train ``model`` on ``records``; return the log (loss curve, steps, seconds, violation).
 
-    ``trainable`` restricts which parameters the optimizer updates (default: all).
+    Only parameters with ``requires_grad`` are optimised (``finetune_task`` freezes non-targets
+    that way when ``train_other_params`` is false).
     """
     torch.manual_seed(seed)
     data = encode(tokenizer, records, settings)
     count = len(records)
     steps_per_epoch = math.ceil(count / settings.batch_size)
     total_steps = max(1, math.ceil(settings.epochs * steps_per_epoch))
-    params = [p for p in (trainable if trainable is not None else model.parameters()) if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     optimizer = torch.optim.AdamW(
@@ -119,7 +120,7 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % settings.log_every == 0:
             log.info("%s step %d/%d loss %.4f", desc, step + 1, total_steps, losses[-1])
     if constraint is not None:

@@ -138,13 +138,27 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
 def train_base_model(general_train: str | Path, vocabulary_files: Sequence[str | Path],
                      family: str, architecture: Mapping, settings: Mapping, seed: int,
                      out_dir: str | Path, log_json: str | Path) -> dict:
-    """Build the embedded default's tokenizer and T5 and pretrain them on the general mixture."""
+    """Build the embedded default's tokenizer and seq2seq model; pretrain on the general mixture."""
     texts = [text for path in vocabulary_files for r in load_records(path) for text in (r["input"], r["target"])]
     tokenizer = build_word_tokenizer(texts)
     model = build_seq2seq(tokenizer, family, architecture, seed)
     records = load_records(general_train)
     result = train(model, tokenizer, records, TrainSettings.from_config(settings), seed, desc="base")
     result.update({"vocab_size": len(tokenizer), "parameters": sum(p.numel() for p in model.parameters())})
+    save_checkpoint(model, tokenizer, out_dir)
+    write_json(log_json, result)
+    return result
+
+
+def fetch_base_model(name: str, out_dir: str | Path, log_json: str | Path) -> dict:
+    """Use a pretrained model (hub id or local directory) as the base: load it and save a copy.
+
+    The copy makes the base checkpoint a file of this study, so its SVD cache, evaluation and
+    every task's training chain on it like on a built one (and the hub is read once).
+    """
+    model, tokenizer = load_checkpoint(name)
+    result = {"source": str(name), "parameters": sum(p.numel() for p in model.parameters()),
+              "model_type": model.config.model_type}
     save_checkpoint(model, tokenizer, out_dir)
     write_json(log_json, result)
     return result

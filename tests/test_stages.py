@@ -196,3 +196,15 @@ def test_evaluate_checkpoint_writes_scores(tmp_path, prepared):
     assert json.loads(out.read_text()) == result
     assert result["scores"]["alpha"]["total"] == 16
     assert 0.0 <= result["scores"]["general"]["accuracy"] <= 100.0
+
+
+def test_fetch_base_model_loads_by_name_from_a_local_directory(tmp_path, prepared):
+    """The real-model path (a hub id for users with network) exercised on local files."""
+    from asvd.training import fetch_base_model
+
+    root, _ = prepared
+    result = fetch_base_model(str(root / "base" / "model"), tmp_path / "model", tmp_path / "log.json")
+    assert result["model_type"] == "bart" and result["parameters"] > 0
+    a = load_file(root / "base" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -19,12 +19,13 @@ rule base_model:
     resources:
         **config["resources"]["base_model"],
     params:
+        pretrained=config["base_model"].get("pretrained"),
         family=config["base_model"]["family"],
         architecture=config["base_model"]["architecture"],
         train=config["base_model"]["train"],
         seed=config["base_model"]["seed"],
         code=code_version("io", "data", "models", "training"),
     message:
-        "Pretraining the base model on the general mixture"
+        "Base model: loading the pretrained one or pretraining on the general mixture"
     script:
         "../scripts/base_model.py"

@@ -9,12 +9,14 @@ S_h, V_h are stored: no factorised copy of W, no extra optimizer state.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 from typing import Mapping, Sequence
 
 import torch
 
 from asvd.models import find_targets
 from asvd.ranks import Uniform
+from asvd.svd import cached_svd, thin_svd
 
 PROJECTIONS = ("two_sided", "paper_block")
 
@@ -52,22 +54,18 @@ class FrozenSubspace:
         return float(torch.linalg.matrix_norm(block) / norm)
 
 
-def thin_svd(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """fp32 thin SVD ``(U, S, Vh)`` of a weight."""
-    return torch.linalg.svd(weight.detach().float(), full_matrices=False)
-
-
 class OrthogonalSubspace:
     """Constrain full fine-tuning of ``model`` to stay orthogonal to each target's top-k subspace.
 
-    ``svd`` optionally maps target names to a precomputed ``(U, S, Vh)`` (e.g. the SVD cache);
+    ``svd`` is optional: a mapping of target names to precomputed ``(U, S, Vh)``, or the path of
+    an SVD cache file (used only if its weight hash matches ``model``, else recomputed);
     ``importance`` maps target names to importance scores for rules that need them.
     Use :meth:`wrap` on the optimizer; the training loop stays unchanged.
     """
 
     def __init__(self, model: torch.nn.Module, targets: str | Sequence[str] = "auto",
                  rank_rule=Uniform(unfreeze=0.25), projection: str = "two_sided",
-                 svd: Mapping[str, tuple] | None = None,
+                 svd: Mapping[str, tuple] | str | os.PathLike | None = None,
                  importance: Mapping[str, float] | None = None):
         if projection not in PROJECTIONS:
             raise ValueError(f"projection: {projection!r} not in {PROJECTIONS}")
@@ -75,6 +73,8 @@ class OrthogonalSubspace:
         modules = find_targets(model, targets)
         self.shapes = {name: tuple(m.weight.shape) for name, m in modules.items()}
         self.ranks = rank_rule.frozen_ranks(self.shapes, importance)
+        if isinstance(svd, (str, os.PathLike)):
+            svd = cached_svd(svd, model, modules)
         self.subspaces: dict[str, FrozenSubspace] = {}
         for name, module in modules.items():
             k = self.ranks[name]

@@ -7,16 +7,17 @@ used with is recomputed, never silently used.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Mapping
 
+import safetensors
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from asvd.constraint import thin_svd
 from asvd.io import atomic_path, sha256_bytes
 from asvd.models import find_targets, load_checkpoint
 
@@ -24,6 +25,18 @@ FORMAT = "asvd-svd-v1"
 log = logging.getLogger(__name__)
 
 SVD = dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def thin_svd(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fp32 thin SVD ``(U, S, Vh)`` of a weight."""
+    return torch.linalg.svd(weight.detach().float(), full_matrices=False)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that produced a cache, recorded for provenance (not part of validity)."""
+    from asvd import __version__
+
+    return {"asvd": __version__, "torch": torch.__version__, "safetensors": safetensors.__version__}
 
 
 def weights_hash(modules: Mapping[str, torch.nn.Module]) -> str:
@@ -48,7 +61,8 @@ def save_svd(path: str | Path, svd: SVD, stamp: str) -> None:
     for name, (U, S, Vh) in svd.items():
         tensors.update({f"{name}.U": U, f"{name}.S": S, f"{name}.Vh": Vh})
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "weights_sha256": stamp})
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "weights_sha256": stamp,
+                                               "versions": json.dumps(library_versions())})
 
 
 def read_stamp(path: str | Path) -> str | None:

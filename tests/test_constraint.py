@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asvd import ranks
-from asvd.constraint import FrozenSubspace, OrthogonalSubspace, thin_svd
+from asvd.constraint import FrozenSubspace, OrthogonalSubspace
+from asvd.svd import thin_svd
 
 
 class TwoLayer(torch.nn.Module):

@@ -135,6 +135,24 @@ def test_svd_cache_stamp_detects_tampering(tmp_path, prepared):
     assert torch.allclose(svd.cached_svd(cache, model, modules)[name][1], 2 * S, atol=1e-5)
 
 
+def test_svd_cache_is_what_the_constraint_accepts(tmp_path, prepared):
+    from safetensors import safe_open
+
+    from asvd import OrthogonalSubspace, ranks
+
+    root, _ = prepared
+    cache = tmp_path / "svd.safetensors"
+    svd.build_cache(root / "base" / "model", cache)
+    with safe_open(str(cache), framework="pt") as handle:
+        assert set(json.loads(handle.metadata()["versions"])) == {"asvd", "torch", "safetensors"}
+    model, _ = load_checkpoint(root / "base" / "model")
+    from_file = OrthogonalSubspace(model, rank_rule=ranks.Uniform(0.5), svd=cache)
+    computed = OrthogonalSubspace(model, rank_rule=ranks.Uniform(0.5))
+    for name, sub in computed.subspaces.items():
+        assert torch.allclose(from_file.subspaces[name].anchor(), sub.anchor(), atol=1e-6)
+    assert from_file.max_violation() < 5e-6
+
+
 def run_task(root, files, out, method, step=1, checkpoint=None, svd_path=None):
     return finetune_task(
         checkpoint=checkpoint or root / "base" / "model", svd_path=svd_path,

@@ -16,7 +16,7 @@ rule svd_cache:
         **config["resources"]["svd_cache"],
     params:
         targets=svd_targets(),
-        code=code_version("constraint", "io", "models", "svd"),
+        code=code_version("io", "models", "svd"),
     message:
         "SVD of every target of {wildcards.checkpoint}"
     script:

@@ -19,6 +19,7 @@ from asvd.ranks import Uniform
 from asvd.svd import cached_svd, thin_svd
 
 PROJECTIONS = ("two_sided", "paper_block")
+PROJECT_POINTS = ("gradient", "update")
 
 
 @dataclass
@@ -60,16 +61,23 @@ class OrthogonalSubspace:
     ``svd`` is optional: a mapping of target names to precomputed ``(U, S, Vh)``, or the path of
     an SVD cache file (used only if its weight hash matches ``model``, else recomputed);
     ``importance`` maps target names to importance scores for rules that need them.
+    ``project`` says where the constraint acts: ``gradient`` (default; the optimizer's moments see
+    only allowed directions, then re-anchoring) or ``update`` (re-anchoring alone, which projects
+    the optimizer's whole update, weight decay included, as Adam-NSCL does: half the cost, and
+    equally exact because W_old already satisfies the constraint: P(W_old + D) + A = W_old + P(D)).
     Use :meth:`wrap` on the optimizer; the training loop stays unchanged.
     """
 
     def __init__(self, model: torch.nn.Module, targets: str | Sequence[str] = "auto",
                  rank_rule=Uniform(unfreeze=0.25), projection: str = "two_sided",
                  svd: Mapping[str, tuple] | str | os.PathLike | None = None,
-                 importance: Mapping[str, float] | None = None):
+                 importance: Mapping[str, float] | None = None, project: str = "gradient"):
         if projection not in PROJECTIONS:
             raise ValueError(f"projection: {projection!r} not in {PROJECTIONS}")
+        if project not in PROJECT_POINTS:
+            raise ValueError(f"project: {project!r} not in {PROJECT_POINTS}")
         self.projection = projection
+        self.project = project
         modules = find_targets(model, targets)
         self.shapes = {name: tuple(m.weight.shape) for name, m in modules.items()}
         self.ranks = rank_rule.frozen_ranks(self.shapes, importance)
@@ -119,8 +127,9 @@ class OrthogonalSubspace:
         return {name: sub.violation(self.projection) for name, sub in self.subspaces.items()}
 
     def wrap(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-        """Project before and re-anchor after every ``optimizer.step()``; returns the optimizer."""
-        self._handles.append(optimizer.register_step_pre_hook(lambda *_: self.project_gradients()))
+        """Project before (``project="gradient"``) and re-anchor after every ``optimizer.step()``."""
+        if self.project == "gradient":
+            self._handles.append(optimizer.register_step_pre_hook(lambda *_: self.project_gradients()))
         self._handles.append(optimizer.register_step_post_hook(lambda *_: self.reanchor()))
         return optimizer
 

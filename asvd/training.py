@@ -191,7 +191,7 @@ def build_constraint(model, tokenizer, method: Mapping, task_index: int, task_co
     svd = cached_svd(svd_path, model, modules)
     return OrthogonalSubspace(model, targets=targets, rank_rule=rule,
                               projection=method.get("projection", "two_sided"), svd=svd,
-                              importance=importance)
+                              importance=importance, project=method.get("project", "gradient"))
 
 
 def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_file: str | Path,

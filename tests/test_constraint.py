@@ -176,3 +176,30 @@ def test_projection_satisfies_the_constraint_for_any_shape(m, n, k_fraction, pro
         sub.weight += 0.1 * P
         sub.weight.copy_(sub.project(sub.weight, projection) + sub.anchor())
     assert sub.violation(projection) <= 1e-5
+
+
+def test_update_projection_is_exact_and_equals_projecting_the_optimizer_step():
+    torch.manual_seed(0)
+    model = TwoLayer()
+    constraint = OrthogonalSubspace(model, TARGETS, ranks.Uniform(0.5), project="update")
+    train_steps(model, constraint, steps=50)
+    assert constraint.max_violation() <= 1e-5
+    # one more step by hand: the result is W_old + P(D), D the unconstrained AdamW update
+    plain = copy.deepcopy(model)
+    old = model.square.weight.detach().clone()
+    train_steps(plain, steps=1, seed=7)
+    train_steps(model, constraint, steps=1, seed=7)
+    sub = constraint.subspaces["square"]
+    expected = old + sub.project(plain.square.weight.detach() - old, "two_sided")
+    assert torch.allclose(model.square.weight, expected, atol=1e-6)
+
+
+def test_update_and_gradient_projection_differ_in_the_optimizer_moments():
+    torch.manual_seed(0)
+    a = TwoLayer()
+    b = copy.deepcopy(a)
+    train_steps(a, OrthogonalSubspace(a, TARGETS, ranks.Uniform(0.5), project="gradient"), steps=5)
+    train_steps(b, OrthogonalSubspace(b, TARGETS, ranks.Uniform(0.5), project="update"), steps=5)
+    assert not torch.allclose(a.square.weight, b.square.weight, atol=1e-6)
+    with pytest.raises(ValueError, match="project"):
+        OrthogonalSubspace(a, TARGETS, project="elsewhere")

@@ -176,6 +176,13 @@ def test_finetune_task_keeps_frozen_triplets_and_logs(tmp_path, prepared):
     assert moved, "a constrained task must still change the target weights"
 
 
+def test_finetune_task_with_update_projection_keeps_frozen_triplets(tmp_path, prepared):
+    root, files = prepared
+    result = run_task(root, files, tmp_path, {**ASVD, "project": "update"})
+    assert result["max_violation"] <= 1e-5
+    assert sum(result["frozen_ranks"].values()) > 0
+
+
 def test_seqft_equals_uniform_unfreeze_one_bit_for_bit(tmp_path, prepared):
     root, files = prepared
     run_task(root, files, tmp_path / "seqft", {"rank_rule": None})

@@ -19,11 +19,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from asvd.data import GENERAL
 from asvd.io import read_json, write_json, write_text
 
 BASE_ROW = "base"
 INDEX_NAME = "after"
-GENERAL = "general"
 _OLORA_PREFIX = "predict_exact_match_for_"
 _OLORA_STEP_DIR = re.compile(r"^(\d+)-(.+)$")
 

@@ -172,9 +172,10 @@ def _importance_batches(tokenizer, records: Sequence[Mapping], settings: TrainSe
         yield _trim(encode(tokenizer, [records[i]], settings))
 
 
-def build_constraint(model, tokenizer, method: Mapping, task_index: int, task_count: int,
-                     svd_path: str | Path | None, importance_records: Sequence[Mapping] | None,
-                     settings: TrainSettings, seed: int) -> OrthogonalSubspace | None:
+def build_constraint(model, tokenizer, method: Mapping, modules: Mapping[str, torch.nn.Module],
+                     task_index: int, task_count: int, svd_path: str | Path | None,
+                     importance_records: Sequence[Mapping] | None, settings: TrainSettings,
+                     seed: int) -> OrthogonalSubspace | None:
     """The constraint a method's config asks for on this task, or None for plain fine-tuning."""
     spec = method.get("rank_rule")
     if spec is None:
@@ -182,14 +183,12 @@ def build_constraint(model, tokenizer, method: Mapping, task_index: int, task_co
     if task_index == 1 and spec.get("first_task", "constrained") == "full":
         return None
     rule = ranks.from_config(spec, task=task_index, tasks=task_count)
-    targets = method.get("target_modules", "auto")
-    modules = find_targets(model, targets)
     importance = None
     if rule.needs_importance:
         batches = _importance_batches(tokenizer, importance_records, settings, rule.samples, seed)
         importance = importance_scores(model, modules, batches)
     svd = cached_svd(svd_path, model, modules)
-    return OrthogonalSubspace(model, targets=targets, rank_rule=rule,
+    return OrthogonalSubspace(model, targets=method.get("target_modules", "auto"), rank_rule=rule,
                               projection=method.get("projection", "two_sided"), svd=svd,
                               importance=importance, project=method.get("project", "gradient"))
 
@@ -207,9 +206,9 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
     model, tokenizer = load_checkpoint(checkpoint)
     records = load_records(train_file)
     importance_records = load_records(previous_train_file) if previous_train_file else records
-    constraint = build_constraint(model, tokenizer, method, task_index, task_count, svd_path,
-                                  importance_records, train_settings, seed)
     targets = find_targets(model, method.get("target_modules", "auto"))
+    constraint = build_constraint(model, tokenizer, method, targets, task_index, task_count, svd_path,
+                                  importance_records, train_settings, seed)
     if not method.get("train_other_params", True):
         target_weights = {id(m.weight) for m in targets.values()}
         for param in model.parameters():
@@ -224,8 +223,6 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
         "max_violation": constraint.max_violation() if constraint else 0.0,
         "violation": constraint.violations() if constraint else {},
     })
-    for param in model.parameters():
-        param.requires_grad_(True)
     save_checkpoint(model, tokenizer, out_dir)
     write_json(log_json, result)
     return result

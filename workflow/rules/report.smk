@@ -38,7 +38,7 @@ rule plot_figure:
     params:
         inputs=figure_inputs,
         spectra_targets=config["figures"]["spectra_targets"],
-        code=code_version("figures", "io", "metrics"),
+        code=code_version("data", "figures", "io", "metrics", "tables"),
     message:
         "Figure {wildcards.figure}"
     script:

@@ -19,6 +19,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/benchmark.smk"
 
 
 localrules:
@@ -26,6 +27,7 @@ localrules:
     all_tables,
     all_train,
     all_eval,
+    all_benchmarks,
 
 
 rule all_figures:
@@ -47,3 +49,8 @@ rule all_train:
 rule all_eval:
     input:
         evals_of_all_runs(),
+
+
+rule all_benchmarks:
+    input:
+        rules.constraint_benchmark_report.output,

@@ -2,15 +2,18 @@
 
 For each target weight W = U S V^T the top-k triplets (U_h, S_h, V_h) are frozen. After backward
 the gradient is projected away from them; after every optimizer step the frozen block is
-re-anchored exactly, which also cancels weight decay and Adam's elementwise leakage. Only U_h,
-S_h, V_h are stored: no factorised copy of W, no extra optimizer state.
+re-anchored exactly, which also cancels weight decay and Adam's elementwise leakage. Stored per
+target: U_h, S_h, V_h (the anchor needs them) and, on a side whose SVD basis is complete and where
+more than half is frozen, the complement basis that makes the projection cheaper; no factorised
+copy of W, no extra optimizer state. Small targets of one shape and frozen rank are stacked so
+that one batched matmul serves them all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 import os
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -20,6 +23,67 @@ from asvd.svd import cached_svd, thin_svd
 
 PROJECTIONS = ("two_sided", "paper_block")
 PROJECT_POINTS = ("gradient", "update")
+# Most matrix elements stacked into one batched product. Stacking pays where per-matrix overhead
+# dominates (small matrices, GPU launches); a matrix this large or larger is projected alone, in
+# place, where the stacking copies would cost more than they save (measured on CPU: 128^2 x 16
+# stacked 1.3 ms vs 2.2 ms looped; 768^2 x 24 stacked 250 ms vs 208 ms looped).
+BATCH_ELEMENTS = 1 << 19
+
+
+def remove_frozen(X: torch.Tensor, U: torch.Tensor, V: torch.Tensor, S: torch.Tensor | None,
+                  projection: str, left: torch.Tensor | None = None,
+                  right: torch.Tensor | None = None) -> torch.Tensor:
+    """X <- X - (Q(X) - U S V^T) in place, for one matrix or a stack of them (fp32).
+
+    Q is the frozen part of X: U U^T X + X V V^T - U U^T X V V^T (``two_sided``) or
+    U U^T X V V^T (``paper_block``). With ``S=None`` this projects a gradient onto the allowed
+    set; with S it also restores the frozen block exactly (re-anchoring). With the frozen bases
+    alone it takes about 8 m n k flops. ``left``/``right`` are the orthogonal complements of U/V
+    on a side where the SVD gives a full basis (C C^T = I - U U^T): where k > d/2 projecting with
+    them costs 4 m n (d - k) per side instead of 4 m n k (two_sided only).
+    """
+    if projection == "two_sided" and (left is not None or right is not None):
+        return _two_sided_with_complements(X, U, V, S, left, right)
+    if projection == "two_sided":
+        left_part = U.mT @ X  # U^T X: (k, n)
+        right_part = X @ V  # X V: (m, k)
+        left_part -= (left_part @ V) @ V.mT  # U^T X (I - V V^T): the cross term counted once
+        if S is not None:
+            right_part -= U * S.unsqueeze(-2)
+        _add_product(X, U, left_part, alpha=-1.0)
+        _add_product(X, right_part, V.mT, alpha=-1.0)
+    else:
+        block = U.mT @ X @ V
+        if S is not None:
+            block -= torch.diag_embed(S)
+        _add_product(X, U @ block, V.mT, alpha=-1.0)
+    return X
+
+
+def _two_sided_with_complements(X, U, V, S, left, right):
+    """(I - U U^T) X (I - V V^T) [+ U S V^T], each side in its cheaper form; result in X."""
+    if left is not None:
+        Y = left @ (left.mT @ X)
+    else:
+        Y = X
+        _add_product(Y, U, U.mT @ Y, alpha=-1.0)
+    if right is not None:
+        Y = (Y @ right) @ right.mT
+    else:
+        _add_product(Y, Y @ V, V.mT, alpha=-1.0)
+    if S is not None:
+        _add_product(Y, U * S.unsqueeze(-2), V.mT, alpha=1.0)
+    if Y is not X:
+        X.copy_(Y)
+    return X
+
+
+def _add_product(X: torch.Tensor, A: torch.Tensor, B: torch.Tensor, alpha: float) -> None:
+    """X += alpha A @ B, fused and in place, for a matrix or a stack."""
+    if X.dim() == 3:
+        X.baddbmm_(A, B, alpha=alpha)
+    else:
+        X.addmm_(A, B, alpha=alpha)
 
 
 @dataclass
@@ -33,11 +97,7 @@ class FrozenSubspace:
 
     def project(self, matrix: torch.Tensor, projection: str) -> torch.Tensor:
         """The component of ``matrix`` that an update is allowed to have."""
-        U, V = self.U, self.V
-        if projection == "two_sided":
-            matrix = matrix - U @ (U.T @ matrix)
-            return matrix - (matrix @ V) @ V.T
-        return matrix - U @ ((U.T @ matrix) @ V) @ V.T
+        return remove_frozen(matrix.float().clone(), self.U, self.V, None, projection)
 
     def anchor(self) -> torch.Tensor:
         """U_h S_h V_h^T: the part of W that must never change."""
@@ -53,6 +113,42 @@ class FrozenSubspace:
             return float(torch.maximum(left, right) / norm)
         block = self.U.T @ W @ self.V - torch.diag(self.S)
         return float(torch.linalg.matrix_norm(block) / norm)
+
+
+@dataclass
+class FrozenGroup:
+    """Targets of one shape and frozen rank, their bases stacked: U (B,m,k), S (B,k), V (B,n,k).
+
+    ``left``/``right`` (B,m,m-k)/(B,n,n-k) hold the complements of U/V where they are cheaper.
+    """
+
+    weights: list[torch.nn.Parameter]
+    U: torch.Tensor
+    S: torch.Tensor
+    V: torch.Tensor
+    left: torch.Tensor | None = None
+    right: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def apply(self, tensor_of: Callable[[torch.nn.Parameter], torch.Tensor | None],
+              anchored: bool, projection: str) -> None:
+        """Run :func:`remove_frozen` on ``tensor_of(weight)`` for every member, batched."""
+        present = [i for i, weight in enumerate(self.weights) if tensor_of(weight) is not None]
+        if not present:
+            return
+        tensors = [tensor_of(self.weights[i]) for i in present]
+        factors = [self.U, self.S, self.V, self.left, self.right]
+        if len(self.weights) == 1 and tensors[0].dtype == torch.float32:
+            U, S, V, left, right = [None if f is None else f[0] for f in factors]
+            remove_frozen(tensors[0], U, V, S if anchored else None, projection, left, right)
+            return
+        if len(present) < len(self.weights):
+            factors = [None if f is None else f[present] for f in factors]
+        U, S, V, left, right = factors
+        stacked = remove_frozen(torch.stack([t.float() for t in tensors]), U, V,
+                                S if anchored else None, projection, left, right)
+        for tensor, result in zip(tensors, stacked.unbind(0)):
+            tensor.copy_(result)
 
 
 class OrthogonalSubspace:
@@ -83,45 +179,58 @@ class OrthogonalSubspace:
         self.ranks = rank_rule.frozen_ranks(self.shapes, importance)
         if isinstance(svd, (str, os.PathLike)):
             svd = cached_svd(svd, model, modules)
-        self.subspaces: dict[str, FrozenSubspace] = {}
+        members: dict[tuple, list[str]] = {}
         for name, module in modules.items():
-            k = self.ranks[name]
-            if k == 0:
-                continue  # unconstrained: behaves exactly like plain fine-tuning
-            U, S, Vh = svd[name] if svd is not None else thin_svd(module.weight)
-            device = module.weight.device
-            self.subspaces[name] = FrozenSubspace(
-                weight=module.weight,
-                U=U[:, :k].to(device, torch.float32).contiguous(),
-                S=S[:k].to(device, torch.float32).contiguous(),
-                V=Vh[:k].T.to(device, torch.float32).contiguous(),
-            )
+            if self.ranks[name] > 0:  # k = 0: unconstrained, exactly plain fine-tuning
+                weight = module.weight
+                members.setdefault((self.shapes[name], self.ranks[name], weight.device), []).append(name)
+        self.groups: list[FrozenGroup] = []
+        self.subspaces: dict[str, FrozenSubspace] = {}
+        for ((m, n), k, device), names in members.items():
+            # a side whose SVD basis is complete (its dimension is the rank) has a complement;
+            # store and use it where it is the smaller of the two
+            use_left = projection == "two_sided" and m <= n and m - k < k
+            use_right = projection == "two_sided" and n <= m and n - k < k
+            per_batch = max(1, BATCH_ELEMENTS // (m * n))
+            for start in range(0, len(names), per_batch):
+                chunk = names[start:start + per_batch]
+                triplets = [svd[name] if svd is not None else thin_svd(modules[name].weight)
+                            for name in chunk]
+                group = FrozenGroup(
+                    weights=[modules[name].weight for name in chunk],
+                    U=torch.stack([U[:, :k] for U, _, _ in triplets]).to(device, torch.float32),
+                    S=torch.stack([S[:k] for _, S, _ in triplets]).to(device, torch.float32),
+                    V=torch.stack([Vh[:k].T for _, _, Vh in triplets]).to(device, torch.float32),
+                    left=torch.stack([U[:, k:] for U, _, _ in triplets]).to(device, torch.float32)
+                    if use_left else None,
+                    right=torch.stack([Vh[k:].T for _, _, Vh in triplets]).to(device, torch.float32)
+                    if use_right else None,
+                )
+                self.groups.append(group)
+                for i, name in enumerate(chunk):
+                    self.subspaces[name] = FrozenSubspace(group.weights[i], group.U[i], group.S[i],
+                                                          group.V[i])
         self._handles: list = []
 
     def frozen_ranks(self) -> dict[str, int]:
         return dict(self.ranks)
 
-    @torch.no_grad()
     def project_gradients(self) -> None:
         """Remove the gradient components that would move the frozen triplets."""
-        for sub in self.subspaces.values():
-            grad = sub.weight.grad
-            if grad is not None:
-                grad.copy_(sub.project(grad.float(), self.projection))
+        for group in self.groups:
+            group.apply(lambda weight: weight.grad, anchored=False, projection=self.projection)
 
-    @torch.no_grad()
     def reanchor(self) -> None:
         """Restore the frozen block exactly: W <- W - Q(W) + U_h S_h V_h^T.
 
         W - Q(W) is the allowed component of W under either projection form, so one formula
         serves both; cached (U_h, S_h, V_h) from the SVD of W0 make Q(W0) = U_h S_h V_h^T.
         """
-        for sub in self.subspaces.values():
-            W = sub.weight.float()
-            sub.weight.copy_(sub.project(W, self.projection) + sub.anchor())
+        for group in self.groups:
+            group.apply(lambda weight: weight.data, anchored=True, projection=self.projection)
 
     def max_violation(self) -> float:
-        return max((sub.violation(self.projection) for sub in self.subspaces.values()), default=0.0)
+        return max(self.violations().values(), default=0.0)
 
     def violations(self) -> dict[str, float]:
         return {name: sub.violation(self.projection) for name, sub in self.subspaces.items()}

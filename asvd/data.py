@@ -2,7 +2,8 @@
 
 A prepared record is ``{"id", "task", "input", "target", "labels"}``: ``input`` is the text after
 the prompt template, ``target`` the answer string, ``labels`` the task's label set (``None`` for
-open-ended general-ability examples).
+open-ended general-ability examples). Real tasks add ``answerable`` (False for MNLI's "-" items,
+which stay in the test set but can never be scored correct).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from asvd import synthetic
+from asvd import sources, synthetic, tasks
 from asvd.io import read_jsonl, write_jsonl
 
 GENERAL = "general"
@@ -18,14 +19,18 @@ TEMPLATES = ("seed", "olora")
 REQUIRED_KEYS = ("id", "task", "input", "target", "labels")
 
 
-def apply_template(template: str, *, task: str, category: str, instruction: str,
+def apply_template(template: str, *, task: str, category: str, instruction: str | None,
                    labels: Sequence[str], text: str) -> str:
-    """Render a classification prompt in the seed (paper) or O-LoRA style (BENCHMARKS.md s5)."""
+    """Render a classification prompt in the seed (paper) or O-LoRA style (BENCHMARKS.md s5).
+
+    ``instruction=None`` drops the instruction (O-LoRA's COPA prompt has none).
+    """
+    lead = "" if instruction is None else f"{instruction} "
     if template == "seed":
-        return f"{instruction} Choose one from the following options [{', '.join(labels)}]. {text}"
+        return f"{lead}Choose one from the following options [{', '.join(labels)}]. {text}"
     if template == "olora":
         return (
-            f"Task:{category}\nDataset:{task}\n{instruction} Choose one from the option."
+            f"Task:{category}\nDataset:{task}\n{lead}Choose one from the option."
             f"Option: {', '.join(labels)} \n{text}\nAnswer:"
         )
     raise ValueError(f"data.template: unknown template {template!r} (expected one of {TEMPLATES})")
@@ -65,15 +70,58 @@ def synthetic_records(benchmark: Mapping, task: str, template: str, seed: int) -
     }
 
 
+def real_records(benchmark: Mapping, task: str, template: str, seed: int,
+                 load_dataset=None) -> dict[str, list[dict]]:
+    """Prepared train/test records of one real task from O-LoRA's directory or the hub."""
+    info = tasks.task(task)
+    dataset = info.olora_path.rsplit("/", 1)[-1]
+    instruction = info.seed_instruction if template == "seed" else info.instruction
+    labels = list(info.labels)
+    prepared = {}
+    for split in ("train", "test"):
+        per_class = benchmark[f"{split}_per_class"]
+        if benchmark["name"] == "olora":
+            examples = sources.olora_examples(benchmark["olora_dir"], info, split, per_class, seed)
+        else:
+            examples = sources.hub_examples(info, split, per_class, seed, load_dataset=load_dataset,
+                                            overrides=(benchmark.get("hub") or {}).get(task))
+        prepared[split] = [
+            {"id": f"{task}-{split}-{i}", "task": task,
+             "input": apply_template(template, task=dataset, category=info.category,
+                                     instruction=instruction, labels=labels, text=ex["sentence"]),
+             "target": ex["label"], "labels": labels,
+             "answerable": ex["label"] != sources.UNANSWERABLE}
+            for i, ex in enumerate(examples)
+        ]
+    return prepared
+
+
+def split_stats(records: Sequence[Mapping]) -> dict:
+    """Size, per-label counts and unanswerable items of a prepared split."""
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record["target"]] = counts.get(record["target"], 0) + 1
+    return {"records": len(records), "labels": dict(sorted(counts.items())),
+            "unanswerable": sum(not r.get("answerable", True) for r in records)}
+
+
 def prepare_task(benchmark: Mapping, task: str, template: str, seed: int,
-                 train_out: str | Path, test_out: str | Path) -> dict:
-    """Write one task's prepared train/test JSONL files; return per-split counts."""
-    if benchmark.get("name") != "synthetic":
-        raise ValueError(f"benchmark.name: unsupported benchmark {benchmark.get('name')!r}")
-    records = synthetic_records(benchmark, task, template, seed)
+                 train_out: str | Path, test_out: str | Path, load_dataset=None) -> dict:
+    """Write one task's prepared train/test JSONL files; return per-split stats.
+
+    Every record is read and checked before either file is written.
+    """
+    name = benchmark.get("name")
+    if name == "synthetic":
+        records = synthetic_records(benchmark, task, template, seed)
+    elif name in ("olora", "hub"):
+        records = real_records(benchmark, task, template, seed, load_dataset=load_dataset)
+    else:
+        raise ValueError(f"benchmark.name: unsupported benchmark {name!r} "
+                         "(expected synthetic, olora or hub)")
     write_jsonl(train_out, records["train"])
     write_jsonl(test_out, records["test"])
-    return {split: len(rows) for split, rows in records.items()}
+    return {split: split_stats(rows) for split, rows in records.items()}
 
 
 def load_records(path: str | Path) -> list[dict]:

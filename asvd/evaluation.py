@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from asvd.data import load_records
 from asvd.io import write_json
-from asvd.models import load_checkpoint
+from asvd.models import is_causal, load_checkpoint
 
 _PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
 
@@ -25,20 +25,27 @@ def normalise(text: str) -> str:
 @torch.no_grad()
 def generate(model, tokenizer, inputs: Sequence[str], batch_size: int, max_new_tokens: int,
              max_source_length: int) -> list[str]:
-    """Greedy decoding of every input, in order."""
+    """Greedy decoding of every input, in order; a causal LM's answer is what follows the prompt."""
     outputs: list[str] = []
     model.eval()
+    causal = is_causal(model)
     for start in range(0, len(inputs), batch_size):
         enc = tokenizer(list(inputs[start:start + batch_size]), padding=True, truncation=True,
                         max_length=max_source_length, return_tensors="pt")
-        ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+        ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                             pad_token_id=tokenizer.pad_token_id)
+        if causal:  # left-padded prompts all end at the same column
+            ids = ids[:, enc["input_ids"].shape[1]:]
         outputs.extend(tokenizer.batch_decode(ids, skip_special_tokens=True))
     return outputs
 
 
 def score(records: Sequence[Mapping], predictions: Sequence[str]) -> dict:
-    correct = sum(normalise(p) == normalise(r["target"]) for r, p in zip(records, predictions))
-    return {"correct": correct, "total": len(records), "accuracy": 100.0 * correct / len(records)}
+    """Exact match over all records; unanswerable ones (MNLI's "-") count, never as correct."""
+    correct = sum(r.get("answerable", True) and normalise(p) == normalise(r["target"])
+                  for r, p in zip(records, predictions))
+    return {"correct": correct, "total": len(records), "accuracy": 100.0 * correct / len(records),
+            "unanswerable": sum(not r.get("answerable", True) for r in records)}
 
 
 def evaluate_checkpoint(checkpoint: str | Path, test_files: Mapping[str, str | Path], out_json: str | Path,

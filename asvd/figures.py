@@ -398,6 +398,47 @@ def plot_singular_spectra(
     _save_figure(fig, out_png, out_pdf)
 
 
+# --------------------------------------------------------------------------- constraint benchmark
+
+_BENCH_LABELS = {"asvd": "asvd (project gradient)", "asvd_update": "asvd (project update)",
+                 "peft_osf": "peft OSF"}
+
+
+@_styled
+def plot_constraint_benchmark(report_json: PathLike, out_png: PathLike, out_pdf: PathLike) -> None:
+    """Step-time and peak-memory ratios to plain AdamW against model size, per method and fraction."""
+    report = read_json(report_json)
+    rows = pd.DataFrame(report["summary"])
+    params = {c["size"]: c["trained_parameters"] for c in report["cases"] if c["method"] == "plain"}
+    rows = rows[rows["method"] != "plain"].assign(params=rows["size"].map(params))
+    fig = Figure(figsize=(10.5, 4.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    colors = _color_map(list(_BENCH_LABELS))
+    for (method, fraction), group in rows.groupby(["method", "fraction_frozen"], sort=True):
+        group = group.sort_values("params")
+        style = dict(color=colors[method], marker="o",
+                     linestyle="-" if fraction <= 0.5 else "--",
+                     label=f"{_BENCH_LABELS.get(method, method)}, {fraction:.0%} frozen")
+        axes[0].plot(group["params"], group["step_ratio"], **style)
+        axes[1].plot(group["params"], group["memory_ratio"], **style)
+    for ax, ylabel in zip(axes, ("median step time / plain AdamW", "peak memory / plain AdamW")):
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.axhline(1.25, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xscale("log")
+        ax.margins(x=0.12)
+        ax.set(xlabel="trained parameters (target matrices)", ylabel=ylabel)
+        for size, count in params.items():  # name each size at the top of the axes
+            ax.annotate(size, (count, 1.0), xycoords=("data", "axes fraction"),
+                        textcoords="offset points", xytext=(0, -10), ha="center", fontsize=8)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3)
+    cases = report["cases"]
+    fig.suptitle(f"Cost of the subspace constraint vs model size "
+                 f"({cases[0]['device']}, {cases[0]['dtype']}; dotted line: 1.25)")
+    _save_figure(fig, out_png, out_pdf)
+
+
 def draw(name: str, inputs: Mapping, out_png: PathLike, out_pdf: PathLike, spectra_targets: int = 4) -> None:
     """Draw the pipeline figure ``name`` from its structured inputs (workflow/rules/report.smk)."""
     if name.startswith("accuracy_matrix_"):

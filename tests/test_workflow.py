@@ -36,7 +36,7 @@ pytestmark = pytest.mark.workflow
 TARGETS = ["all_figures", "all_tables", "all_train", "all_eval"]
 CONFIGS = {"default": [], "tiny": [TEST_CONFIGS / "tiny.yaml"]}
 # The design: asvd and osft train under the orthogonal-subspace constraint, seqft does not.
-CONSTRAINED = {"seqft": False, "asvd": True, "osft": True}
+CONSTRAINED = {"seqft": False, "asvd": True, "asvd_update": True, "osft": True}
 
 
 # --------------------------------------------------------------------------- parsing helpers
@@ -177,6 +177,13 @@ def test_dry_run_of_every_public_target(tmp_path, config_name, target):
     assert not (tmp_path / "results").exists()  # a dry run writes no results
 
 
+def test_dry_run_of_the_benchmark_target_touches_no_study_rule(tmp_path):
+    result = run_snakemake(tmp_path, "all_benchmarks", "-n")
+    stats = job_stats(result.stdout + result.stderr)
+    assert stats == Counter(all_benchmarks=1, constraint_benchmark=1, constraint_benchmark_report=1)
+    assert "results/benchmarks/constraint.json" in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
 def test_task_chain_dag_shape(tmp_path, config_name):
     """Task t trains from task t-1's checkpoint (and its SVD cache if constrained)."""
@@ -231,6 +238,16 @@ BAD_CONFIGS = {
         ["mystery", "run.methods"],
     ),
     "undefined order": ({"run": {"orders": [7]}}, ["run.orders", "7"]),
+    "benchmark without its reference": (
+        {"constraint_benchmark": {"methods": ["asvd", "peft_osf"]}},
+        ["constraint_benchmark", "methods"],
+    ),
+    "benchmark size unknown": (
+        {"constraint_benchmark": {"sizes": {"t5-xxl": {"batch": 1, "source_length": 8,
+                                                       "target_length": 8, "steps": 1,
+                                                       "warmup": 0}}}},
+        ["constraint_benchmark", "sizes", "t5-xxl"],
+    ),
 }
 
 

@@ -1,11 +1,6 @@
 rule base_model:
     input:
-        general=f"{RESULTS}/data/{GENERAL}/train.jsonl",
-        vocabulary=expand(
-            f"{RESULTS}/data/{{task}}/{{split}}.jsonl",
-            task=[*BENCHMARK_TASKS, GENERAL],
-            split=["train", "test"],
-        ),
+        unpack(base_model_inputs),
     output:
         model=directory(f"{BASE}/model"),
         log_json=f"{BASE}/train_log.json",
@@ -20,6 +15,7 @@ rule base_model:
         **config["resources"]["base_model"],
     params:
         pretrained=config["base_model"].get("pretrained"),
+        warm_start=config["base_model"].get("warm_start"),
         family=config["base_model"]["family"],
         architecture=config["base_model"]["architecture"],
         train=config["base_model"]["train"],

@@ -2,6 +2,7 @@
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -25,6 +26,34 @@ GENERAL = "general"
 
 ORDERS = {int(key): list(tasks) for key, tasks in config["orders"].items()}
 BENCHMARK_TASKS = [task["name"] for task in config["benchmark"]["tasks"]]
+# Only the synthetic benchmark comes with a general-ability set (and can pretrain a base on it).
+HAS_GENERAL = config["benchmark"]["name"] == "synthetic"
+
+
+def _real_benchmark_problems():
+    """A real benchmark needs known task names, a pretrained base and, for olora, its directory."""
+    sys.path.insert(0, workflow.basedir)
+    from asvd.tasks import TASKS
+
+    problems = [
+        f"benchmark.tasks: {task!r} is not a known task (known: {sorted(TASKS)})"
+        for task in BENCHMARK_TASKS
+        if task not in TASKS
+    ]
+    if not config["base_model"].get("pretrained"):
+        problems.append(
+            "base_model.pretrained: a real benchmark has no general mixture to pretrain on; "
+            "name a pretrained model"
+        )
+    olora_dir = config["benchmark"].get("olora_dir")
+    if config["benchmark"]["name"] == "olora" and not (
+        olora_dir and Path(olora_dir).is_dir()
+    ):
+        problems.append(
+            f"benchmark.olora_dir: {olora_dir!r} is not a directory "
+            "(set it with --config 'benchmark={olora_dir: PATH}')"
+        )
+    return problems
 
 
 def _check_study():
@@ -36,12 +65,15 @@ def _check_study():
     for order in config["run"]["orders"]:
         if order not in ORDERS:
             problems.append(f"run.orders: order {order} is not defined under orders")
-    for order, tasks in ORDERS.items():
-        for task in tasks:
+    # orders a study does not run may name another benchmark's tasks (merged configs keep them)
+    for order in config["run"]["orders"]:
+        for task in ORDERS.get(order, []):
             if task not in BENCHMARK_TASKS:
                 problems.append(
                     f"orders.{order}: task {task!r} is not in benchmark.tasks"
                 )
+    if not HAS_GENERAL:
+        problems += _real_benchmark_problems()
     if GENERAL in BENCHMARK_TASKS:
         problems.append(
             f"benchmark.tasks: {GENERAL!r} is reserved for the general-ability set"
@@ -148,15 +180,24 @@ def first_runs_per_method():
     }
 
 
+def paper_reference():
+    """The reference CSV; a relative path is relative to this checkout (config/reference/...)."""
+    path = Path(config["paper_table"]["reference"])
+    return str(path if path.is_absolute() else Path(workflow.basedir) / path)
+
+
 def table_outputs():
-    return expand(f"{RESULTS}/tables/summary.{{ext}}", ext=["csv", "md", "tex"])
+    names = ["summary"] + (["paper"] if config.get("paper_table") else [])
+    return expand(
+        f"{RESULTS}/tables/{{name}}.{{ext}}", name=names, ext=["csv", "md", "tex"]
+    )
 
 
-FIGURES = ["task_curves", "aa_bwt", "general_retention", "singular_spectra"]
+FIGURES = ["task_curves", "aa_bwt", "singular_spectra"]
 
 
 def figure_names():
-    names = list(FIGURES)
+    names = list(FIGURES) + (["general_retention"] if HAS_GENERAL else [])
     names += [f"accuracy_matrix_{method}" for method in config["run"]["methods"]]
     if any(is_constrained(method) for method in config["run"]["methods"]):
         names.append("frozen_ranks")
@@ -198,10 +239,25 @@ def studied_tasks():
 
 def checkpoint_eval_names(wildcards):
     """The base model is scored on every studied task; a run's checkpoint on its sequence."""
+    general = [GENERAL] if HAS_GENERAL else []
     if wildcards.checkpoint == BASE:
-        return [*studied_tasks(), GENERAL]
+        return [*studied_tasks(), *general]
     match = re.search(r"(?:^|/)order(\d+)(?:/|$)", wildcards.checkpoint)
-    return [*ORDERS[int(match.group(1))], GENERAL]
+    return [*ORDERS[int(match.group(1))], *general]
+
+
+def base_model_inputs(wildcards):
+    """A pretrained base needs no data; a built one pretrains on the general mixture."""
+    if config["base_model"].get("pretrained"):
+        return {}
+    return {
+        "general": f"{RESULTS}/data/{GENERAL}/train.jsonl",
+        "vocabulary": expand(
+            f"{RESULTS}/data/{{task}}/{{split}}.jsonl",
+            task=[*BENCHMARK_TASKS, GENERAL],
+            split=["train", "test"],
+        ),
+    }
 
 
 def checkpoint_eval_inputs(wildcards):

@@ -2,6 +2,7 @@ rule prepare_dataset:
     output:
         train=f"{RESULTS}/data/{{task}}/train.jsonl",
         test=f"{RESULTS}/data/{{task}}/test.jsonl",
+        stats=f"{RESULTS}/data/{{task}}/stats.json",
     log:
         f"{LOGS}/prepare_dataset/{{task}}.log",
     benchmark:
@@ -17,7 +18,7 @@ rule prepare_dataset:
         benchmark=config["benchmark"],
         template=config["data"]["template"],
         seed=config["data"]["seed"],
-        code=code_version("io", "data", "synthetic"),
+        code=code_version("io", "data", "sources", "synthetic", "tasks"),
     message:
         "Preparing the {wildcards.task} train/test files"
     script:

@@ -1,6 +1,7 @@
 # Tables and figures: cheap, local, and each a pure function of files earlier stages wrote.
 localrules:
     summary_tables,
+    paper_tables,
     plot_figure,
 
 
@@ -21,6 +22,27 @@ rule summary_tables:
         "Summary tables (CSV, Markdown, LaTeX)"
     script:
         "../scripts/summary_tables.py"
+
+
+rule paper_tables:
+    input:
+        summaries=run_summaries(),
+        reference=lambda wildcards: paper_reference(),
+    output:
+        csv=f"{RESULTS}/tables/paper.csv",
+        md=f"{RESULTS}/tables/paper.md",
+        tex=f"{RESULTS}/tables/paper.tex",
+    log:
+        f"{LOGS}/paper_tables.log",
+    conda:
+        "../envs/asvd.yaml"
+    params:
+        method_names=lambda wildcards: config["paper_table"]["method_names"],
+        code=code_version("io", "tables"),
+    message:
+        "The paper's table with this study's values beside it"
+    script:
+        "../scripts/paper_tables.py"
 
 
 rule plot_figure:

@@ -5,7 +5,8 @@ with stage(snakemake):
     from asvd.training import fetch_base_model, train_base_model
 
     if snakemake.params.pretrained:
-        fetch_base_model(snakemake.params.pretrained, snakemake.output.model, snakemake.output.log_json)
+        fetch_base_model(snakemake.params.pretrained, snakemake.output.model,
+                         snakemake.output.log_json, warm_start=snakemake.params.warm_start)
     else:
         train_base_model(
             snakemake.input.general,

@@ -3,8 +3,9 @@ from asvd.runtime import stage
 
 with stage(snakemake):
     from asvd.data import prepare_task
+    from asvd.io import write_json
 
-    counts = prepare_task(
+    stats = prepare_task(
         snakemake.params.benchmark,
         snakemake.wildcards.task,
         snakemake.params.template,
@@ -12,4 +13,5 @@ with stage(snakemake):
         snakemake.output.train,
         snakemake.output.test,
     )
-    print(f"prepared {snakemake.wildcards.task}: {counts}")
+    write_json(snakemake.output.stats, stats)
+    print(f"prepared {snakemake.wildcards.task}: {stats}")

@@ -1,0 +1,128 @@
+"""Raw task data from where users keep it: O-LoRA's CL_Benchmark directory or the Hugging Face hub.
+
+Both return the same raw form, ``{"sentence": str, "label": str}`` per example, sampled with a
+seed and balanced over classes; :mod:`asvd.data` turns them into prepared records. Problems are
+reported with the file and record number before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from asvd.tasks import Task
+
+UNANSWERABLE = "-"  # MNLI's test file labels 131 items "-": kept, never matchable, counted
+
+
+def _read_json_array(path: Path) -> list:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON array of {{sentence, label}} records")
+    return data
+
+
+def read_olora_split(root: str | Path, task: Task, split: str) -> tuple[list[dict], list[str]]:
+    """One split of one task from an O-LoRA ``CL_Benchmark`` directory, checked record by record.
+
+    Returns the records and the task's label list from its ``labels.json``, which must hold the
+    task's label set (in any order).
+    """
+    folder = Path(root) / task.olora_path
+    labels_path = folder / "labels.json"
+    labels = _read_json_array(labels_path)
+    if sorted(labels) != sorted(task.labels):
+        raise ValueError(f"{labels_path}: labels {labels} are not the label set of {task.name} "
+                         f"{list(task.labels)}")
+    path = folder / f"{split}.json"
+    records = _read_json_array(path)
+    if not records:
+        raise ValueError(f"{path}: empty split")
+    allowed = set(labels) | {UNANSWERABLE}
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict) or not isinstance(record.get("sentence"), str) \
+                or not isinstance(record.get("label"), str):
+            raise ValueError(f"{path}: record {number} is not {{\"sentence\": str, \"label\": str}}")
+        if record["label"] not in allowed:
+            raise ValueError(f"{path}: record {number} has label {record['label']!r}, not in "
+                             f"{labels}")
+    return [{"sentence": r["sentence"], "label": r["label"]} for r in records], labels
+
+
+def balanced_sample(records: Sequence[dict], per_class: int | None, seed: int) -> list[dict]:
+    """Up to ``per_class`` records of every label (all if None), seeded, in a seeded order.
+
+    Unanswerable records (label "-") are subsampled in the proportion the answerable ones were,
+    so a capped test set keeps the original share of them.
+    """
+    rng = random.Random(seed)
+    by_label: dict[str, list[dict]] = {}
+    for record in records:
+        by_label.setdefault(record["label"], []).append(record)
+    unanswerable = by_label.pop(UNANSWERABLE, [])
+    chosen = []
+    for label in sorted(by_label):
+        group = by_label[label]
+        chosen.extend(group if per_class is None or len(group) <= per_class
+                      else rng.sample(group, per_class))
+    answerable = sum(map(len, by_label.values()))
+    keep = round(len(unanswerable) * len(chosen) / answerable) if answerable else 0
+    chosen.extend(rng.sample(unanswerable, keep))
+    rng.shuffle(chosen)
+    return chosen
+
+
+def check_classes(records: Sequence[dict], where: str) -> None:
+    """A classification split needs at least two answerable classes to mean anything."""
+    classes = {r["label"] for r in records} - {UNANSWERABLE}
+    if len(classes) < 2:
+        raise ValueError(f"{where}: only {len(classes)} class ({sorted(classes)}); a task needs >= 2")
+
+
+def olora_examples(root: str | Path, task: Task, split: str, per_class: int | None,
+                   seed: int) -> list[dict]:
+    records, _ = read_olora_split(root, task, split)
+    check_classes(records, str(Path(root) / task.olora_path / f"{split}.json"))
+    return balanced_sample(records, per_class, seed)
+
+
+def hub_examples(task: Task, split: str, per_class: int | None, seed: int,
+                 load_dataset: Callable | None = None, overrides: Mapping | None = None) -> list[dict]:
+    """One split of one task from the Hugging Face hub, formatted like O-LoRA's sentences.
+
+    ``overrides`` may replace any field of the task's :class:`asvd.tasks.HubSource` (e.g. a mirror's
+    ``path``); ``load_dataset`` defaults to :func:`datasets.load_dataset` (tests pass a fake).
+    """
+    from dataclasses import replace
+
+    source = replace(task.hub, **(overrides or {}))
+    if load_dataset is None:
+        from datasets import load_dataset
+    split_name = source.train_split if split == "train" else source.test_split
+    where = f"hub dataset {source.path}" + (f"/{source.name}" if source.name else "") + f" [{split_name}]"
+    dataset = load_dataset(source.path, source.name, split=split_name)
+    records = []
+    for number, row in enumerate(dataset, start=1):
+        label_id = row[source.label_field]
+        if not isinstance(label_id, int) or not 0 <= label_id < len(source.labels):
+            if label_id == -1:
+                continue  # hidden test labels (GLUE test splits)
+            raise ValueError(f"{where}: record {number} has label {label_id!r}, expected 0.."
+                             f"{len(source.labels) - 1}")
+        try:
+            sentence = source.text.format(**row)
+        except KeyError as err:
+            raise ValueError(f"{where}: record {number} lacks field {err} used by the text format "
+                             f"{source.text!r}") from err
+        records.append({"sentence": sentence, "label": source.labels[label_id]})
+    if not records:
+        raise ValueError(f"{where}: empty split")
+    check_classes(records, where)
+    return balanced_sample(records, per_class, seed)

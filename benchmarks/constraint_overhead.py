@@ -1,0 +1,47 @@
+"""Measure the subspace constraint's cost against plain AdamW and PEFT's OSF, outside Snakemake.
+
+    python benchmarks/constraint_overhead.py                       # the sizes in config/config.yaml
+    python benchmarks/constraint_overhead.py --sizes tiny --out-dir /tmp/bench
+    python benchmarks/constraint_overhead.py --device cuda --dtype bfloat16
+
+Writes constraint.json, constraint.md and constraint_overhead.{png,pdf} to --out-dir. The same
+measurement runs under Snakemake as `snakemake --cores 2 all_benchmarks`.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+import yaml
+
+from asvd.benchmark import run_suite, write_report
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=ROOT / "config" / "config.yaml", type=Path,
+                        help="YAML file with a constraint_benchmark section")
+    parser.add_argument("--out-dir", default=ROOT / "results" / "benchmarks", type=Path)
+    parser.add_argument("--sizes", nargs="+", help="subset of the configured sizes")
+    parser.add_argument("--device", help="override constraint_benchmark.device (cpu, cuda)")
+    parser.add_argument("--dtype", help="override constraint_benchmark.dtype")
+    args = parser.parse_args()
+    settings = yaml.safe_load(args.config.read_text())["constraint_benchmark"]
+    sizes = settings["sizes"]
+    unknown = sorted(set(args.sizes or []) - set(sizes))
+    if unknown:
+        parser.error(f"--sizes: {unknown} not in constraint_benchmark.sizes of {args.config}")
+    sizes = {name: sizes[name] for name in (args.sizes or sizes)}
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    report_json = args.out_dir / "constraint.json"
+    run_suite(sizes, settings["fractions"], report_json, seed=settings["seed"],
+              device=args.device or settings["device"], dtype=args.dtype or settings["dtype"],
+              methods=settings["methods"])
+    write_report(report_json, args.out_dir / "constraint.md",
+                 args.out_dir / "constraint_overhead.png", args.out_dir / "constraint_overhead.pdf")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The constraint cost benchmark (asvd.benchmark): each case measures what it says it does."""
+
+import json
+
+import pytest
+
+from asvd import benchmark
+
+TINY = dict(batch=2, source_length=8, target_length=4, steps=3, warmup=1)
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return [benchmark.run_case("tiny", method, 0.5, **TINY) for method in benchmark.METHODS]
+
+
+def test_every_method_trains_the_same_matrices_and_ours_stays_exact(cases):
+    by_method = {case["method"]: case for case in cases}
+    assert by_method["plain"]["trained_parameters"] == by_method["asvd"]["trained_parameters"]
+    assert by_method["plain"]["targets"] == by_method["peft_osf"]["targets"] == 24
+    # peft trains the low factors only: fewer parameters than the full matrices
+    assert by_method["peft_osf"]["trained_parameters"] < by_method["plain"]["trained_parameters"]
+    for method in ("asvd", "asvd_update"):
+        assert by_method[method]["violation"] <= 1e-5
+        assert by_method[method]["flops_floor"] > 0
+    assert by_method["asvd"]["flops_floor"] == 2 * by_method["asvd_update"]["flops_floor"]
+    assert by_method["plain"]["violation"] is None
+    # PEFT's factors leak under AdamW (no re-anchoring): measured, not assumed
+    assert by_method["peft_osf"]["violation"] > by_method["asvd"]["violation"]
+    for case in cases:
+        assert len(case["step_seconds"]) == TINY["steps"]
+        assert case["peak_memory_mb"] >= case["memory_at_start_mb"] > 0
+
+
+def test_summary_ratios_are_relative_to_plain_of_the_same_size(cases):
+    rows = benchmark.summarize(cases)
+    plain = next(row for row in rows if row["method"] == "plain")
+    assert plain["step_ratio"] == plain["memory_ratio"] == 1.0
+    ours = next(row for row in rows if row["method"] == "asvd")
+    expected = cases[1]["median_step_seconds"] / cases[0]["median_step_seconds"]
+    assert ours["step_ratio"] == pytest.approx(expected)
+    assert ours["overhead_vs_floor"] is not None and plain["overhead_vs_floor"] is None
+
+
+def test_lowrank_svd_timing_reports_the_accuracy_of_the_frozen_basis():
+    row = benchmark.svd_timing("tiny", 0.5)
+    assert row["targets"] == 24 and row["full_seconds"] > 0
+    assert 0.0 <= row["lowrank_max_sin_angle"] <= 1.0 + 1e-5
+
+
+def test_suite_writes_json_table_and_figure(tmp_path):
+    sizes = {"tiny": dict(TINY, steps=2)}
+    report = benchmark.run_suite(sizes, [0.8], tmp_path / "b.json", methods=["plain", "asvd"])
+    assert json.loads((tmp_path / "b.json").read_text())["summary"] == report["summary"]
+    assert [c["method"] for c in report["cases"]] == ["plain", "asvd"]
+    benchmark.write_report(tmp_path / "b.json", tmp_path / "b.md", tmp_path / "b.png",
+                           tmp_path / "b.pdf")
+    table = (tmp_path / "b.md").read_text()
+    assert "| tiny | asvd | 80% |" in table and "svd_lowrank" in table
+    assert (tmp_path / "b.png").stat().st_size > 10_000
+    assert (tmp_path / "b.pdf").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize("sizes, methods, message", [
+    ({"tiny": TINY}, ["plain", "nonsense"], r"methods: \['nonsense'\]"),
+    ({"huge": TINY}, ["plain"], r"sizes: \['huge'\]"),
+    ({"tiny": TINY}, ["asvd"], "must include 'plain'"),
+])
+def test_bad_settings_are_rejected_before_any_case_runs(tmp_path, sizes, methods, message):
+    with pytest.raises(ValueError, match=message):
+        benchmark.run_suite(sizes, [0.5], tmp_path / "b.json", methods=methods)
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_a_failing_case_reports_its_settings_and_error(tmp_path):
+    with pytest.raises(RuntimeError, match=r"(?s)'dtype': 'float7'.*float7"):
+        benchmark.run_suite({"tiny": TINY}, [0.5], tmp_path / "b.json", methods=["plain"],
+                            dtype="float7")

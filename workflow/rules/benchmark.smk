@@ -1,0 +1,48 @@
+# The constraint's cost side by side with plain AdamW and PEFT's OSF (asvd/benchmark.py).
+# Outside the study's results directory: it does not depend on the study's config.
+COST = "results/benchmarks"
+
+
+localrules:
+    constraint_benchmark_report,
+
+
+rule constraint_benchmark:
+    output:
+        f"{COST}/constraint.json",
+    log:
+        f"{COST}/logs/constraint_benchmark.log",
+    conda:
+        "../envs/asvd.yaml"
+    # every core: the timings must not share the machine with other jobs (Snakemake caps a
+    # rule's threads at --cores, and this also works where --cores is not given, e.g. --summary)
+    threads: 1024
+    resources:
+        mem_mb=24000,
+        runtime=60,
+    params:
+        settings=config["constraint_benchmark"],
+        code=code_version("benchmark", "constraint", "models", "ranks", "svd"),
+    message:
+        "Constraint cost benchmark (plain AdamW vs asvd vs peft OSF)"
+    script:
+        "../scripts/constraint_benchmark.py"
+
+
+rule constraint_benchmark_report:
+    input:
+        f"{COST}/constraint.json",
+    output:
+        md=f"{COST}/constraint.md",
+        png=f"{COST}/constraint_overhead.png",
+        pdf=f"{COST}/constraint_overhead.pdf",
+    log:
+        f"{COST}/logs/constraint_benchmark_report.log",
+    conda:
+        "../envs/asvd.yaml"
+    params:
+        code=code_version("benchmark", "figures", "io"),
+    message:
+        "Constraint cost benchmark: table and figure"
+    script:
+        "../scripts/constraint_benchmark_report.py"

@@ -1,0 +1,9 @@
+"""Snakemake adapter: the constraint cost benchmark (asvd.benchmark.run_suite)."""
+from asvd.runtime import stage
+
+with stage(snakemake):
+    from asvd.benchmark import run_suite
+
+    settings = snakemake.params.settings
+    run_suite(settings["sizes"], settings["fractions"], snakemake.output[0], seed=settings["seed"],
+              device=settings["device"], dtype=settings["dtype"], methods=settings["methods"])

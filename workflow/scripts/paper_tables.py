@@ -1,0 +1,14 @@
+"""Snakemake adapter: the paper's table beside this study's values (asvd.tables.write_paper_tables)."""
+from asvd.runtime import stage
+
+with stage(snakemake):
+    from asvd.tables import write_paper_tables
+
+    write_paper_tables(
+        list(snakemake.input.summaries),
+        snakemake.input.reference,
+        dict(snakemake.params.method_names),
+        snakemake.output.csv,
+        snakemake.output.md,
+        snakemake.output.tex,
+    )

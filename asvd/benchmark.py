@@ -104,6 +104,21 @@ def _check_known(sizes: Sequence[str], methods: Sequence[str]) -> None:
             raise ValueError(f"constraint_benchmark.{key}: {unknown} not in {sorted(known)}")
 
 
+def flop_floor(shapes: Mapping[str, tuple[int, int]], frozen: Mapping[str, int], method: str) -> int:
+    """Flops per step the constraint cannot avoid: 4 m n k' per side per projection.
+
+    k' is the frozen rank, or its complement on a side whose SVD basis is complete (the smaller
+    dimension); ``asvd`` projects twice per step (gradient and re-anchoring), ``asvd_update`` once.
+    """
+    projections = 2 if method == "asvd" else 1
+    total = 0
+    for name, (m, n) in shapes.items():
+        k, r = frozen[name], min(m, n)
+        sides = [min(k, d - k) if d == r else k for d in (m, n)]
+        total += projections * 4 * m * n * sum(sides)
+    return total
+
+
 def run_case(size: str, method: str, fraction: float, batch: int, source_length: int,
              target_length: int, steps: int, warmup: int, seed: int = 0, device: str = "cpu",
              dtype: str = "float32") -> dict:
@@ -162,8 +177,7 @@ def run_case(size: str, method: str, fraction: float, batch: int, source_length:
         violation = _peft_violation(model)
     else:
         violation = None
-    flops_floor = sum((16 if method == "asvd" else 8) * m * n * frozen[name]
-                      for name, (m, n) in shapes.items()) if method.startswith("asvd") else None
+    flops_floor = flop_floor(shapes, frozen, method) if method.startswith("asvd") else None
     return {
         "size": size, "method": method, "fraction_frozen": fraction if method != "plain" else 0.0,
         "device": device.type, "dtype": dtype, "batch": batch, "source_length": source_length,

@@ -76,3 +76,11 @@ def test_a_failing_case_reports_its_settings_and_error(tmp_path):
     with pytest.raises(RuntimeError, match=r"(?s)'dtype': 'float7'.*float7"):
         benchmark.run_suite({"tiny": TINY}, [0.5], tmp_path / "b.json", methods=["plain"],
                             dtype="float7")
+
+
+def test_flop_floor_counts_the_complement_on_a_complete_side():
+    shapes, frozen = {"square": (10, 10), "tall": (20, 10)}, {"square": 8, "tall": 3}
+    # square: both sides complete, k' = 10 - 8 = 2 each; tall: long side k = 3, short side min(3, 7)
+    expected_update = 4 * 100 * (2 + 2) + 4 * 200 * (3 + 3)
+    assert benchmark.flop_floor(shapes, frozen, "asvd_update") == expected_update
+    assert benchmark.flop_floor(shapes, frozen, "asvd") == 2 * expected_update

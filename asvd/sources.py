@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -100,8 +101,6 @@ def hub_examples(task: Task, split: str, per_class: int | None, seed: int,
     ``overrides`` may replace any field of the task's :class:`asvd.tasks.HubSource` (e.g. a mirror's
     ``path``); ``load_dataset`` defaults to :func:`datasets.load_dataset` (tests pass a fake).
     """
-    from dataclasses import replace
-
     source = replace(task.hub, **(overrides or {}))
     if load_dataset is None:
         from datasets import load_dataset

@@ -127,14 +127,19 @@ def _latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
 
 
-def _to_latex(stats: pd.DataFrame) -> str:
-    table = display_table(stats, plus_minus=" $\\pm$ ", missing="--")
-    for column in ("Method", "Order"):
+def _latex(table: pd.DataFrame, text_columns: Sequence[str], labels: int) -> str:
+    """LaTeX tabular: ``text_columns`` and headers escaped, the first ``labels`` left-aligned."""
+    table = table.copy()
+    for column in text_columns:
         table[column] = table[column].map(_latex_escape)
     table.columns = [_latex_escape(c) for c in table.columns]
-    return table.to_latex(
-        index=False, escape=False, column_format="ll" + "r" * (table.shape[1] - 2)
-    )
+    return table.to_latex(index=False, escape=False,
+                          column_format="l" * labels + "r" * (table.shape[1] - labels))
+
+
+def _to_latex(stats: pd.DataFrame) -> str:
+    # cells hold $\pm$ already, so only the label columns are escaped
+    return _latex(display_table(stats, plus_minus=" $\\pm$ ", missing="--"), ("Method", "Order"), 2)
 
 
 def write_summary_tables(
@@ -167,21 +172,17 @@ def _order_groups(columns: Sequence[str]) -> dict[str, list[str]]:
 
 
 def _our_values(runs: pd.DataFrame, names: dict[str, str], metric: str,
-                columns: Sequence[str] | None) -> dict[str, dict[str, float]]:
+                columns: Sequence[str]) -> dict[str, dict[str, float]]:
     """Mean over seeds of ``metric`` per (paper method name, order column); an average column
     only where every order it covers was run."""
     values: dict[str, dict[str, float]] = {}
     for method, group in runs.groupby("method", sort=False):
-        name = names.get(method, method)
         per_order = group.groupby("order")[metric].mean()
         row = {str(order): float(value) for order, value in per_order.items()}
-        if columns is None:
-            row = {metric: float(per_order.mean())}
-        else:
-            for average, orders in _order_groups(columns).items():
-                if all(order in row for order in orders):
-                    row[average] = sum(row[o] for o in orders) / len(orders)
-        values[name] = row
+        for average, orders in _order_groups(columns).items():
+            if all(order in row for order in orders):
+                row[average] = sum(row[o] for o in orders) / len(orders)
+        values[names.get(method, method)] = row
     return values
 
 
@@ -203,11 +204,12 @@ def paper_comparison(runs: pd.DataFrame, reference: pd.DataFrame,
         columns = orders
     else:
         paper = reference.set_index("method")[numeric]
-        ours = {}
-        for metric in numeric:
-            for name, row in _our_values(runs, method_names, "aa" if metric == "op" else metric,
-                                         None).items():
-                ours.setdefault(name, {})[metric] = row["aa" if metric == "op" else metric]
+        source = {metric: "aa" if metric == "op" else metric for metric in numeric}
+        # mean over orders of the per-order means over seeds, like the table's average rows
+        means = (runs.groupby(["method", "order"], sort=False)[list(source.values())].mean()
+                 .groupby(level="method", sort=False).mean())
+        ours = {method_names.get(method, method): {m: float(row[source[m]]) for m in numeric}
+                for method, row in means.iterrows()}
         columns = numeric
     methods = list(dict.fromkeys(reference["method"])) + [m for m in ours if m not in set(reference["method"])]
     table = pd.DataFrame({"method": methods})
@@ -228,8 +230,5 @@ def write_paper_tables(summary_paths: Sequence[str | os.PathLike], reference_csv
     for column in shown.columns[1:]:
         shown[column] = [_cell(v, math.nan, "", "") for v in shown[column]]
     write_text(out_md, shown.to_markdown(index=False) + "\n")
-    shown = shown.map(_latex_escape)
-    shown.columns = [_latex_escape(c) for c in shown.columns]
-    write_text(out_tex, shown.to_latex(index=False, escape=False,
-                                       column_format="l" + "r" * (shown.shape[1] - 1)))
+    write_text(out_tex, _latex(shown, shown.columns, 1))
     return table

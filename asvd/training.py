@@ -111,10 +111,10 @@ def encode(tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     return {"input_ids": source["input_ids"], "attention_mask": source["attention_mask"], "labels": labels}
 
 
-def _trim(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _trim(batch: dict[str, torch.Tensor], causal: bool) -> dict[str, torch.Tensor]:
     """Drop all-padding columns so a batch costs what its longest example needs."""
     src = int(batch["attention_mask"].sum(1).max())
-    if batch["labels"].shape == batch["input_ids"].shape:  # causal: one right-padded sequence
+    if causal:  # one right-padded sequence: labels share the input's columns
         return {key: value[:, :src] for key, value in batch.items()}
     tgt = int((batch["labels"] != -100).sum(1).max())
     return {"input_ids": batch["input_ids"][:, :src], "attention_mask": batch["attention_mask"][:, :src],
@@ -129,6 +129,7 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     that way when ``train_other_params`` is false).
     """
     torch.manual_seed(seed)
+    causal = is_causal(model)
     data = encode(tokenizer, records, settings, model)
     count = len(records)
     steps_per_epoch = math.ceil(count / settings.batch_size)
@@ -156,7 +157,7 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
         if len(order) < settings.batch_size:
             order = torch.cat([order, torch.randperm(count, generator=generator)])
         index, order = order[: settings.batch_size], order[settings.batch_size:]
-        batch = _trim({key: value[index] for key, value in data.items()})
+        batch = _trim({key: value[index] for key, value in data.items()}, causal)
         loss = model(**batch).loss
         loss.backward()
         if settings.max_grad_norm:
@@ -224,7 +225,7 @@ def _importance_batches(model, tokenizer, records: Sequence[Mapping], settings: 
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(records), generator=generator)[:count].tolist()
     for i in chosen:
-        yield _trim(encode(tokenizer, [records[i]], settings, model))
+        yield _trim(encode(tokenizer, [records[i]], settings, model), is_causal(model))
 
 
 def build_constraint(model, tokenizer, method: Mapping, modules: Mapping[str, torch.nn.Module],

@@ -109,3 +109,15 @@ def test_the_real_minilm_warm_starts_offline(tmp_path):
     # labels lose the tokenizer's leading [CLS]: the model prepends it as the decoder start
     labels = encode(tokenizer, RECORDS[:1], SETTINGS, model)["labels"][0]
     assert labels[0] != tokenizer.cls_token_id and labels[labels != -100][-1] == tokenizer.sep_token_id
+
+
+def test_trimming_a_seq2seq_batch_never_cuts_labels_to_the_source_width():
+    """Source and label tensors of equal width must not be mistaken for a causal sequence."""
+    from asvd.training import _trim
+
+    batch = {"input_ids": torch.ones(2, 4, dtype=torch.long),
+             "attention_mask": torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0]]),
+             "labels": torch.tensor([[5, 6, 7, 8], [5, -100, -100, -100]])}
+    trimmed = _trim(batch, causal=False)
+    assert trimmed["input_ids"].shape == (2, 2) and trimmed["labels"].shape == (2, 4)
+    assert _trim(batch, causal=True)["labels"].shape == (2, 2)

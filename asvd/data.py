@@ -2,8 +2,9 @@
 
 A prepared record is ``{"id", "task", "input", "target", "labels"}``: ``input`` is the text after
 the prompt template, ``target`` the answer string, ``labels`` the task's label set (``None`` for
-open-ended general-ability examples). Real tasks add ``answerable`` (False for MNLI's "-" items,
-which stay in the test set but can never be scored correct).
+open-ended examples: the general-ability set, TRACE). Real tasks add ``answerable`` (False for
+MNLI's "-" items, which stay in the test set but can never be scored correct); TRACE's add
+``metric``, the :mod:`asvd.scoring` metric of their task (absent: exact match).
 """
 
 from __future__ import annotations
@@ -96,13 +97,33 @@ def real_records(benchmark: Mapping, task: str, template: str, seed: int,
     return prepared
 
 
+def trace_records(benchmark: Mapping, task: str, seed: int) -> dict[str, list[dict]]:
+    """Prepared train/test records of one TRACE task; its prompts come pre-formatted."""
+    metric = tasks.trace_metric(task)
+    prepared = {}
+    for split in ("train", "test"):
+        examples = sources.trace_examples(benchmark["trace_dir"], task, split,
+                                          benchmark.get(f"{split}_per_task"), seed)
+        prepared[split] = [
+            {"id": f"{task}-{split}-{i}", "task": task, "input": ex["prompt"], "target": ex["answer"],
+             "labels": None, "metric": metric}
+            for i, ex in enumerate(examples)
+        ]
+    return prepared
+
+
 def split_stats(records: Sequence[Mapping]) -> dict:
-    """Size, per-label counts and unanswerable items of a prepared split."""
-    counts: dict[str, int] = {}
-    for record in records:
-        counts[record["target"]] = counts.get(record["target"], 0) + 1
-    return {"records": len(records), "labels": dict(sorted(counts.items())),
-            "unanswerable": sum(not r.get("answerable", True) for r in records)}
+    """Size, per-label counts (classification) and unanswerable items of a prepared split."""
+    stats = {"records": len(records),
+             "unanswerable": sum(not r.get("answerable", True) for r in records)}
+    if all(record["labels"] is not None for record in records):
+        counts: dict[str, int] = {}
+        for record in records:
+            counts[record["target"]] = counts.get(record["target"], 0) + 1
+        stats["labels"] = dict(sorted(counts.items()))
+    else:
+        stats["mean_target_chars"] = sum(len(r["target"]) for r in records) / len(records)
+    return stats
 
 
 def prepare_task(benchmark: Mapping, task: str, template: str, seed: int,
@@ -116,9 +137,11 @@ def prepare_task(benchmark: Mapping, task: str, template: str, seed: int,
         records = synthetic_records(benchmark, task, template, seed)
     elif name in ("olora", "hub"):
         records = real_records(benchmark, task, template, seed, load_dataset=load_dataset)
+    elif name == "trace":
+        records = trace_records(benchmark, task, seed)
     else:
         raise ValueError(f"benchmark.name: unsupported benchmark {name!r} "
-                         "(expected synthetic, olora or hub)")
+                         "(expected synthetic, olora, hub or trace)")
     write_jsonl(train_out, records["train"])
     write_jsonl(test_out, records["test"])
     return {split: split_stats(rows) for split, rows in records.items()}

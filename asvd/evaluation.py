@@ -1,9 +1,7 @@
-"""Evaluation: greedy generation and exact match after normalisation (BENCHMARKS.md s5)."""
+"""Evaluation: greedy generation, scored by each task's metric (:mod:`asvd.scoring`)."""
 
 from __future__ import annotations
 
-import re
-import string
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -13,13 +11,7 @@ from tqdm.auto import tqdm
 from asvd.data import load_records
 from asvd.io import write_json
 from asvd.models import is_causal, load_checkpoint
-
-_PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
-
-
-def normalise(text: str) -> str:
-    """Lowercase, strip punctuation, collapse whitespace."""
-    return " ".join(_PUNCTUATION.sub(" ", text.lower()).split())
+from asvd.scoring import metric_of, score
 
 
 @torch.no_grad()
@@ -40,25 +32,22 @@ def generate(model, tokenizer, inputs: Sequence[str], batch_size: int, max_new_t
     return outputs
 
 
-def score(records: Sequence[Mapping], predictions: Sequence[str]) -> dict:
-    """Exact match over all records; unanswerable ones (MNLI's "-") count, never as correct."""
-    correct = sum(r.get("answerable", True) and normalise(p) == normalise(r["target"])
-                  for r, p in zip(records, predictions))
-    return {"correct": correct, "total": len(records), "accuracy": 100.0 * correct / len(records),
-            "unanswerable": sum(not r.get("answerable", True) for r in records)}
-
-
 def evaluate_checkpoint(checkpoint: str | Path, test_files: Mapping[str, str | Path], out_json: str | Path,
                         batch_size: int = 256, max_new_tokens: int = 16, max_source_length: int = 128,
                         examples: int = 3) -> dict:
-    """Accuracy of a checkpoint on every named test set; keeps a few predictions for inspection."""
+    """Score of a checkpoint on every named test set; keeps a few predictions for inspection.
+
+    Every test set's records are read and their metric checked before any generation.
+    """
+    test_sets = {name: load_records(path) for name, path in test_files.items()}
+    for name, records in test_sets.items():
+        metric_of(records, str(test_files[name]))
     model, tokenizer = load_checkpoint(checkpoint)
     scores, samples = {}, {}
-    for name, path in tqdm(test_files.items(), desc="evaluate"):
-        records = load_records(path)
+    for name, records in tqdm(test_sets.items(), desc="evaluate"):
         predictions = generate(model, tokenizer, [r["input"] for r in records], batch_size,
                                max_new_tokens, max_source_length)
-        scores[name] = score(records, predictions)
+        scores[name] = score(records, predictions, str(test_files[name]))
         samples[name] = [{"input": r["input"], "target": r["target"], "prediction": p}
                          for r, p in zip(records[:examples], predictions[:examples])]
     result = {"checkpoint": str(checkpoint), "scores": scores, "examples": samples}

@@ -3,8 +3,10 @@
 The accuracy matrix ``R`` is a DataFrame whose index (named ``after``) holds the checkpoint a row
 was measured on -- ``base`` (before any continual training) and then one label per training task,
 in training order -- and whose columns are the tasks in the same order. ``R.loc[a, t]`` is the
-accuracy in percent on task ``t`` after training through task ``a``. Every stage that needs the
-matrix (CLI, tables, figures) goes through this module, so the definitions live in one place.
+score in percent on task ``t`` after training through task ``a`` (accuracy for classification;
+TRACE's tasks use their own metric, :mod:`asvd.scoring`, and AA is then TRACE's OP). Every stage
+that needs the matrix (CLI, tables, figures) goes through this module, so the definitions live in
+one place.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def accuracy_matrix(
     sources = list(sources) if sources is not None else _eval_names(tasks)
     evals = [base_eval, *step_evals]
     rows = [
-        [float(_score(eval_, task, source)["accuracy"]) for task in tasks]
+        [float(_score(eval_, task, source)["score"]) for task in tasks]
         for eval_, source in zip(evals, sources)
     ]
     index = pd.Index([BASE_ROW, *tasks], name=INDEX_NAME)
@@ -190,12 +192,17 @@ def write_accuracy_csv(matrix: pd.DataFrame, path: str | os.PathLike) -> None:
 
 
 def _accuracy(eval_: dict, name: str, source: str) -> float:
-    return float(_score(eval_, name, source)["accuracy"])
+    return float(_score(eval_, name, source)["score"])
 
 
-def _micro_accuracy(final_eval: dict, tasks: Sequence[str], source: str) -> float:
-    """Pooled correct/total over the tasks: O-LoRA's headline number, reported beside AA."""
+def _micro_accuracy(final_eval: dict, tasks: Sequence[str], source: str) -> float | None:
+    """Pooled correct/total over the tasks: O-LoRA's headline number, reported beside AA.
+
+    None where a task's metric is not right-or-wrong (TRACE's ROUGE-L, edit similarity, SARI).
+    """
     records = [_score(final_eval, task, source) for task in tasks]
+    if not all("correct" in record for record in records):
+        return None
     total = sum(int(r["total"]) for r in records)
     if total == 0:
         raise ValueError(f"{source}: no test samples in tasks {list(tasks)}")

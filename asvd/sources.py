@@ -1,7 +1,9 @@
-"""Raw task data from where users keep it: O-LoRA's CL_Benchmark directory or the Hugging Face hub.
+"""Raw task data from where users keep it: O-LoRA's CL_Benchmark directory, the Hugging Face hub
+or a TRACE directory.
 
-Both return the same raw form, ``{"sentence": str, "label": str}`` per example, sampled with a
-seed and balanced over classes; :mod:`asvd.data` turns them into prepared records. Problems are
+The first two return the same raw form, ``{"sentence": str, "label": str}`` per example, sampled
+with a seed and balanced over classes; TRACE's records are ``{"prompt", "answer"}`` (open-ended,
+sampled without classes). :mod:`asvd.data` turns them into prepared records. Problems are
 reported with the file and record number before anything is written.
 """
 
@@ -125,3 +127,28 @@ def hub_examples(task: Task, split: str, per_class: int | None, seed: int,
         raise ValueError(f"{where}: empty split")
     check_classes(records, where)
     return balanced_sample(records, per_class, seed)
+
+
+def read_trace_split(root: str | Path, task: str, split: str) -> list[dict]:
+    """One split (``train``/``eval``/``test``) of one TRACE task: ``<root>/<task>/<split>.json``,
+    a JSON array of ``{"prompt": str, "answer": str}``, checked record by record."""
+    path = Path(root) / task / f"{split}.json"
+    records = _read_json_array(path)
+    if not records:
+        raise ValueError(f"{path}: empty split")
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) \
+                or not isinstance(record.get("answer"), str):
+            raise ValueError(f"{path}: record {number} is not {{\"prompt\": str, \"answer\": str}}")
+        if not record["prompt"].strip() or not record["answer"].strip():
+            raise ValueError(f"{path}: record {number} has an empty prompt or answer")
+    return [{"prompt": r["prompt"], "answer": r["answer"]} for r in records]
+
+
+def trace_examples(root: str | Path, task: str, split: str, limit: int | None, seed: int) -> list[dict]:
+    """Up to ``limit`` records of a TRACE split (all if None), a seeded sample in file order."""
+    records = read_trace_split(root, task, split)
+    if limit is None or len(records) <= limit:
+        return records
+    keep = sorted(random.Random(seed).sample(range(len(records)), limit))
+    return [records[i] for i in keep]

@@ -1,4 +1,4 @@
-"""The 15 text-classification tasks of the CL benchmarks (BENCHMARKS.md s1-s5) as data.
+"""The 15 text-classification tasks of the CL benchmarks (BENCHMARKS.md s1-s5) and TRACE as data.
 
 For each task: its label strings (targets are generated text), the seed-style instruction, where
 it lives in O-LoRA's ``CL_Benchmark`` directory, and how to build the same records from the
@@ -131,3 +131,25 @@ def task(name: str) -> Task:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
     return TASKS[name]
+
+
+# TRACE (BENCHMARKS.md s4): eight generation tasks, each a folder of ``{"prompt", "answer"}``
+# records; the metric that scores it (asvd.scoring) and its place in TRACE's order.
+TRACE_METRICS: dict[str, str] = {
+    "C-STANCE": "exact_match",
+    "FOMC": "exact_match",
+    "MeetingBank": "rouge_l",
+    "Py150": "edit_similarity",
+    "ScienceQA": "choice_accuracy",
+    "NumGLUE-cm": "exact_match",
+    "NumGLUE-ds": "exact_match",
+    "20Minuten": "sari",
+}
+TRACE_ORDER: list[str] = list(TRACE_METRICS)
+
+
+def trace_metric(name: str) -> str:
+    """The metric of TRACE task ``name``, or an error listing TRACE's tasks."""
+    if name not in TRACE_METRICS:
+        raise ValueError(f"unknown TRACE task {name!r}; TRACE's tasks: {TRACE_ORDER}")
+    return TRACE_METRICS[name]

@@ -9,7 +9,8 @@ from transformers import BertConfig, BertModel, BertTokenizer, LlamaConfig, Llam
 
 from asvd import ranks
 from asvd.constraint import OrthogonalSubspace
-from asvd.evaluation import generate, score
+from asvd.evaluation import generate
+from asvd.scoring import score
 from asvd.models import build_word_tokenizer, find_targets, load_checkpoint, resolve_pretrained, save_checkpoint
 from asvd.training import TrainSettings, encode, fetch_base_model, train
 
@@ -52,7 +53,7 @@ def test_a_causal_lm_learns_and_answers_after_the_prompt_under_the_constraint(tm
     assert constraint.max_violation() <= 1e-5
     predictions = generate(model, tokenizer, [r["input"] for r in RECORDS], batch_size=3,
                            max_new_tokens=4, max_source_length=32)
-    assert score(RECORDS, predictions)["accuracy"] == 100.0, predictions
+    assert score(RECORDS, predictions)["score"] == 100.0, predictions
 
 
 def tiny_bert_dir(tmp_path):
@@ -81,7 +82,7 @@ def test_a_pretrained_encoder_warm_starts_a_seq2seq_base_that_trains_and_generat
     train(model, tokenizer, RECORDS, SETTINGS, seed=0, constraint=constraint)
     assert constraint.max_violation() <= 1e-5
     predictions = generate(model, tokenizer, [r["input"] for r in RECORDS], 4, 4, 32)
-    assert score(RECORDS, predictions)["accuracy"] == 100.0, predictions
+    assert score(RECORDS, predictions)["score"] == 100.0, predictions
 
 
 def test_pretrained_from_an_installed_package(tmp_path, monkeypatch):

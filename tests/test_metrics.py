@@ -56,7 +56,8 @@ def make_eval(accuracies: dict[str, float], total: int = 200) -> dict:
     """An eval.json-shaped dict whose correct counts match the accuracies."""
     return {
         "scores": {
-            name: {"correct": round(acc * total / 100), "total": total, "accuracy": acc}
+            name: {"metric": "exact_match", "score": acc, "correct": round(acc * total / 100),
+                   "total": total, "unanswerable": 0}
             for name, acc in accuracies.items()
         }
     }

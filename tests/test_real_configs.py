@@ -6,6 +6,7 @@ import json
 import pytest
 
 from conftest import REPO, effective_config, run_snakemake, shared_dir
+from test_trace import write_trace_dir
 from test_workflow import job_stats
 
 PAPER = sorted((REPO / "config" / "paper").glob("*.yaml"))
@@ -15,7 +16,11 @@ SMALL_REAL = REPO / "config" / "small_real.yaml"
 @pytest.mark.parametrize("configfile", PAPER, ids=[p.stem for p in PAPER])
 def test_paper_configuration_dry_runs_to_its_full_dag(tmp_path, configfile):
     config = effective_config(configfile)
-    result = run_snakemake(tmp_path, "all_figures", "-n", configfiles=[configfile])
+    data = []  # TRACE is read from a directory (here one the test makes)
+    if config["benchmark"]["name"] == "trace":
+        trace = write_trace_dir(tmp_path / "trace")
+        data = ["--config", f"benchmark={{trace_dir: {trace}}}"]
+    result = run_snakemake(tmp_path, "all_figures", "-n", *data, configfiles=[configfile])
     stats = job_stats(result.stdout + result.stderr)
     steps = sum(len(config["orders"][o]) for o in config["run"]["orders"])
     assert stats["finetune_task"] == steps * len(config["run"]["methods"]) * len(config["run"]["seeds"])

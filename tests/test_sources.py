@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from asvd import data, sources, tasks
-from asvd.evaluation import score
+from asvd.scoring import score
 from asvd.io import read_jsonl
 from conftest import shared_dir
 
@@ -74,7 +74,8 @@ def test_unanswerable_mnli_items_are_kept_counted_and_never_correct(olora_dir, t
     # a model answering "" or "-" must not score on them ("-" normalises to "")
     predictions = ["-" if not r["answerable"] else r["target"] for r in test]
     result = score(test, predictions)
-    assert result == {"correct": 6, "total": 8, "accuracy": 75.0, "unanswerable": 2}
+    assert result == {"metric": "exact_match", "correct": 6, "total": 8, "score": 75.0,
+                      "unanswerable": 2}
 
 
 BAD_FILES = {

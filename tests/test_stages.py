@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM
 
-from asvd import data, evaluation, svd, synthetic
+from asvd import data, evaluation, scoring, svd, synthetic
 from asvd.io import read_json, write_jsonl
 from asvd.models import find_targets, load_checkpoint
 from asvd.training import finetune_task, train_base_model
@@ -101,9 +101,11 @@ def test_olora_template():
 
 
 def test_normalised_exact_match():
-    assert evaluation.normalise("  Science or   Technology. ") == "science or technology"
-    scores = evaluation.score([{"target": "Very Negative"}, {"target": "red"}], ["very negative!", "blue"])
-    assert scores == {"correct": 1, "total": 2, "accuracy": 50.0, "unanswerable": 0}
+    assert scoring.normalise("  Science or   Technology. ") == "science or technology"
+    scores = scoring.score([{"input": "a", "target": "Very Negative"}, {"input": "b", "target": "red"}],
+                           ["very negative!", "blue"])
+    assert scores == {"metric": "exact_match", "correct": 1, "total": 2, "score": 50.0,
+                      "unanswerable": 0}
 
 
 def test_base_checkpoint_loads_with_from_pretrained(prepared):
@@ -220,7 +222,7 @@ def test_evaluate_checkpoint_writes_scores(tmp_path, prepared):
         out, batch_size=8, max_new_tokens=8)
     assert json.loads(out.read_text()) == result
     assert result["scores"]["alpha"]["total"] == 16
-    assert 0.0 <= result["scores"]["general"]["accuracy"] <= 100.0
+    assert 0.0 <= result["scores"]["general"]["score"] <= 100.0
 
 
 def test_fetch_base_model_loads_by_name_from_a_local_directory(tmp_path, prepared):

@@ -31,27 +31,28 @@ HAS_GENERAL = config["benchmark"]["name"] == "synthetic"
 
 
 def _real_benchmark_problems():
-    """A real benchmark needs known task names, a pretrained base and, for olora, its directory."""
+    """A real benchmark needs known task names, a pretrained base and its data directory."""
     sys.path.insert(0, workflow.basedir)
-    from asvd.tasks import TASKS
+    from asvd.tasks import TASKS, TRACE_METRICS
 
+    benchmark = config["benchmark"]
+    known = TRACE_METRICS if benchmark["name"] == "trace" else TASKS
     problems = [
-        f"benchmark.tasks: {task!r} is not a known task (known: {sorted(TASKS)})"
+        f"benchmark.tasks: {task!r} is not a known {benchmark['name']} task "
+        f"(known: {sorted(known)})"
         for task in BENCHMARK_TASKS
-        if task not in TASKS
+        if task not in known
     ]
     if not config["base_model"].get("pretrained"):
         problems.append(
             "base_model.pretrained: a real benchmark has no general mixture to pretrain on; "
             "name a pretrained model"
         )
-    olora_dir = config["benchmark"].get("olora_dir")
-    if config["benchmark"]["name"] == "olora" and not (
-        olora_dir and Path(olora_dir).is_dir()
-    ):
+    key = {"olora": "olora_dir", "trace": "trace_dir"}.get(benchmark["name"])
+    if key and not (benchmark.get(key) and Path(benchmark[key]).is_dir()):
         problems.append(
-            f"benchmark.olora_dir: {olora_dir!r} is not a directory "
-            "(set it with --config 'benchmark={olora_dir: PATH}')"
+            f"benchmark.{key}: {benchmark.get(key)!r} is not a directory "
+            f"(set it with --config 'benchmark={{{key}: PATH}}')"
         )
     return problems
 
@@ -72,6 +73,9 @@ def _check_study():
                 problems.append(
                     f"orders.{order}: task {task!r} is not in benchmark.tasks"
                 )
+    for task in config["train"].get("task_epochs") or {}:
+        if task not in BENCHMARK_TASKS:
+            problems.append(f"train.task_epochs: {task!r} is not in benchmark.tasks")
     if not HAS_GENERAL:
         problems += _real_benchmark_problems()
     if GENERAL in BENCHMARK_TASKS:
@@ -116,6 +120,14 @@ def is_constrained(method):
 
 def task_of_step(wildcards):
     return run_tasks(wildcards)[int(wildcards.step) - 1]
+
+
+def task_train_settings(wildcards):
+    """The train block for this step's task: ``task_epochs`` resolved into ``epochs``."""
+    settings = dict(config["train"])
+    per_task = settings.pop("task_epochs", None) or {}
+    settings["epochs"] = per_task.get(task_of_step(wildcards), settings["epochs"])
+    return settings
 
 
 def previous_checkpoint(wildcards):

@@ -17,7 +17,7 @@ rule evaluate_checkpoint:
     params:
         names=checkpoint_eval_names,
         evaluation=config["evaluation"],
-        code=code_version("data", "evaluation", "io", "models"),
+        code=code_version("data", "evaluation", "io", "models", "scoring"),
     message:
         "Evaluating {wildcards.checkpoint} on every task and the general set"
     script:

@@ -18,7 +18,7 @@ rule finetune_task:
         **config["resources"]["finetune_task"],
     params:
         method=method_config,
-        train=config["train"],
+        train=task_train_settings,
         task=task_of_step,
         task_count=lambda wildcards: len(run_tasks(wildcards)),
         code=code_version(

@@ -161,14 +161,50 @@ def plot_accuracy_matrices(
     _save_figure(fig, out_png, out_pdf)
 
 
+def _read_grid(matrix_csvs: Mapping[str, Mapping[str, PathLike]]):
+    """(methods, orders, {(method, order): matrix}) of a method -> order -> CSV mapping."""
+    methods = list(matrix_csvs)
+    orders = _unique(order for runs in matrix_csvs.values() for order in runs)
+    matrices = {(m, o): read_accuracy_csv(path) for m, runs in matrix_csvs.items() for o, path in runs.items()}
+    return methods, orders, matrices
+
+
+def _no_run(ax: Axes) -> None:
+    ax.text(0.5, 0.5, "no run", ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+@_styled
+def plot_method_matrices(
+    matrix_csvs: Mapping[str, Mapping[str, PathLike]], out_png: PathLike, out_pdf: PathLike
+) -> None:
+    """Every method's accuracy matrices on one page: rows are methods, columns orders."""
+    methods, orders, matrices = _read_grid(matrix_csvs)
+    side = 1.0 + 0.45 * max(len(m.columns) for m in matrices.values())
+    fig = Figure(figsize=(side * len(orders) + 1.4, side * len(methods) + 0.6), layout="constrained")
+    axes = fig.subplots(len(methods), len(orders), squeeze=False)
+    image = None
+    for row, method in enumerate(methods):
+        for col, order in enumerate(orders):
+            ax, matrix = axes[row][col], matrices.get((method, order))
+            if matrix is None:
+                _no_run(ax)
+                continue
+            image = _heatmap(ax, matrix.to_numpy(), list(matrix.index), list(matrix.columns),
+                             cmap=_ACCURACY_CMAP, vmin=0.0, vmax=100.0, fmt="{:.0f}")
+            ax.set_title(f"{method} · {order}")
+    fig.colorbar(image, ax=axes, label="accuracy (%)", shrink=0.6)
+    fig.suptitle("Accuracy matrices R[after step, task] of every method")
+    _save_figure(fig, out_png, out_pdf)
+
+
 def _plot_curves(ax: Axes, matrix: pd.DataFrame | None, colors: Mapping[str, tuple]) -> None:
     """Accuracy of every task across the sequence; a star marks the step that trains it.
 
     ``matrix`` is None for a (method, order) pair without a run; the panel then says so.
     """
     if matrix is None:
-        ax.text(0.5, 0.5, "no run", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
+        _no_run(ax)
         return
     steps = np.arange(len(matrix.index))
     for task in matrix.columns:
@@ -185,13 +221,7 @@ def plot_task_curves(
     matrix_csvs: Mapping[str, Mapping[str, PathLike]], out_png: PathLike, out_pdf: PathLike
 ) -> None:
     """Per-task accuracy after each step; rows are orders, columns methods."""
-    methods = list(matrix_csvs)
-    orders = _unique(order for runs in matrix_csvs.values() for order in runs)
-    matrices = {
-        (method, order): read_accuracy_csv(path)
-        for method, runs in matrix_csvs.items()
-        for order, path in runs.items()
-    }
+    methods, orders, matrices = _read_grid(matrix_csvs)
     colors = _color_map(_unique(t for m in matrices.values() for t in m.columns))
     fig = Figure(figsize=(3.8 * len(methods) + 2.0, 3.2 * len(orders) + 0.8), layout="constrained")
     axes = fig.subplots(len(orders), len(methods), squeeze=False, sharey=True)
@@ -233,6 +263,78 @@ def plot_aa_bwt(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: P
     ax.set_title(
         "Average accuracy (AA) and backward transfer (BWT)\nmean ± std over orders and seeds"
     )
+    _save_figure(fig, out_png, out_pdf)
+
+
+def aa_per_order(runs: pd.DataFrame) -> pd.DataFrame:
+    """AA mean, std (over seeds; 0 for one seed) and seed count per (method, order)."""
+    stats = runs.groupby(["method", "order"], sort=False)["aa"].agg(["mean", "std", "count"])
+    return stats.fillna({"std": 0.0})
+
+
+@_styled
+def plot_aa_per_order(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: PathLike) -> None:
+    """AA per method, one bar per order; error bars are the std over seeds."""
+    stats = aa_per_order(load_runs(summary_jsons))
+    methods = _unique(stats.index.get_level_values("method"))
+    orders = _unique(stats.index.get_level_values("order"))
+    width = 0.8 / len(orders)
+    positions = np.arange(len(methods))
+    fig = Figure(figsize=(1.1 * len(methods) * max(1, len(orders) / 2) + 3.0, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, order in enumerate(orders):
+        rows = [stats.loc[(m, order)] if (m, order) in stats.index else None for m in methods]
+        means = [math.nan if r is None else r["mean"] for r in rows]
+        stds = [0.0 if r is None else r["std"] for r in rows]
+        bars = ax.bar(positions + (i - (len(orders) - 1) / 2) * width, means, width, yerr=stds,
+                      capsize=3, label=f"order {order}" if str(order).isdigit() else str(order))
+        ax.bar_label(bars, labels=[_fmt(v) for v in means], padding=2, fontsize=7)
+    seeds = int(stats["count"].max())
+    ax.set_xticks(positions, methods, rotation=30, ha="right", rotation_mode="anchor")
+    ax.set(xlabel="method", ylabel="average accuracy AA (%)", ylim=(0, 105))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(ncol=min(len(orders), 6))
+    ax.set_title(f"AA per method and order\nerror bars: std over seeds (up to {seeds})")
+    _save_figure(fig, out_png, out_pdf)
+
+
+def learnability_retention(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per method: mean and std over runs of learning accuracy (mean R[t][t]) and BWT, and
+    whether it is on the Pareto front (no other method at least as good on both, better on one)."""
+    stats = runs.groupby("method", sort=False)[["learning_accuracy", "bwt"]].agg(["mean", "std"])
+    learn, keep = stats[("learning_accuracy", "mean")], stats[("bwt", "mean")]
+    front = [not any((learn[o] >= learn[m]) and (keep[o] >= keep[m])
+                     and ((learn[o] > learn[m]) or (keep[o] > keep[m])) for o in stats.index)
+             for m in stats.index]
+    return pd.DataFrame({
+        "learning": learn, "learning_std": stats[("learning_accuracy", "std")].fillna(0.0),
+        "bwt": keep, "bwt_std": stats[("bwt", "std")].fillna(0.0), "pareto": front,
+    })
+
+
+@_styled
+def plot_learnability_retention(summary_jsons: Sequence[PathLike], out_png: PathLike,
+                                out_pdf: PathLike) -> None:
+    """One point per method: how well it learns each new task (mean R[t][t]) against how much
+    it forgets (BWT); the Pareto front is joined by a line."""
+    points = learnability_retention(load_runs(summary_jsons))
+    fig = Figure(figsize=(6.5, 5.0), layout="constrained")
+    ax = fig.subplots()
+    colors = _color_map(list(points.index))
+    for method, row in points.iterrows():
+        ax.errorbar(row["bwt"], row["learning"], xerr=row["bwt_std"], yerr=row["learning_std"],
+                    marker="o" if row["pareto"] else "s", markersize=8, capsize=3,
+                    color=colors[method], linestyle="none")
+        ax.annotate(method, (row["bwt"], row["learning"]), textcoords="offset points", xytext=(6, 6))
+    front = points[points["pareto"]].sort_values("bwt")
+    ax.plot(front["bwt"], front["learning"], color="black", linewidth=0.8, linestyle="--",
+            label="Pareto front")
+    ax.set(xlabel="retention: backward transfer BWT (%)",
+           ylabel="learnability: mean accuracy on a task right after training it (%)")
+    ax.margins(0.15)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    ax.set_title("Learnability vs retention (mean ± std over orders and seeds)")
     _save_figure(fig, out_png, out_pdf)
 
 
@@ -446,8 +548,14 @@ def draw(name: str, inputs: Mapping, out_png: PathLike, out_pdf: PathLike, spect
         plot_accuracy_matrices(inputs["matrices"], method, out_png, out_pdf)
     elif name == "task_curves":
         plot_task_curves(inputs["matrices"], out_png, out_pdf)
+    elif name == "accuracy_matrices":
+        plot_method_matrices(inputs["matrices"], out_png, out_pdf)
     elif name == "aa_bwt":
         plot_aa_bwt(inputs["summaries"], out_png, out_pdf)
+    elif name == "aa_per_order":
+        plot_aa_per_order(inputs["summaries"], out_png, out_pdf)
+    elif name == "learnability_retention":
+        plot_learnability_retention(inputs["summaries"], out_png, out_pdf)
     elif name == "general_retention":
         plot_general_retention(inputs["summaries"], out_png, out_pdf)
     elif name == "frozen_ranks":

@@ -52,19 +52,27 @@ def accuracy_matrix(
     tasks: list[str],
     *,
     sources: Sequence[str] | None = None,
+    own_models: bool = False,
 ) -> pd.DataFrame:
     """Assemble ``R`` from the base eval and one eval per training step.
 
     ``sources`` names the evals (e.g. their file paths) in error messages; by default they are
-    called "base eval" and "eval after task ...".
+    called "base eval" and "eval after task ...". With ``own_models`` (PerTaskFT: a separate
+    model per task) a task already trained is scored by its own model, ``R[a][t] = R[t][t]`` for
+    ``t <= a``, so nothing is forgotten by construction; later tasks by step ``a``'s model.
     """
     if len(step_evals) != len(tasks):
         raise ValueError(f"{len(tasks)} tasks but {len(step_evals)} step evals")
     sources = list(sources) if sources is not None else _eval_names(tasks)
     evals = [base_eval, *step_evals]
+
+    def scored_by(row: int, column: int) -> int:
+        return column + 1 if own_models and 0 < column + 1 <= row else row
+
     rows = [
-        [float(_score(eval_, task, source)["score"]) for task in tasks]
-        for eval_, source in zip(evals, sources)
+        [float(_score(evals[scored_by(row, col)], task, sources[scored_by(row, col)])["score"])
+         for col, task in enumerate(tasks)]
+        for row in range(len(evals))
     ]
     index = pd.Index([BASE_ROW, *tasks], name=INDEX_NAME)
     return pd.DataFrame(rows, index=index, columns=list(tasks))
@@ -195,17 +203,22 @@ def _accuracy(eval_: dict, name: str, source: str) -> float:
     return float(_score(eval_, name, source)["score"])
 
 
-def _micro_accuracy(final_eval: dict, tasks: Sequence[str], source: str) -> float | None:
+def _micro_accuracy(step_evals: Sequence[dict], tasks: Sequence[str], sources: Sequence[str],
+                    own_models: bool) -> float | None:
     """Pooled correct/total over the tasks: O-LoRA's headline number, reported beside AA.
 
+    Scored by the final model, or with ``own_models`` each task by its own model (PerTaskFT).
     None where a task's metric is not right-or-wrong (TRACE's ROUGE-L, edit similarity, SARI).
     """
-    records = [_score(final_eval, task, source) for task in tasks]
+    if own_models:
+        records = [_score(e, task, s) for e, task, s in zip(step_evals, tasks, sources)]
+    else:
+        records = [_score(step_evals[-1], task, sources[-1]) for task in tasks]
     if not all("correct" in record for record in records):
         return None
     total = sum(int(r["total"]) for r in records)
     if total == 0:
-        raise ValueError(f"{source}: no test samples in tasks {list(tasks)}")
+        raise ValueError(f"{sources[-1]}: no test samples in tasks {list(tasks)}")
     return 100.0 * sum(int(r["correct"]) for r in records) / total
 
 
@@ -228,15 +241,20 @@ def summarise_run(
     meta: dict,
     *,
     sources: Sequence[str] | None = None,
+    own_models: bool = False,
 ) -> tuple[pd.DataFrame, dict]:
-    """Accuracy matrix and summary dict (meta + CL metrics + micro accuracy + general ability)."""
+    """Accuracy matrix and summary dict (meta + CL metrics + micro accuracy + general ability).
+
+    With ``own_models`` (see :func:`accuracy_matrix`) the micro accuracy pools each task's own
+    model's answers.
+    """
     sources = list(sources) if sources is not None else _eval_names(tasks)
-    matrix = accuracy_matrix(base_eval, step_evals, tasks, sources=sources)
+    matrix = accuracy_matrix(base_eval, step_evals, tasks, sources=sources, own_models=own_models)
     evals = [base_eval, *step_evals]
     summary = {
         **meta,
         **cl_metrics(matrix),
-        "micro_accuracy": _micro_accuracy(step_evals[-1], tasks, sources[-1]),
+        "micro_accuracy": _micro_accuracy(step_evals, tasks, sources[1:], own_models),
         # studies without a general-ability set (real benchmarks) report None
         "general": (_general_summary(evals, sources)
                     if GENERAL in (base_eval.get("scores") or {}) else None),
@@ -252,12 +270,13 @@ def collect_run(
     matrix_csv: str | os.PathLike,
     summary_json: str | os.PathLike,
     meta: dict,
+    own_models: bool = False,
 ) -> dict:
     """Read a run's ``eval.json`` files and write its accuracy matrix and summary atomically."""
     paths = [base_eval_path, *step_eval_paths]
     base_eval, *step_evals = [read_json(p) for p in paths]
     matrix, summary = summarise_run(
-        base_eval, step_evals, tasks, meta, sources=[str(p) for p in paths]
+        base_eval, step_evals, tasks, meta, sources=[str(p) for p in paths], own_models=own_models
     )
     write_accuracy_csv(matrix, matrix_csv)
     write_json(summary_json, summary)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import torch
+from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import (
     AutoConfig,
@@ -144,11 +145,15 @@ def warm_start_encoder_decoder(path: str | Path):
     return model, tokenizer
 
 
-def save_checkpoint(model, tokenizer, path: str | Path) -> None:
-    """Write a ``from_pretrained``-loadable safetensors checkpoint atomically."""
+def save_checkpoint(model, tokenizer, path: str | Path,
+                    extra_tensors: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> None:
+    """Write a ``from_pretrained``-loadable safetensors checkpoint atomically, with any
+    ``extra_tensors`` (file name -> tensors, e.g. a LoRA method's state) inside it."""
     with atomic_dir(path) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        for name, tensors in (extra_tensors or {}).items():
+            save_file({key: value.contiguous() for key, value in tensors.items()}, Path(tmp) / name)
 
 
 def resolve_target_patterns(model, targets: str | Sequence[str]) -> list[str]:

@@ -9,12 +9,13 @@ import math
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from asvd import ranks
+from asvd.adapters import STATE_FILE, OrthogonalLoRA, attach_lora, lora_layers, next_state, read_state
 from asvd.constraint import OrthogonalSubspace
 from asvd.data import load_records
 from asvd.importance import importance_scores
@@ -29,6 +30,8 @@ from asvd.models import (
     save_checkpoint,
     warm_start_encoder_decoder,
 )
+from asvd.regularizers import DistillationLoss, EWCPenalty, fisher_diagonal
+from asvd.replay import replay_mix
 from asvd.svd import cached_svd
 
 log = logging.getLogger(__name__)
@@ -122,11 +125,14 @@ def _trim(batch: dict[str, torch.Tensor], causal: bool) -> dict[str, torch.Tenso
 
 
 def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings, seed: int,
-          constraint: OrthogonalSubspace | None = None, desc: str = "train") -> dict:
+          constraint: OrthogonalSubspace | None = None, desc: str = "train",
+          penalties: Sequence[Callable] = ()) -> dict:
     """Train ``model`` on ``records``; return the log (loss curve, steps, seconds, violation).
 
     Only parameters with ``requires_grad`` are optimised (``finetune_task`` freezes non-targets
-    that way when ``train_other_params`` is false).
+    that way when ``train_other_params`` is false). Each of ``penalties`` (see
+    :mod:`asvd.regularizers`) adds ``term(model, batch, outputs)`` to the task loss; the logged
+    ``loss`` is the task loss alone, ``penalty`` the sum of the terms.
     """
     torch.manual_seed(seed)
     causal = is_causal(model)
@@ -150,6 +156,7 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     )
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
+    penalty_log: list[float] = []
     model.train()
     started = time.perf_counter()
     order = torch.empty(0, dtype=torch.long)
@@ -158,8 +165,14 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
             order = torch.cat([order, torch.randperm(count, generator=generator)])
         index, order = order[: settings.batch_size], order[settings.batch_size:]
         batch = _trim({key: value[index] for key, value in data.items()}, causal)
-        loss = model(**batch).loss
-        loss.backward()
+        outputs = model(**batch)
+        loss = outputs.loss
+        if penalties:
+            extra = sum(term(model, batch, outputs) for term in penalties)
+            penalty_log.append(extra.item())
+            (loss + extra).backward()
+        else:
+            loss.backward()
         if settings.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
         optimizer.step()
@@ -177,6 +190,7 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
         "seconds": round(time.perf_counter() - started, 3),
         "loss": losses,
         "final_loss": sum(losses[-settings.log_every:]) / len(losses[-settings.log_every:]),
+        **({"penalty": penalty_log} if penalties else {}),
     }
 
 
@@ -219,9 +233,9 @@ def fetch_base_model(name: str, out_dir: str | Path, log_json: str | Path,
     return result
 
 
-def _importance_batches(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
-                        count: int, seed: int):
-    """``count`` seeded samples, one per batch, unpadded (see asvd.importance)."""
+def _sample_batches(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
+                    count: int, seed: int):
+    """``count`` seeded samples, one per batch, unpadded (importance scores, Fisher information)."""
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(records), generator=generator)[:count].tolist()
     for i in chosen:
@@ -241,8 +255,7 @@ def build_constraint(model, tokenizer, method: Mapping, modules: Mapping[str, to
     rule = ranks.from_config(spec, task=task_index, tasks=task_count)
     importance = None
     if rule.needs_importance:
-        batches = _importance_batches(model, tokenizer, importance_records, settings, rule.samples,
-                                      seed)
+        batches = _sample_batches(model, tokenizer, importance_records, settings, rule.samples, seed)
         importance = importance_scores(model, modules, batches)
     svd = cached_svd(svd_path, model, modules)
     return OrthogonalSubspace(model, targets=method.get("target_modules", "auto"), rank_rule=rule,
@@ -250,36 +263,79 @@ def build_constraint(model, tokenizer, method: Mapping, modules: Mapping[str, to
                               importance=importance, project=method.get("project", "gradient"))
 
 
+def build_penalties(model, tokenizer, method: Mapping, task_index: int,
+                    previous_records: Sequence[Mapping], settings: TrainSettings, seed: int) -> list:
+    """The loss terms a method's ``ewc`` / ``lwf`` blocks add from the second task on."""
+    if task_index == 1:
+        return []
+    terms = []
+    if method.get("ewc"):
+        spec = method["ewc"]
+        batches = _sample_batches(model, tokenizer, previous_records, settings,
+                                  spec["fisher_samples"], seed)
+        terms.append(EWCPenalty(model, fisher_diagonal(model, batches), spec["strength"]))
+    if method.get("lwf"):
+        terms.append(DistillationLoss(model, method["lwf"]["strength"], method["lwf"]["temperature"]))
+    return terms
+
+
 def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_file: str | Path,
                   previous_train_file: str | Path | None, method: Mapping, settings: Mapping,
                   task: str, task_index: int, task_count: int, seed: int,
-                  out_dir: str | Path, log_json: str | Path) -> dict:
+                  out_dir: str | Path, log_json: str | Path,
+                  earlier_train_files: Mapping[str, str | Path] | None = None,
+                  base_checkpoint: str | Path | None = None) -> dict:
     """Train one task of a sequence from the previous checkpoint; write checkpoint and log.
 
-    Importance (if the rank rule needs it) uses the previous task's training samples; the first
-    task uses its own samples (METHOD.md s3.1).
+    Importance (if the rank rule needs it) and EWC's Fisher use the previous task's training
+    samples; the first task uses its own samples for importance (METHOD.md s3.1).
+    ``earlier_train_files`` (task -> train file, in training order) feed a method's replay memory;
+    ``base_checkpoint`` is where a shared LoRA adapter (SeqLoRA) is attached again.
     """
     train_settings = TrainSettings.from_config(settings)
-    model, tokenizer = load_checkpoint(checkpoint)
+    lora = method.get("lora")
+    lora_state = read_state(checkpoint) if lora else {}
+    continue_shared = bool(lora) and not lora["per_task"] and bool(lora_state)
+    model, tokenizer = load_checkpoint(base_checkpoint if continue_shared else checkpoint)
     records = load_records(train_file)
-    importance_records = load_records(previous_train_file) if previous_train_file else records
+    previous_records = load_records(previous_train_file) if previous_train_file else records
+    if method.get("replay"):
+        earlier = {name: load_records(path) for name, path in (earlier_train_files or {}).items()}
+        records = replay_mix(records, earlier, method["replay"]["ratio"],
+                             method["replay"].get("buffer_per_task"), seed, task_index)
     targets = find_targets(model, method.get("target_modules", "auto"))
     constraint = build_constraint(model, tokenizer, method, targets, task_index, task_count, svd_path,
-                                  importance_records, train_settings, seed)
+                                  previous_records, train_settings, seed)
     if not method.get("train_other_params", True):
         target_weights = {id(m.weight) for m in targets.values()}
         for param in model.parameters():
             param.requires_grad_(id(param) in target_weights)
+    penalties = build_penalties(model, tokenizer, method, task_index, previous_records, train_settings,
+                                seed)
+    if lora:
+        lora_targets = list(find_targets(model, lora.get("target_modules", "auto")))
+        model = attach_lora(model, lora, lora_targets, seed, lora_state if continue_shared else None)
+        layers = lora_layers(model, lora_targets)
+        if lora.get("orthogonal"):
+            old_a = {name: lora_state[f"{name}.A"] for name in lora_targets if f"{name}.A" in lora_state}
+            penalties.append(OrthogonalLoRA(layers, old_a, **lora["orthogonal"]))
+    trained_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     result = train(model, tokenizer, records, train_settings, seed, constraint=constraint,
-                   desc=f"{task} ({task_index}/{task_count})")
+                   desc=f"{task} ({task_index}/{task_count})", penalties=penalties)
+    extra = {}
+    if lora:
+        extra[STATE_FILE] = next_state(layers, lora_state, lora["per_task"])
+        model = model.merge_and_unload()
     result.update({
         "task": task,
         "step": task_index,
+        "replayed": sum("replayed_from" in r for r in records),
         "ranks": {name: min(m.weight.shape) for name, m in targets.items()},
         "frozen_ranks": constraint.frozen_ranks() if constraint else {name: 0 for name in targets},
         "max_violation": constraint.max_violation() if constraint else 0.0,
         "violation": constraint.violations() if constraint else {},
+        "trained_parameters": trained_parameters,
     })
-    save_checkpoint(model, tokenizer, out_dir)
+    save_checkpoint(model, tokenizer, out_dir, extra_tensors=extra)
     write_json(log_json, result)
     return result

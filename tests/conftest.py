@@ -85,3 +85,16 @@ def run_snakemake(
             pytrace=False,
         )
     return result
+
+
+def random_llama(tokenizer, hidden_size: int = 32, layers: int = 2, heads: int = 4):
+    """A tiny randomly initialised LLaMA (seed 0) over ``tokenizer``'s vocabulary."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(
+        hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id))

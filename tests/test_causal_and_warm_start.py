@@ -5,7 +5,7 @@ import importlib.util
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import BertConfig, BertModel, BertTokenizer
 
 from asvd import ranks
 from asvd.constraint import OrthogonalSubspace
@@ -13,6 +13,7 @@ from asvd.evaluation import generate
 from asvd.scoring import score
 from asvd.models import build_word_tokenizer, find_targets, load_checkpoint, resolve_pretrained, save_checkpoint
 from asvd.training import TrainSettings, encode, fetch_base_model, train
+from conftest import random_llama
 
 RECORDS = [{"input": f"map {word} to", "target": answer}
            for word, answer in [("one", "red"), ("two", "blue"), ("three", "red"), ("four", "green")]]
@@ -21,12 +22,7 @@ SETTINGS = TrainSettings(epochs=60, batch_size=4, lr=1e-2, weight_decay=0.0, max
 
 def tiny_llama(tmp_path):
     tokenizer = build_word_tokenizer([text for r in RECORDS for text in (r["input"], r["target"])])
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=4, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id))
-    save_checkpoint(model, tokenizer, tmp_path / "llama")
+    save_checkpoint(random_llama(tokenizer), tokenizer, tmp_path / "llama")
     return load_checkpoint(tmp_path / "llama")
 
 

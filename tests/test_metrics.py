@@ -365,3 +365,16 @@ def test_cli_requires_subcommand(capsys):
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code == 2
+
+
+def test_own_models_matrix_scores_each_seen_task_by_its_own_model():
+    base = make_eval({"a": 10.0, "b": 20.0})
+    after_a = make_eval({"a": 90.0, "b": 30.0})
+    after_b = make_eval({"a": 15.0, "b": 80.0})  # task b's model knows little of a
+    matrix, summary = summarise_run(base, [after_a, after_b], ["a", "b"], {}, own_models=True)
+    assert matrix.loc["b"].tolist() == [90.0, 80.0]  # a scored by a's own model
+    assert matrix.loc["a"].tolist() == [90.0, 30.0]  # b not trained yet: a's model
+    assert summary["bwt"] == 0.0 and summary["aa"] == 85.0
+    assert summary["micro_accuracy"] == pytest.approx(85.0)
+    sequential, _ = summarise_run(base, [after_a, after_b], ["a", "b"], {})
+    assert sequential.loc["b", "a"] == 15.0

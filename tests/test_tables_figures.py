@@ -12,15 +12,20 @@ from safetensors.numpy import save_file
 
 from asvd.figures import (
     _spread,
+    aa_per_order,
+    learnability_retention,
     plot_aa_bwt,
+    plot_aa_per_order,
     plot_accuracy_matrices,
+    plot_learnability_retention,
+    plot_method_matrices,
     plot_frozen_ranks,
     plot_general_retention,
     plot_singular_spectra,
     plot_task_curves,
 )
 from asvd.metrics import write_accuracy_csv
-from asvd.tables import write_summary_tables
+from asvd.tables import load_runs, write_summary_tables
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PDF_MAGIC = b"%PDF"
@@ -128,17 +133,39 @@ def test_plot_accuracy_matrices(tmp_path):
     assert_png_and_pdf(png, pdf)
 
 
-def test_plot_task_curves_with_missing_run(tmp_path):
+@pytest.mark.parametrize("plot", [plot_task_curves, plot_method_matrices])
+def test_method_by_order_grids_with_a_missing_run(tmp_path, plot):
     csvs = {
         "asvd": {o: write_matrix(tmp_path / f"a{o}.csv", 0.0) for o in ("order1", "order2")},
         "seqft": {"order1": write_matrix(tmp_path / "s.csv", -10.0)},
     }
-    png, pdf = outputs(tmp_path, "curves")
-    plot_task_curves(csvs, png, pdf)
+    png, pdf = outputs(tmp_path, plot.__name__)
+    plot(csvs, png, pdf)
     assert_png_and_pdf(png, pdf)
 
 
 # --------------------------------------------------------------------------- figures from summaries
+
+
+def test_aa_per_order_has_seed_spread_per_method_and_order(tmp_path, summaries):
+    stats = aa_per_order(load_runs(summaries))
+    assert stats.loc[("zeta_sub", "order1")].tolist() == pytest.approx([71.0, np.std([70, 72], ddof=1), 2])
+    assert stats.loc[("alpha", "order1"), "std"] == 0.0  # one seed: no spread, not NaN
+    png, pdf = outputs(tmp_path, "aa_per_order")
+    plot_aa_per_order(summaries, png, pdf)
+    assert_png_and_pdf(png, pdf)
+
+
+def test_learnability_retention_marks_the_pareto_front(tmp_path):
+    # (learning, bwt): a dominates c; b trades learning for retention; d equals a (both stay)
+    points = {"a": (90.0, -20.0), "b": (60.0, -2.0), "c": (80.0, -30.0), "d": (90.0, -20.0)}
+    paths = [write_summary(tmp_path / f"{m}.json", m, "order1", 0, 50.0, learning_accuracy=la, bwt=bwt)
+             for m, (la, bwt) in points.items()]
+    front = learnability_retention(load_runs(paths))["pareto"].to_dict()
+    assert front == {"a": True, "b": True, "c": False, "d": True}
+    png, pdf = outputs(tmp_path, "learn_retain")
+    plot_learnability_retention(paths, png, pdf)
+    assert_png_and_pdf(png, pdf)
 
 
 def test_plot_aa_bwt(tmp_path, summaries):

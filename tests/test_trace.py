@@ -6,8 +6,6 @@ import math
 
 import pandas as pd
 import pytest
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from asvd.data import prepare_task
 from asvd.io import read_json, read_jsonl
@@ -17,7 +15,7 @@ from asvd.scoring import (answer_letter, code_literals, edit_similarity, rouge_l
                           score)
 from asvd.sources import trace_examples
 from asvd.tasks import TRACE_METRICS, TRACE_ORDER
-from conftest import REPO, run_snakemake
+from conftest import REPO, random_llama, run_snakemake
 
 
 def write_trace_dir(root, tasks=TRACE_ORDER, count=6):
@@ -168,12 +166,7 @@ TASKS = ["FOMC", "MeetingBank", "20Minuten"]  # exact match, ROUGE-L, SARI
 
 def tiny_llama_dir(path, texts):
     tokenizer = build_word_tokenizer(texts)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=4, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id))
-    save_checkpoint(model, tokenizer, path)
+    save_checkpoint(random_llama(tokenizer), tokenizer, path)
     return path
 
 

@@ -186,7 +186,8 @@ def test_dry_run_of_the_benchmark_target_touches_no_study_rule(tmp_path):
 
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
 def test_task_chain_dag_shape(tmp_path, config_name):
-    """Task t trains from task t-1's checkpoint (and its SVD cache if constrained)."""
+    """Task t trains from task t-1's checkpoint (and its SVD cache if constrained); a per_task
+    method trains every task from the base model."""
     config = effective_config(*CONFIGS[config_name])
     results = f"results/{config['experiment']}"
     result = run_snakemake(tmp_path, "all_figures", "-n", configfiles=CONFIGS[config_name])
@@ -213,7 +214,8 @@ def test_task_chain_dag_shape(tmp_path, config_name):
             assert is_constrained(config, method) == CONSTRAINED[method], method
     for (method, order, seed, step), job in sorted(trainings.items()):
         run = f"{results}/{method}/order{order}/seed{seed}"
-        previous = f"{results}/base" if step == 1 else f"{run}/step{step - 1}"
+        per_task = config["methods"][method].get("schedule") == "per_task"
+        previous = f"{results}/base" if step == 1 or per_task else f"{run}/step{step - 1}"
         task = config["orders"][order][step - 1]
         where = f"{method} order {order} seed {seed} step {step}: inputs {sorted(job.inputs)}"
         assert f"{previous}/model" in job.inputs, where

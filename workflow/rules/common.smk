@@ -123,17 +123,24 @@ def task_of_step(wildcards):
 
 
 def task_train_settings(wildcards):
-    """The train block for this step's task: ``task_epochs`` resolved into ``epochs``."""
-    settings = dict(config["train"])
+    """The train block for this step's task: the method's own ``train`` keys over the study's,
+    ``task_epochs`` resolved into ``epochs``."""
+    settings = {**config["train"], **config["methods"][wildcards.method].get("train", {})}
     per_task = settings.pop("task_epochs", None) or {}
     settings["epochs"] = per_task.get(task_of_step(wildcards), settings["epochs"])
     return settings
 
 
+def schedule(method):
+    """``sequential`` (task t from task t-1) or ``per_task`` (every task from the base)."""
+    return config["methods"][method].get("schedule", "sequential")
+
+
 def previous_checkpoint(wildcards):
-    """Task t trains from task t-1's checkpoint; the first task from the base model."""
+    """Task t trains from task t-1's checkpoint; the first task (and every task of a
+    ``per_task`` method) from the base model."""
     step = int(wildcards.step)
-    if step == 1:
+    if step == 1 or schedule(wildcards.method) == "per_task":
         return f"{BASE}/model"
     previous = STEP.format(**{**wildcards, "step": step - 1})
     return f"{previous}/model"
@@ -151,6 +158,23 @@ def previous_train_data(wildcards):
     step = int(wildcards.step)
     task = run_tasks(wildcards)[max(step - 2, 0)]
     return f"{RESULTS}/data/{task}/train.jsonl"
+
+
+def shared_adapter_base(wildcards):
+    """A shared LoRA adapter (SeqLoRA) is attached again to the base model's weights."""
+    lora = config["methods"][wildcards.method].get("lora")
+    return [f"{BASE}/model"] if lora and not lora["per_task"] else []
+
+
+def earlier_tasks(wildcards):
+    """Tasks trained before this step (a replay method's memory), in training order."""
+    if not config["methods"][wildcards.method].get("replay"):
+        return []
+    return run_tasks(wildcards)[: int(wildcards.step) - 1]
+
+
+def earlier_train_data(wildcards):
+    return [f"{RESULTS}/data/{task}/train.jsonl" for task in earlier_tasks(wildcards)]
 
 
 def all_runs():
@@ -205,7 +229,14 @@ def table_outputs():
     )
 
 
-FIGURES = ["task_curves", "aa_bwt", "singular_spectra"]
+FIGURES = [
+    "task_curves",
+    "accuracy_matrices",
+    "aa_bwt",
+    "aa_per_order",
+    "learnability_retention",
+    "singular_spectra",
+]
 
 
 def figure_names():
@@ -300,9 +331,14 @@ def figure_inputs(wildcards):
     name = wildcards.figure
     if name.startswith("accuracy_matrix_"):
         return {"matrices": _matrices(name.removeprefix("accuracy_matrix_"))}
-    if name == "task_curves":
+    if name in ("task_curves", "accuracy_matrices"):
         return {"matrices": {method: _matrices(method) for method in methods}}
-    if name in ("aa_bwt", "general_retention"):
+    if name in (
+        "aa_bwt",
+        "aa_per_order",
+        "learnability_retention",
+        "general_retention",
+    ):
         return {"summaries": run_summaries()}
     if name == "frozen_ranks":
         return {

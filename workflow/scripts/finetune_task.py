@@ -17,4 +17,8 @@ with stage(snakemake):
         seed=int(snakemake.wildcards.seed),
         out_dir=snakemake.output.model,
         log_json=snakemake.output.log_json,
+        earlier_train_files=dict(
+            zip(snakemake.params.earlier_tasks, snakemake.input.earlier_train)
+        ),
+        base_checkpoint=snakemake.input.base[0] if snakemake.input.base else None,
     )

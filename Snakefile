@@ -28,6 +28,7 @@ localrules:
     all_train,
     all_eval,
     all_benchmarks,
+    all_baselines,
 
 
 rule all_figures:
@@ -49,6 +50,11 @@ rule all_train:
 rule all_eval:
     input:
         evals_of_all_runs(),
+
+
+rule all_baselines:
+    input:
+        baseline_outputs(),
 
 
 rule all_benchmarks:

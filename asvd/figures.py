@@ -209,8 +209,9 @@ def _plot_curves(ax: Axes, matrix: pd.DataFrame | None, colors: Mapping[str, tup
     steps = np.arange(len(matrix.index))
     for task in matrix.columns:
         ax.plot(steps, matrix[task], marker="o", markersize=3, color=colors[task], label=task)
-        trained_at = list(matrix.index).index(task)
-        ax.plot(trained_at, matrix.loc[task, task], marker="*", markersize=10, color=colors[task])
+        if task in matrix.index:  # a joint (MTL) run trains every task at its one step
+            trained_at = list(matrix.index).index(task)
+            ax.plot(trained_at, matrix.loc[task, task], marker="*", markersize=10, color=colors[task])
     _sparse_ticks(ax, "x", list(matrix.index))
     ax.set_ylim(-3, 103)  # room for markers at 0 and 100
     ax.grid(alpha=0.3)
@@ -301,7 +302,8 @@ def plot_aa_per_order(summary_jsons: Sequence[PathLike], out_png: PathLike, out_
 def learnability_retention(runs: pd.DataFrame) -> pd.DataFrame:
     """Per method: mean and std over runs of learning accuracy (mean R[t][t]) and BWT, and
     whether it is on the Pareto front (no other method at least as good on both, better on one)."""
-    stats = runs.groupby("method", sort=False)[["learning_accuracy", "bwt"]].agg(["mean", "std"])
+    stats = (runs.groupby("method", sort=False)[["learning_accuracy", "bwt"]].agg(["mean", "std"])
+             .dropna(subset=[("learning_accuracy", "mean"), ("bwt", "mean")]))  # MTL has neither
     learn, keep = stats[("learning_accuracy", "mean")], stats[("bwt", "mean")]
     front = [not any((learn[o] >= learn[m]) and (keep[o] >= keep[m])
                      and ((learn[o] > learn[m]) or (keep[o] > keep[m])) for o in stats.index)

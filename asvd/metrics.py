@@ -25,6 +25,8 @@ from asvd.data import GENERAL
 from asvd.io import read_json, write_json, write_text
 
 BASE_ROW = "base"
+JOINT_ROW = "joint"  # the one row after base of a jointly trained (MTL) run
+SCHEDULES = ("sequential", "per_task", "joint")
 INDEX_NAME = "after"
 _OLORA_PREFIX = "predict_exact_match_for_"
 _OLORA_STEP_DIR = re.compile(r"^(\d+)-(.+)$")
@@ -52,19 +54,25 @@ def accuracy_matrix(
     tasks: list[str],
     *,
     sources: Sequence[str] | None = None,
-    own_models: bool = False,
+    schedule: str = "sequential",
 ) -> pd.DataFrame:
     """Assemble ``R`` from the base eval and one eval per training step.
 
     ``sources`` names the evals (e.g. their file paths) in error messages; by default they are
-    called "base eval" and "eval after task ...". With ``own_models`` (PerTaskFT: a separate
-    model per task) a task already trained is scored by its own model, ``R[a][t] = R[t][t]`` for
-    ``t <= a``, so nothing is forgotten by construction; later tasks by step ``a``'s model.
+    called "base eval" and "eval after task ...". ``schedule`` ``per_task`` (PerTaskFT: a
+    separate model per task) scores a task already trained by its own model, ``R[a][t] =
+    R[t][t]`` for ``t <= a``, so nothing is forgotten by construction; later tasks by step
+    ``a``'s model. ``joint`` (MTL) has one step eval, the jointly trained model: rows ``base``
+    and ``joint``.
     """
-    if len(step_evals) != len(tasks):
-        raise ValueError(f"{len(tasks)} tasks but {len(step_evals)} step evals")
-    sources = list(sources) if sources is not None else _eval_names(tasks)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule {schedule!r} is not one of {SCHEDULES}")
+    joint = schedule == "joint"
+    if len(step_evals) != (1 if joint else len(tasks)):
+        raise ValueError(f"{len(tasks)} tasks but {len(step_evals)} step evals ({schedule})")
+    sources = list(sources) if sources is not None else _eval_names([JOINT_ROW] if joint else tasks)
     evals = [base_eval, *step_evals]
+    own_models = schedule == "per_task"
 
     def scored_by(row: int, column: int) -> int:
         return column + 1 if own_models and 0 < column + 1 <= row else row
@@ -74,7 +82,7 @@ def accuracy_matrix(
          for col, task in enumerate(tasks)]
         for row in range(len(evals))
     ]
-    index = pd.Index([BASE_ROW, *tasks], name=INDEX_NAME)
+    index = pd.Index([BASE_ROW, *([JOINT_ROW] if joint else tasks)], name=INDEX_NAME)
     return pd.DataFrame(rows, index=index, columns=list(tasks))
 
 
@@ -118,8 +126,12 @@ def cl_metrics(matrix: pd.DataFrame) -> dict[str, float | None]:
       before task j was learned are included (also as in Chaudhry); missing (NaN) entries, as
       in O-LoRA's published results, are ignored by the max.
 
-    BWT, FWT and forgetting are undefined (None) for a single task.
+    BWT, FWT and forgetting are undefined (None) for a single task. A joint (MTL) matrix has
+    only AA: its one model saw every task at once.
     """
+    if list(matrix.index)[-1:] == [JOINT_ROW]:
+        return {"aa": _none_if_nan(float(np.mean(matrix.loc[JOINT_ROW]))), "bwt": None, "fwt": None,
+                "forgetting": None, "learning_accuracy": None}
     base, steps = _split_matrix(matrix)
     n_tasks = steps.shape[0]
     final = steps[-1]
@@ -152,8 +164,9 @@ def _check_matrix(matrix: pd.DataFrame, source: str | os.PathLike) -> None:
     if len(set(tasks)) != len(tasks):
         raise ValueError(f"{source}: duplicate task columns {tasks}")
     expected = [BASE_ROW, *tasks]
-    if list(matrix.index) != expected:
-        raise ValueError(f"{source}: rows {list(matrix.index)} should be {expected}")
+    if list(matrix.index) not in (expected, [BASE_ROW, JOINT_ROW]):
+        raise ValueError(f"{source}: rows {list(matrix.index)} should be {expected} "
+                         f"(or {[BASE_ROW, JOINT_ROW]} for a jointly trained model)")
     values = matrix.to_numpy(dtype=float)
     if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 100:
         raise ValueError(f"{source}: accuracies must be finite percentages in [0, 100]")
@@ -241,20 +254,21 @@ def summarise_run(
     meta: dict,
     *,
     sources: Sequence[str] | None = None,
-    own_models: bool = False,
+    schedule: str = "sequential",
 ) -> tuple[pd.DataFrame, dict]:
     """Accuracy matrix and summary dict (meta + CL metrics + micro accuracy + general ability).
 
-    With ``own_models`` (see :func:`accuracy_matrix`) the micro accuracy pools each task's own
-    model's answers.
+    ``schedule`` as in :func:`accuracy_matrix`; under ``per_task`` the micro accuracy pools each
+    task's own model's answers.
     """
-    sources = list(sources) if sources is not None else _eval_names(tasks)
-    matrix = accuracy_matrix(base_eval, step_evals, tasks, sources=sources, own_models=own_models)
+    sources = list(sources) if sources is not None else _eval_names(
+        [JOINT_ROW] if schedule == "joint" else tasks)
+    matrix = accuracy_matrix(base_eval, step_evals, tasks, sources=sources, schedule=schedule)
     evals = [base_eval, *step_evals]
     summary = {
         **meta,
         **cl_metrics(matrix),
-        "micro_accuracy": _micro_accuracy(step_evals, tasks, sources[1:], own_models),
+        "micro_accuracy": _micro_accuracy(step_evals, tasks, sources[1:], schedule == "per_task"),
         # studies without a general-ability set (real benchmarks) report None
         "general": (_general_summary(evals, sources)
                     if GENERAL in (base_eval.get("scores") or {}) else None),
@@ -270,13 +284,13 @@ def collect_run(
     matrix_csv: str | os.PathLike,
     summary_json: str | os.PathLike,
     meta: dict,
-    own_models: bool = False,
+    schedule: str = "sequential",
 ) -> dict:
     """Read a run's ``eval.json`` files and write its accuracy matrix and summary atomically."""
     paths = [base_eval_path, *step_eval_paths]
     base_eval, *step_evals = [read_json(p) for p in paths]
     matrix, summary = summarise_run(
-        base_eval, step_evals, tasks, meta, sources=[str(p) for p in paths], own_models=own_models
+        base_eval, step_evals, tasks, meta, sources=[str(p) for p in paths], schedule=schedule
     )
     write_accuracy_csv(matrix, matrix_csv)
     write_json(summary_json, summary)

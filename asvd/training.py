@@ -1,5 +1,7 @@
-"""Training: the base model on the general mixture, and one continual task with or without the
-subspace constraint. One loop serves both; the constraint only wraps the optimizer.
+"""Training: the base model on the general mixture, and one continual task of any method. One
+loop serves all: the subspace constraint only wraps the optimizer, EWC / LwF / O-LoRA add loss
+terms (:mod:`asvd.regularizers`, :mod:`asvd.adapters`), replay and MTL change the training set
+(:mod:`asvd.replay`), the LoRA methods wrap the model (peft).
 """
 
 from __future__ import annotations
@@ -289,7 +291,8 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
 
     Importance (if the rank rule needs it) and EWC's Fisher use the previous task's training
     samples; the first task uses its own samples for importance (METHOD.md s3.1).
-    ``earlier_train_files`` (task -> train file, in training order) feed a method's replay memory;
+    ``earlier_train_files`` (task -> train file, in training order) feed a method's replay memory
+    or, for a ``joint`` method (MTL), join this task's data;
     ``base_checkpoint`` is where a shared LoRA adapter (SeqLoRA) is attached again.
     """
     train_settings = TrainSettings.from_config(settings)
@@ -299,8 +302,10 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
     model, tokenizer = load_checkpoint(base_checkpoint if continue_shared else checkpoint)
     records = load_records(train_file)
     previous_records = load_records(previous_train_file) if previous_train_file else records
-    if method.get("replay"):
-        earlier = {name: load_records(path) for name, path in (earlier_train_files or {}).items()}
+    earlier = {name: load_records(path) for name, path in (earlier_train_files or {}).items()}
+    if method.get("schedule") == "joint":  # MTL: every task of the order in one training set
+        records = [record for rows in earlier.values() for record in rows] + records
+    elif method.get("replay"):
         records = replay_mix(records, earlier, method["replay"]["ratio"],
                              method["replay"].get("buffer_per_task"), seed, task_index)
     targets = find_targets(model, method.get("target_modules", "auto"))

@@ -11,7 +11,9 @@ from asvd.models import build_word_tokenizer
 from asvd.regularizers import DistillationLoss, EWCPenalty, fisher_diagonal
 from asvd.replay import replay_mix, task_memory
 from asvd.training import TrainSettings, encode
-from conftest import REPO, random_llama, run_snakemake
+from conftest import REPO, effective_config, random_llama, run_snakemake
+
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
 
 RECORDS = [{"input": f"map {word} to", "target": answer}
            for word, answer in [("one", "red"), ("two", "blue"), ("three", "red"), ("four", "green")]]
@@ -138,16 +140,15 @@ def test_no_replay_on_the_first_task_or_at_ratio_zero():
 
 # --------------------------------------------------------------------------- the workflow
 
-METHODS = ["seqft", "ewc", "lwf", "replay", "asvd_replay", "pertask", "seqlora", "inclora", "olora"]
+METHODS = list(effective_config(TINY)["methods"])  # all_baselines runs every defined method
 
 
 @pytest.fixture(scope="module")
 def baseline_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("baselines")
-    override = root / "baselines.yaml"
-    override.write_text(f"run: {{methods: {METHODS}, orders: [1], seeds: [0]}}\n")
-    run_snakemake(root, "all_figures", "--cores", "2",
-                  configfiles=[REPO / "tests" / "configs" / "tiny.yaml", override], timeout=900)
+    override = root / "one_order.yaml"
+    override.write_text("run: {orders: [1]}\n")
+    run_snakemake(root, "all_baselines", "--cores", "2", configfiles=[TINY, override], timeout=1200)
     return root / "results" / "tiny"
 
 
@@ -155,9 +156,11 @@ def test_every_baseline_runs_end_to_end(baseline_study):
     for method in METHODS:
         matrix = pd.read_csv(baseline_study / method / "order1" / "seed0" / "accuracy_matrix.csv",
                              index_col=0)
-        assert list(matrix.index) == ["base", "alpha", "beta"]
-    table = pd.read_csv(baseline_study / "tables" / "summary.csv")
-    assert set(table["method"]) == set(METHODS)
+        assert list(matrix.index) == (["base", "joint"] if method == "mtl" else ["base", "alpha", "beta"])
+    table = pd.read_csv(baseline_study / "baselines" / "tables" / "summary.csv")
+    assert list(dict.fromkeys(table["method"])) == METHODS
+    for name in ("accuracy_matrices", "aa_per_order", "learnability_retention", "general_retention"):
+        assert (baseline_study / "baselines" / "figures" / f"{name}.png").stat().st_size > 5000
 
 
 def test_baselines_do_what_their_config_says(baseline_study):
@@ -191,8 +194,7 @@ def test_pertask_starts_every_task_from_the_base_model(tmp_path):
 
     override = tmp_path / "pertask.yaml"
     override.write_text("run: {methods: [pertask, replay], orders: [1], seeds: [0]}\n")
-    result = run_snakemake(tmp_path, "all_figures", "-n",
-                           configfiles=[REPO / "tests" / "configs" / "tiny.yaml", override])
+    result = run_snakemake(tmp_path, "all_figures", "-n", configfiles=[TINY, override])
     trainings = {output: job for job in dry_run_jobs(result.stdout + result.stderr)
                  for output in job.outputs if output.endswith("/model") and "/step" in output}
     base = "results/tiny/base/model"
@@ -299,3 +301,13 @@ def test_olora_pushes_the_new_adapter_orthogonal_to_the_old(lora_runs):
         return total
 
     assert overlap("olora") < overlap("inclora")
+
+
+def test_mtl_trains_one_model_on_every_task(baseline_study):
+    run = baseline_study / "mtl" / "order1" / "seed0"
+    assert not (run / "step1").exists()
+    log = read_json(run / "step2" / "train_log.json")
+    assert log["examples"] == 64 + 64  # alpha's and beta's training sets together
+    summary = read_json(run / "summary.json")
+    assert summary["bwt"] is None and summary["aa"] == pytest.approx(
+        sum(read_json(run / "step2" / "eval.json")["scores"][t]["score"] for t in ("alpha", "beta")) / 2)

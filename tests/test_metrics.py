@@ -371,10 +371,23 @@ def test_own_models_matrix_scores_each_seen_task_by_its_own_model():
     base = make_eval({"a": 10.0, "b": 20.0})
     after_a = make_eval({"a": 90.0, "b": 30.0})
     after_b = make_eval({"a": 15.0, "b": 80.0})  # task b's model knows little of a
-    matrix, summary = summarise_run(base, [after_a, after_b], ["a", "b"], {}, own_models=True)
+    matrix, summary = summarise_run(base, [after_a, after_b], ["a", "b"], {}, schedule="per_task")
     assert matrix.loc["b"].tolist() == [90.0, 80.0]  # a scored by a's own model
     assert matrix.loc["a"].tolist() == [90.0, 30.0]  # b not trained yet: a's model
     assert summary["bwt"] == 0.0 and summary["aa"] == 85.0
     assert summary["micro_accuracy"] == pytest.approx(85.0)
     sequential, _ = summarise_run(base, [after_a, after_b], ["a", "b"], {})
     assert sequential.loc["b", "a"] == 15.0
+
+
+def test_a_joint_run_has_one_row_after_base_and_only_aa(tmp_path):
+    base = make_eval({"a": 10.0, "b": 20.0})
+    joint = make_eval({"a": 90.0, "b": 70.0})
+    matrix, summary = summarise_run(base, [joint], ["a", "b"], {}, schedule="joint")
+    assert list(matrix.index) == ["base", "joint"] and matrix.loc["joint"].tolist() == [90.0, 70.0]
+    assert summary["aa"] == 80.0 and summary["micro_accuracy"] == pytest.approx(80.0)
+    assert summary["bwt"] is None and summary["learning_accuracy"] is None
+    write_accuracy_csv(matrix, tmp_path / "joint.csv")
+    assert read_accuracy_csv(tmp_path / "joint.csv").equals(matrix)
+    with pytest.raises(ValueError, match="2 tasks but 2 step evals"):
+        summarise_run(base, [joint, joint], ["a", "b"], {}, schedule="joint")

@@ -161,6 +161,8 @@ def test_learnability_retention_marks_the_pareto_front(tmp_path):
     points = {"a": (90.0, -20.0), "b": (60.0, -2.0), "c": (80.0, -30.0), "d": (90.0, -20.0)}
     paths = [write_summary(tmp_path / f"{m}.json", m, "order1", 0, 50.0, learning_accuracy=la, bwt=bwt)
              for m, (la, bwt) in points.items()]
+    paths.append(write_summary(tmp_path / "mtl.json", "mtl", "order1", 0, 95.0,
+                               learning_accuracy=None, bwt=None))  # no sequence: not a point
     front = learnability_retention(load_runs(paths))["pareto"].to_dict()
     assert front == {"a": True, "b": True, "c": False, "d": True}
     png, pdf = outputs(tmp_path, "learn_retain")

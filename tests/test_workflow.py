@@ -33,7 +33,7 @@ from conftest import (
 
 pytestmark = pytest.mark.workflow
 
-TARGETS = ["all_figures", "all_tables", "all_train", "all_eval"]
+TARGETS = ["all_figures", "all_tables", "all_train", "all_eval", "all_baselines"]
 CONFIGS = {"default": [], "tiny": [TEST_CONFIGS / "tiny.yaml"]}
 # The design: asvd and osft train under the orthogonal-subspace constraint, seqft does not.
 CONSTRAINED = {"seqft": False, "asvd": True, "asvd_update": True, "osft": True}
@@ -202,10 +202,15 @@ def test_task_chain_dag_shape(tmp_path, config_name):
                 key = (match["method"], int(match["order"]), int(match["seed"]), int(match["step"]))
                 assert key not in trainings, f"two jobs write {output}"
                 trainings[key] = job
+    def steps(method, order):  # a joint (MTL) method trains once, as the last step
+        count = len(config["orders"][order])
+        joint = config["methods"][method].get("schedule") == "joint"
+        return [count] if joint else range(1, count + 1)
+
     expected = {
         (method, order, seed, step)
         for method, order, seed in run_keys(config)
-        for step in range(1, len(config["orders"][order]) + 1)
+        for step in steps(method, order)
     }
     assert set(trainings) == expected
 
@@ -214,7 +219,7 @@ def test_task_chain_dag_shape(tmp_path, config_name):
             assert is_constrained(config, method) == CONSTRAINED[method], method
     for (method, order, seed, step), job in sorted(trainings.items()):
         run = f"{results}/{method}/order{order}/seed{seed}"
-        per_task = config["methods"][method].get("schedule") == "per_task"
+        per_task = config["methods"][method].get("schedule") in ("per_task", "joint")
         previous = f"{results}/base" if step == 1 or per_task else f"{run}/step{step - 1}"
         task = config["orders"][order][step - 1]
         where = f"{method} order {order} seed {seed} step {step}: inputs {sorted(job.inputs)}"

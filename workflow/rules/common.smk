@@ -125,22 +125,26 @@ def task_of_step(wildcards):
 def task_train_settings(wildcards):
     """The train block for this step's task: the method's own ``train`` keys over the study's,
     ``task_epochs`` resolved into ``epochs``."""
-    settings = {**config["train"], **config["methods"][wildcards.method].get("train", {})}
+    settings = {
+        **config["train"],
+        **config["methods"][wildcards.method].get("train", {}),
+    }
     per_task = settings.pop("task_epochs", None) or {}
     settings["epochs"] = per_task.get(task_of_step(wildcards), settings["epochs"])
     return settings
 
 
 def schedule(method):
-    """``sequential`` (task t from task t-1) or ``per_task`` (every task from the base)."""
+    """``sequential`` (task t from task t-1), ``per_task`` (every task from the base) or
+    ``joint`` (MTL: one model trained on every task of the order at once, as step T)."""
     return config["methods"][method].get("schedule", "sequential")
 
 
 def previous_checkpoint(wildcards):
     """Task t trains from task t-1's checkpoint; the first task (and every task of a
-    ``per_task`` method) from the base model."""
+    ``per_task`` or ``joint`` method) from the base model."""
     step = int(wildcards.step)
-    if step == 1 or schedule(wildcards.method) == "per_task":
+    if step == 1 or schedule(wildcards.method) in ("per_task", "joint"):
         return f"{BASE}/model"
     previous = STEP.format(**{**wildcards, "step": step - 1})
     return f"{previous}/model"
@@ -167,8 +171,10 @@ def shared_adapter_base(wildcards):
 
 
 def earlier_tasks(wildcards):
-    """Tasks trained before this step (a replay method's memory), in training order."""
-    if not config["methods"][wildcards.method].get("replay"):
+    """Tasks before this step whose training data the step also reads (a replay method's
+    memory, a joint method's other tasks), in training order."""
+    method = config["methods"][wildcards.method]
+    if not method.get("replay") and schedule(wildcards.method) != "joint":
         return []
     return run_tasks(wildcards)[: int(wildcards.step) - 1]
 
@@ -177,20 +183,27 @@ def earlier_train_data(wildcards):
     return [f"{RESULTS}/data/{task}/train.jsonl" for task in earlier_tasks(wildcards)]
 
 
-def all_runs():
+# `all_baselines` runs every method defined under `methods`, not only `run.methods`.
+ALL_METHODS = list(config["methods"])
+
+
+def all_runs(methods=None):
     return [
         {"method": method, "order": order, "seed": seed}
-        for method in config["run"]["methods"]
+        for method in methods or config["run"]["methods"]
         for order in config["run"]["orders"]
         for seed in config["run"]["seeds"]
     ]
 
 
+def run_steps(run):
+    """The steps a run trains: 1..T, or only T for a joint method (one model for all tasks)."""
+    count = len(ORDERS[run["order"]])
+    return [count] if schedule(run["method"]) == "joint" else list(range(1, count + 1))
+
+
 def step_paths(run, name):
-    return [
-        f"{STEP.format(**run, step=step)}/{name}"
-        for step in range(1, len(ORDERS[run["order"]]) + 1)
-    ]
+    return [f"{STEP.format(**run, step=step)}/{name}" for step in run_steps(run)]
 
 
 def checkpoints_of_all_runs():
@@ -203,17 +216,14 @@ def evals_of_all_runs():
     ]
 
 
-def run_summaries():
-    return [f"{RUN.format(**run)}/summary.json" for run in all_runs()]
+def run_summaries(methods=None):
+    return [f"{RUN.format(**run)}/summary.json" for run in all_runs(methods)]
 
 
-def first_runs_per_method():
-    """One representative run per method (first order, first seed) for per-run figures."""
+def representative_run(method):
+    """A method's representative run (first order, first seed) for per-run figures."""
     order, seed = config["run"]["orders"][0], config["run"]["seeds"][0]
-    return {
-        method: {"method": method, "order": order, "seed": seed}
-        for method in config["run"]["methods"]
-    }
+    return {"method": method, "order": order, "seed": seed}
 
 
 def paper_reference():
@@ -229,18 +239,8 @@ def table_outputs():
     )
 
 
-FIGURES = [
-    "task_curves",
-    "accuracy_matrices",
-    "aa_bwt",
-    "aa_per_order",
-    "learnability_retention",
-    "singular_spectra",
-]
-
-
 def figure_names():
-    names = list(FIGURES) + (["general_retention"] if HAS_GENERAL else [])
+    names = COMPARISON_FIGURES + ["singular_spectra"]
     names += [f"accuracy_matrix_{method}" for method in config["run"]["methods"]]
     if any(is_constrained(method) for method in config["run"]["methods"]):
         names.append("frozen_ranks")
@@ -264,7 +264,7 @@ def run_of(wildcards):
 def svd_targets():
     """Target patterns of every constrained method, so one cache serves them all."""
     patterns = []
-    for method in config["run"]["methods"]:
+    for method in ALL_METHODS:
         targets = config["methods"][method].get("target_modules", "auto")
         for pattern in [targets] if isinstance(targets, str) else targets:
             if pattern not in patterns:
@@ -321,13 +321,34 @@ def _matrices(method):
 
 
 def _representative_steps(method, name, with_base):
-    run = first_runs_per_method()[method]
+    run = representative_run(method)
     return ([f"{BASE}/{name}"] if with_base else []) + step_paths(run, name)
 
 
-def figure_inputs(wildcards):
-    """Per figure, the files it draws (dicts keep the labels the plot functions need)."""
-    methods = config["run"]["methods"]
+# The figures that compare methods, drawn again over every method by `all_baselines`.
+COMPARISON_FIGURES = [
+    "task_curves",
+    "accuracy_matrices",
+    "aa_bwt",
+    "aa_per_order",
+    "learnability_retention",
+] + (["general_retention"] if HAS_GENERAL else [])
+
+
+def baseline_outputs():
+    return expand(
+        f"{RESULTS}/baselines/tables/summary.{{ext}}", ext=["csv", "md", "tex"]
+    ) + expand(
+        f"{RESULTS}/baselines/figures/{{name}}.{{ext}}",
+        name=COMPARISON_FIGURES,
+        ext=["png", "pdf"],
+    )
+
+
+def figure_inputs(wildcards, methods=None):
+    """Per figure, the files it draws (dicts keep the labels the plot functions need);
+    ``methods`` defaults to ``run.methods``."""
+    methods = methods or config["run"]["methods"]
     name = wildcards.figure
     if name.startswith("accuracy_matrix_"):
         return {"matrices": _matrices(name.removeprefix("accuracy_matrix_"))}
@@ -339,7 +360,7 @@ def figure_inputs(wildcards):
         "learnability_retention",
         "general_retention",
     ):
-        return {"summaries": run_summaries()}
+        return {"summaries": run_summaries(methods)}
     if name == "frozen_ranks":
         return {
             "train_logs": {
@@ -358,7 +379,7 @@ def figure_inputs(wildcards):
     raise ValueError(f"unknown figure {name!r}")
 
 
-def _flat_inputs(wildcards):
+def _flat_inputs(wildcards, methods=None):
     """Snakemake needs a flat file list; the script gets the structure via params."""
     files = []
 
@@ -371,5 +392,5 @@ def _flat_inputs(wildcards):
         else:
             files.append(value)
 
-    walk(figure_inputs(wildcards))
+    walk(figure_inputs(wildcards, methods))
     return files

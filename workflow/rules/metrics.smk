@@ -16,7 +16,7 @@ rule collect_metrics:
     params:
         tasks=run_tasks,
         meta=lambda wildcards: dict(run_of(wildcards)),
-        own_models=lambda wildcards: schedule(wildcards.method) == "per_task",
+        schedule=lambda wildcards: schedule(wildcards.method),
         code=code_version("data", "io", "metrics"),
     message:
         "Accuracy matrix and metrics of {wildcards.method} order {wildcards.order} seed {wildcards.seed}"

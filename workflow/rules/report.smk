@@ -3,6 +3,8 @@ localrules:
     summary_tables,
     paper_tables,
     plot_figure,
+    baseline_tables,
+    baseline_figure,
 
 
 rule summary_tables:
@@ -65,3 +67,34 @@ rule plot_figure:
         "Figure {wildcards.figure}"
     script:
         "../scripts/plot_figure.py"
+
+
+# The same tables and comparison figures over every method defined under `methods`
+# (target all_baselines), under results/<experiment>/baselines/.
+use rule summary_tables as baseline_tables with:
+    input:
+        summaries=run_summaries(ALL_METHODS),
+    output:
+        csv=f"{RESULTS}/baselines/tables/summary.csv",
+        md=f"{RESULTS}/baselines/tables/summary.md",
+        tex=f"{RESULTS}/baselines/tables/summary.tex",
+    log:
+        f"{LOGS}/baseline_tables.log",
+    message:
+        "Summary tables of every method (CSV, Markdown, LaTeX)"
+
+
+use rule plot_figure as baseline_figure with:
+    input:
+        lambda wildcards: _flat_inputs(wildcards, ALL_METHODS),
+    output:
+        png=f"{RESULTS}/baselines/figures/{{figure}}.png",
+        pdf=f"{RESULTS}/baselines/figures/{{figure}}.pdf",
+    log:
+        f"{LOGS}/baseline_figure/{{figure}}.log",
+    params:
+        inputs=lambda wildcards: figure_inputs(wildcards, ALL_METHODS),
+        spectra_targets=config["figures"]["spectra_targets"],
+        code=code_version("data", "figures", "io", "metrics", "tables"),
+    message:
+        "Figure {wildcards.figure} of every method"

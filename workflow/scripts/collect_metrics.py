@@ -11,5 +11,5 @@ with stage(snakemake):
         snakemake.output.matrix,
         snakemake.output.summary,
         snakemake.params.meta,
-        own_models=snakemake.params.own_models,
+        schedule=snakemake.params.schedule,
     )

@@ -34,6 +34,7 @@ from asvd.models import (
 )
 from asvd.regularizers import DistillationLoss, EWCPenalty, fisher_diagonal
 from asvd.replay import replay_mix
+from asvd.resume import fingerprint, load_state, save_state
 from asvd.svd import cached_svd
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class TrainSettings:
     max_target_length: int = 16
     log_every: int = 10
     gradient_checkpointing: bool = False
+    checkpoint_every: int = 0  # steps between saved intra-task states (0: never; asvd.resume)
 
     @classmethod
     def from_config(cls, block: Mapping) -> "TrainSettings":
@@ -128,13 +130,16 @@ def _trim(batch: dict[str, torch.Tensor], causal: bool) -> dict[str, torch.Tenso
 
 def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings, seed: int,
           constraint: OrthogonalSubspace | None = None, desc: str = "train",
-          penalties: Sequence[Callable] = ()) -> dict:
+          penalties: Sequence[Callable] = (), resume_file: str | Path | None = None,
+          resume_key: str = "") -> dict:
     """Train ``model`` on ``records``; return the log (loss curve, steps, seconds, violation).
 
     Only parameters with ``requires_grad`` are optimised (``finetune_task`` freezes non-targets
     that way when ``train_other_params`` is false). Each of ``penalties`` (see
     :mod:`asvd.regularizers`) adds ``term(model, batch, outputs)`` to the task loss; the logged
-    ``loss`` is the task loss alone, ``penalty`` the sum of the terms.
+    ``loss`` is the task loss alone, ``penalty`` the sum of the terms. With ``resume_file`` the
+    state is saved there every ``settings.checkpoint_every`` steps and, when a state saved under
+    the same ``resume_key`` exists, training continues from it (:mod:`asvd.resume`).
     """
     torch.manual_seed(seed)
     causal = is_causal(model)
@@ -162,7 +167,18 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     model.train()
     started = time.perf_counter()
     order = torch.empty(0, dtype=torch.long)
-    for step in tqdm(range(total_steps), desc=desc, mininterval=5):
+    first_step = 0
+    saved = load_state(resume_file, resume_key) if resume_file else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        generator.set_state(saved["data_rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        order, losses, penalty_log, first_step = (saved["order"], saved["losses"], saved["penalties"],
+                                                  saved["step"])
+    for step in tqdm(range(first_step, total_steps), desc=desc, mininterval=5, initial=first_step,
+                     total=total_steps):
         if len(order) < settings.batch_size:
             order = torch.cat([order, torch.randperm(count, generator=generator)])
         index, order = order[: settings.batch_size], order[settings.batch_size:]
@@ -183,11 +199,21 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
         losses.append(loss.item())
         if step % settings.log_every == 0:
             log.info("%s step %d/%d loss %.4f", desc, step + 1, total_steps, losses[-1])
+        done = step + 1
+        if resume_file and settings.checkpoint_every and done % settings.checkpoint_every == 0 \
+                and done < total_steps:
+            save_state(resume_file, {
+                "fingerprint": resume_key, "step": done, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "data_rng": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "order": order, "losses": losses, "penalties": penalty_log,
+            })
     if constraint is not None:
         constraint.remove()
     model.eval()
     return {
         "steps": total_steps,
+        "resumed_from_step": first_step,
         "examples": count,
         "seconds": round(time.perf_counter() - started, 3),
         "loss": losses,
@@ -286,7 +312,8 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
                   task: str, task_index: int, task_count: int, seed: int,
                   out_dir: str | Path, log_json: str | Path,
                   earlier_train_files: Mapping[str, str | Path] | None = None,
-                  base_checkpoint: str | Path | None = None) -> dict:
+                  base_checkpoint: str | Path | None = None,
+                  resume_file: str | Path | None = None) -> dict:
     """Train one task of a sequence from the previous checkpoint; write checkpoint and log.
 
     Importance (if the rank rule needs it) and EWC's Fisher use the previous task's training
@@ -294,6 +321,8 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
     ``earlier_train_files`` (task -> train file, in training order) feed a method's replay memory
     or, for a ``joint`` method (MTL), join this task's data;
     ``base_checkpoint`` is where a shared LoRA adapter (SeqLoRA) is attached again.
+    ``resume_file`` keeps the intra-task state of a job that may be killed (:mod:`asvd.resume`);
+    it is removed once the outputs are written.
     """
     train_settings = TrainSettings.from_config(settings)
     lora = method.get("lora")
@@ -325,8 +354,13 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
             old_a = {name: lora_state[f"{name}.A"] for name in lora_targets if f"{name}.A" in lora_state}
             penalties.append(OrthogonalLoRA(layers, old_a, **lora["orthogonal"]))
     trained_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    inputs = [checkpoint, train_file, previous_train_file, base_checkpoint,
+              *(earlier_train_files or {}).values(), svd_path]
+    resume_key = fingerprint(settings, seed, [path for path in inputs if path], method=method,
+                             task=task, step=task_index)
     result = train(model, tokenizer, records, train_settings, seed, constraint=constraint,
-                   desc=f"{task} ({task_index}/{task_count})", penalties=penalties)
+                   desc=f"{task} ({task_index}/{task_count})", penalties=penalties,
+                   resume_file=resume_file, resume_key=resume_key)
     extra = {}
     if lora:
         extra[STATE_FILE] = next_state(layers, lora_state, lora["per_task"])
@@ -343,4 +377,6 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
     })
     save_checkpoint(model, tokenizer, out_dir, extra_tensors=extra)
     write_json(log_json, result)
+    if resume_file:
+        Path(resume_file).unlink(missing_ok=True)
     return result

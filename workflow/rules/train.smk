@@ -24,6 +24,8 @@ rule finetune_task:
         task=task_of_step,
         earlier_tasks=earlier_tasks,
         task_count=lambda wildcards: len(run_tasks(wildcards)),
+        # intra-task state of a killed job, outside the outputs so a rerun resumes from it
+        resume=f"{RESULTS}/resume/{{method}}/order{{order}}/seed{{seed}}/step{{step}}/train_state.pt",
         code=code_version(
             "adapters",
             "constraint",
@@ -34,6 +36,7 @@ rule finetune_task:
             "ranks",
             "regularizers",
             "replay",
+            "resume",
             "svd",
             "training",
         ),

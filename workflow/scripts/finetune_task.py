@@ -21,4 +21,5 @@ with stage(snakemake):
             zip(snakemake.params.earlier_tasks, snakemake.input.earlier_train)
         ),
         base_checkpoint=snakemake.input.base[0] if snakemake.input.base else None,
+        resume_file=snakemake.params.resume,
     )

@@ -23,7 +23,6 @@ import torch
 from asvd.io import atomic_path
 
 log = logging.getLogger(__name__)
-STATE_FILE = "train_state.pt"
 
 
 def fingerprint(settings: Mapping, seed: int, files: Iterable[str | Path], **extra: Any) -> str:

@@ -1,0 +1,110 @@
+"""The tiny study submitted to a real one-node SLURM cluster (controller and node daemon on
+loopback, CPUs only) through workflow/profiles/slurm gives the same accuracy matrices as a local
+run of the same config."""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_snakemake
+
+CONF = Path("/etc/slurm/slurm.conf")
+MARKER = "# written by asvd's test suite"
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+RUNS = [("seqft", 1), ("asvd", 1)]
+
+
+def cluster_conf(state: Path) -> str:
+    host = socket.gethostname()
+    memory_mb = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 * 8 // 10
+    return f"""{MARKER}
+ClusterName=asvdtest
+SlurmctldHost={host}(127.0.0.1)
+AuthType=auth/munge
+CredType=cred/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPidFile={state}/slurmctld.pid
+SlurmdPidFile={state}/slurmd.pid
+SlurmdSpoolDir={state}/slurmd
+StateSaveLocation={state}/slurmctld
+SlurmctldLogFile={state}/slurmctld.log
+SlurmdLogFile={state}/slurmd.log
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+MinJobAge=3600
+MpiDefault=none
+NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={memory_mb} State=UNKNOWN
+PartitionName=asvd Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """Start munge, slurmctld and slurmd for this module; stop them and remove the config after."""
+    if os.geteuid() != 0:
+        pytest.skip("starting slurmctld/slurmd needs root")
+    missing = [tool for tool in ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo")
+               if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"SLURM is not installed ({missing}; apt-get install slurm-wlm munge)")
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e '.[cluster]'")
+    if CONF.exists() and MARKER not in CONF.read_text():
+        pytest.skip(f"{CONF} belongs to a real cluster; not replacing it")
+    state = tmp_path_factory.mktemp("slurm")
+    for sub in ("slurmd", "slurmctld"):
+        (state / sub).mkdir()
+    CONF.parent.mkdir(parents=True, exist_ok=True)
+    CONF.write_text(cluster_conf(state))
+    if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode != 0:
+        Path("/run/munge").mkdir(parents=True, exist_ok=True)
+        subprocess.run(["munged", "--force"], check=True)
+    subprocess.run(["slurmctld"], check=True)
+    subprocess.run(["slurmd"], check=True)
+    deadline = time.monotonic() + 60
+    while "idle" not in subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True,
+                                       text=True).stdout:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the test cluster did not come up:\n{(state / 'slurmctld.log').read_text()[-2000:]}")
+        time.sleep(1)
+    yield {"ASVD_SLURM_ACCOUNT": "root", "ASVD_SLURM_PARTITION": "asvd"}
+    for daemon in ("slurmd", "slurmctld"):
+        pid = state / f"{daemon}.pid"
+        if pid.exists():
+            os.kill(int(pid.read_text()), 15)
+    CONF.unlink(missing_ok=True)
+
+
+def matrices(root):
+    return {run: (root / "results" / "tiny" / run[0] / f"order{run[1]}" / "seed0" / "accuracy_matrix.csv")
+            .read_bytes() for run in RUNS}
+
+
+def test_the_tiny_study_through_slurm_matches_a_local_run(slurm_cluster, tmp_path, monkeypatch):
+    override = tmp_path / "two_runs.yaml"
+    override.write_text("run: {methods: [seqft, asvd], orders: [1], seeds: [0]}\n")
+    local, cluster = tmp_path / "local", tmp_path / "cluster"
+    local.mkdir(), cluster.mkdir()
+    run_snakemake(local, "all_figures", "--cores", "2", configfiles=[TINY, override], timeout=900)
+    for key, value in slurm_cluster.items():
+        monkeypatch.setenv(key, value)
+    result = run_snakemake(cluster, "all_figures", "--workflow-profile",
+                           str(REPO / "workflow" / "profiles" / "slurm"),
+                           configfiles=[TINY, override], timeout=1800)
+    assert "external_jobid" not in result.stderr  # no job failed and was retried
+    # the jobs really went through sbatch: 4 trainings among the submissions
+    log = result.stdout + result.stderr
+    submitted = [line for line in log.splitlines() if "has been submitted with SLURM jobid" in line]
+    assert sum("rule_finetune_task" in line for line in submitted) == 4, log[-3000:]
+    assert matrices(cluster) == matrices(local)

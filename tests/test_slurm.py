@@ -4,6 +4,7 @@ run of the same config."""
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -67,7 +68,8 @@ def slurm_cluster(tmp_path_factory):
         (state / sub).mkdir()
     CONF.parent.mkdir(parents=True, exist_ok=True)
     CONF.write_text(cluster_conf(state))
-    if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode != 0:
+    started_munge = subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode != 0
+    if started_munge:
         Path("/run/munge").mkdir(parents=True, exist_ok=True)
         subprocess.run(["munged", "--force"], check=True)
     subprocess.run(["slurmctld"], check=True)
@@ -79,10 +81,15 @@ def slurm_cluster(tmp_path_factory):
             pytest.fail(f"the test cluster did not come up:\n{(state / 'slurmctld.log').read_text()[-2000:]}")
         time.sleep(1)
     yield {"ASVD_SLURM_ACCOUNT": "root", "ASVD_SLURM_PARTITION": "asvd"}
-    for daemon in ("slurmd", "slurmctld"):
-        pid = state / f"{daemon}.pid"
-        if pid.exists():
-            os.kill(int(pid.read_text()), 15)
+    pid_files = [state / "slurmd.pid", state / "slurmctld.pid"]
+    if started_munge:
+        pid_files.append(Path("/run/munge/munged.pid"))
+    pids = [int(path.read_text()) for path in pid_files if path.exists()]
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.5)
     CONF.unlink(missing_ok=True)
 
 

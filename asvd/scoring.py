@@ -4,7 +4,7 @@ Classification tasks use exact match after normalisation (BENCHMARKS.md s5). TRA
 their own metrics (BENCHMARKS.md s4): accuracy, accuracy of the option letter after "Answer: "
 (ScienceQA, whose answers also carry a rationale), ROUGE-L F1 (``rouge-score``, Google's
 reference implementation), edit similarity (``rapidfuzz``'s Indel ratio, the maintained successor
-of the fuzzywuzzy ratio TRACE used, after TRACE's literal-placeholder substitution) and SARI.
+of the fuzzywuzzy ratio TRACE used, after TRACE's substitution of literal tokens) and SARI.
 No maintained package computes SARI offline (``evaluate`` downloads its script from the hub), so
 it is written here after the definition ``evaluate`` and TRACE use (tensor2tensor's variant:
 0/0 = 1, the keep-recall fix) on sacrebleu's 13a tokens, and tested against its published values.
@@ -59,7 +59,7 @@ def rouge_l(prediction: str, target: str, source: str) -> float:
 
 
 def code_literals(code: str) -> str:
-    """Py150's placeholders back to code: ``<NUM_LIT>`` -> 0, ``<STR_LIT:x>`` -> x, as TRACE does."""
+    """Py150's literal tokens back to code: ``<NUM_LIT>`` -> 0, ``<STR_LIT:x>`` -> x, as TRACE does."""
     code = code.replace("<NUM_LIT>", "0").replace("<STR_LIT>", "").replace("<CHAR_LIT>", "")
     return _LITERAL.sub(lambda match: match.group(2), code)
 

@@ -28,8 +28,20 @@ def _read_json_array(path: Path) -> list:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON array of {{sentence, label}} records")
+        raise ValueError(f"{path}: expected a JSON array")
     return data
+
+
+def _read_records(path: Path, keys: tuple[str, ...]) -> list[dict]:
+    """A non-empty JSON array of records with a string under each of ``keys``, nothing else kept."""
+    records = _read_json_array(path)
+    if not records:
+        raise ValueError(f"{path}: empty split")
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in keys):
+            shape = ", ".join(f'"{k}": str' for k in keys)
+            raise ValueError(f"{path}: record {number} is not {{{shape}}}")
+    return [{k: record[k] for k in keys} for record in records]
 
 
 def read_olora_split(root: str | Path, task: Task, split: str) -> tuple[list[dict], list[str]]:
@@ -45,18 +57,13 @@ def read_olora_split(root: str | Path, task: Task, split: str) -> tuple[list[dic
         raise ValueError(f"{labels_path}: labels {labels} are not the label set of {task.name} "
                          f"{list(task.labels)}")
     path = folder / f"{split}.json"
-    records = _read_json_array(path)
-    if not records:
-        raise ValueError(f"{path}: empty split")
+    records = _read_records(path, ("sentence", "label"))
     allowed = set(labels) | {UNANSWERABLE}
     for number, record in enumerate(records, start=1):
-        if not isinstance(record, dict) or not isinstance(record.get("sentence"), str) \
-                or not isinstance(record.get("label"), str):
-            raise ValueError(f"{path}: record {number} is not {{\"sentence\": str, \"label\": str}}")
         if record["label"] not in allowed:
             raise ValueError(f"{path}: record {number} has label {record['label']!r}, not in "
                              f"{labels}")
-    return [{"sentence": r["sentence"], "label": r["label"]} for r in records], labels
+    return records, labels
 
 
 def balanced_sample(records: Sequence[dict], per_class: int | None, seed: int) -> list[dict]:
@@ -133,16 +140,11 @@ def read_trace_split(root: str | Path, task: str, split: str) -> list[dict]:
     """One split (``train``/``eval``/``test``) of one TRACE task: ``<root>/<task>/<split>.json``,
     a JSON array of ``{"prompt": str, "answer": str}``, checked record by record."""
     path = Path(root) / task / f"{split}.json"
-    records = _read_json_array(path)
-    if not records:
-        raise ValueError(f"{path}: empty split")
+    records = _read_records(path, ("prompt", "answer"))
     for number, record in enumerate(records, start=1):
-        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) \
-                or not isinstance(record.get("answer"), str):
-            raise ValueError(f"{path}: record {number} is not {{\"prompt\": str, \"answer\": str}}")
         if not record["prompt"].strip() or not record["answer"].strip():
             raise ValueError(f"{path}: record {number} has an empty prompt or answer")
-    return [{"prompt": r["prompt"], "answer": r["answer"]} for r in records]
+    return records
 
 
 def trace_examples(root: str | Path, task: str, split: str, limit: int | None, seed: int) -> list[dict]:

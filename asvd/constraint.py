@@ -16,6 +16,8 @@ import os
 from typing import Callable, Mapping, Sequence
 
 import torch
+import torch.distributed as dist
+from torch.distributed.tensor import DTensor, Shard
 
 from asvd.models import find_targets
 from asvd.ranks import Uniform
@@ -32,7 +34,7 @@ BATCH_ELEMENTS = 1 << 19
 
 def remove_frozen(X: torch.Tensor, U: torch.Tensor, V: torch.Tensor, S: torch.Tensor | None,
                   projection: str, left: torch.Tensor | None = None,
-                  right: torch.Tensor | None = None) -> torch.Tensor:
+                  right: torch.Tensor | None = None, UtX: torch.Tensor | None = None) -> torch.Tensor:
     """X <- X - (Q(X) - U S V^T) in place, for one matrix or a stack of them (fp32).
 
     Q is the frozen part of X: U U^T X + X V V^T - U U^T X V V^T (``two_sided``) or
@@ -41,11 +43,13 @@ def remove_frozen(X: torch.Tensor, U: torch.Tensor, V: torch.Tensor, S: torch.Te
     alone it takes about 8 m n k flops. ``left``/``right`` are the orthogonal complements of U/V
     on a side where the SVD gives a full basis (C C^T = I - U U^T): where k > d/2 projecting with
     them costs 4 m n (d - k) per side instead of 4 m n k (two_sided only).
+    ``UtX``, if given, is U^T X computed elsewhere: X and U may then be a block of rows of the
+    whole (FSDP's row shards), because every other product is row-local.
     """
     if projection == "two_sided" and (left is not None or right is not None):
-        return _two_sided_with_complements(X, U, V, S, left, right)
+        return _two_sided_with_complements(X, U, V, S, left, right, UtX)
     if projection == "two_sided":
-        left_part = U.mT @ X  # U^T X: (k, n)
+        left_part = U.mT @ X if UtX is None else UtX.clone()  # U^T X: (k, n)
         right_part = X @ V  # X V: (m, k)
         left_part -= (left_part @ V) @ V.mT  # U^T X (I - V V^T): the cross term counted once
         if S is not None:
@@ -53,20 +57,20 @@ def remove_frozen(X: torch.Tensor, U: torch.Tensor, V: torch.Tensor, S: torch.Te
         _add_product(X, U, left_part, alpha=-1.0)
         _add_product(X, right_part, V.mT, alpha=-1.0)
     else:
-        block = U.mT @ X @ V
+        block = (U.mT @ X if UtX is None else UtX) @ V
         if S is not None:
             block -= torch.diag_embed(S)
         _add_product(X, U @ block, V.mT, alpha=-1.0)
     return X
 
 
-def _two_sided_with_complements(X, U, V, S, left, right):
+def _two_sided_with_complements(X, U, V, S, left, right, UtX=None):
     """(I - U U^T) X (I - V V^T) [+ U S V^T], each side in its cheaper form; result in X."""
     if left is not None:
         Y = left @ (left.mT @ X)
     else:
         Y = X
-        _add_product(Y, U, U.mT @ Y, alpha=-1.0)
+        _add_product(Y, U, U.mT @ Y if UtX is None else UtX, alpha=-1.0)
     if right is not None:
         Y = (Y @ right) @ right.mT
     else:
@@ -76,6 +80,25 @@ def _two_sided_with_complements(X, U, V, S, left, right):
     if Y is not X:
         X.copy_(Y)
     return X
+
+
+def _local_rows(tensor: torch.Tensor) -> tuple[torch.Tensor, slice | None]:
+    """A tensor's block held by this process and the rows of the whole it covers: the tensor
+    itself (None), or this process's row shard of an FSDP2 parameter or gradient."""
+    if not isinstance(tensor, DTensor):
+        return tensor, None
+    if tuple(tensor.placements) != (Shard(0),):
+        raise ValueError(f"constraint: only row-sharded (FSDP2 Shard(0)) weights are supported, "
+                         f"got placements {tensor.placements}")
+    local = tensor.to_local()  # a view: in-place changes reach the parameter
+    chunk = -(-tensor.shape[0] // tensor.device_mesh.size())  # torch.chunk's split
+    start = min(tensor.device_mesh.get_local_rank() * chunk, tensor.shape[0])
+    return local, slice(start, start + local.shape[0])
+
+
+def _whole(tensor: torch.Tensor) -> torch.Tensor:
+    """The full matrix of a possibly sharded tensor (a collective call for a DTensor)."""
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
 
 
 def _add_product(X: torch.Tensor, A: torch.Tensor, B: torch.Tensor, alpha: float) -> None:
@@ -105,7 +128,7 @@ class FrozenSubspace:
 
     def violation(self, projection: str) -> float:
         """Relative violation of the frozen triplets by the current weight."""
-        W = self.weight.detach().float()
+        W = _whole(self.weight.detach()).float()
         norm = torch.linalg.vector_norm(self.S).clamp_min(torch.finfo(torch.float32).tiny)
         if projection == "two_sided":
             left = torch.linalg.matrix_norm(self.U.T @ W - self.S[:, None] * self.V.T)
@@ -122,6 +145,7 @@ class FrozenGroup:
     ``left``/``right`` (B,m,m-k)/(B,n,n-k) hold the complements of U/V where they are cheaper.
     """
 
+    names: list[str]
     weights: list[torch.nn.Parameter]
     U: torch.Tensor
     S: torch.Tensor
@@ -129,24 +153,45 @@ class FrozenGroup:
     left: torch.Tensor | None = None
     right: torch.Tensor | None = None
 
+    def _blocks(self, tensor_of: Callable[[torch.nn.Parameter], torch.Tensor | None]):
+        """(members present, their local blocks, the rows the blocks cover or None)."""
+        present = [i for i, weight in enumerate(self.weights) if tensor_of(weight) is not None]
+        blocks = [_local_rows(tensor_of(self.weights[i])) for i in present]
+        return present, [block for block, _ in blocks], blocks[0][1] if blocks else None
+
+    @torch.no_grad()
+    def partial_left(self, tensor_of: Callable[[torch.nn.Parameter], torch.Tensor | None]
+                     ) -> torch.Tensor | None:
+        """This process's share of U^T X over its row shards (the shares sum to U^T X), or None
+        when the members are whole matrices."""
+        present, tensors, rows = self._blocks(tensor_of)
+        if rows is None:
+            return None
+        return self.U[present][:, rows].mT @ torch.stack([t.float() for t in tensors])
+
     @torch.no_grad()
     def apply(self, tensor_of: Callable[[torch.nn.Parameter], torch.Tensor | None],
-              anchored: bool, projection: str) -> None:
-        """Run :func:`remove_frozen` on ``tensor_of(weight)`` for every member, batched."""
-        present = [i for i, weight in enumerate(self.weights) if tensor_of(weight) is not None]
+              anchored: bool, projection: str, UtX: torch.Tensor | None = None) -> None:
+        """Run :func:`remove_frozen` on ``tensor_of(weight)`` for every member, batched.
+
+        Row-sharded members need ``UtX``, the summed :meth:`partial_left` of every process.
+        """
+        present, tensors, rows = self._blocks(tensor_of)
         if not present:
             return
-        tensors = [tensor_of(self.weights[i]) for i in present]
         factors = [self.U, self.S, self.V, self.left, self.right]
-        if len(self.weights) == 1 and tensors[0].dtype == torch.float32:
-            U, S, V, left, right = [None if f is None else f[0] for f in factors]
-            remove_frozen(tensors[0], U, V, S if anchored else None, projection, left, right)
-            return
         if len(present) < len(self.weights):
             factors = [None if f is None else f[present] for f in factors]
         U, S, V, left, right = factors
+        if rows is not None:  # this shard's rows of U; the left complement would need its own sum
+            U, left = U[:, rows], None
+        if len(tensors) == 1 and tensors[0].dtype == torch.float32:
+            remove_frozen(tensors[0], U[0], V[0], S[0] if anchored else None, projection,
+                          None if left is None else left[0], None if right is None else right[0],
+                          None if UtX is None else UtX[0])
+            return
         stacked = remove_frozen(torch.stack([t.float() for t in tensors]), U, V,
-                                S if anchored else None, projection, left, right)
+                                S if anchored else None, projection, left, right, UtX)
         for tensor, result in zip(tensors, stacked.unbind(0)):
             tensor.copy_(result)
 
@@ -197,6 +242,7 @@ class OrthogonalSubspace:
                 triplets = [svd[name] if svd is not None else thin_svd(modules[name].weight)
                             for name in chunk]
                 group = FrozenGroup(
+                    names=chunk,
                     weights=[modules[name].weight for name in chunk],
                     U=torch.stack([U[:, :k] for U, _, _ in triplets]).to(device, torch.float32),
                     S=torch.stack([S[:k] for _, S, _ in triplets]).to(device, torch.float32),
@@ -217,8 +263,7 @@ class OrthogonalSubspace:
 
     def project_gradients(self) -> None:
         """Remove the gradient components that would move the frozen triplets."""
-        for group in self.groups:
-            group.apply(lambda weight: weight.grad, anchored=False, projection=self.projection)
+        self._apply(lambda weight: weight.grad, anchored=False)
 
     def reanchor(self) -> None:
         """Restore the frozen block exactly: W <- W - Q(W) + U_h S_h V_h^T.
@@ -226,8 +271,29 @@ class OrthogonalSubspace:
         W - Q(W) is the allowed component of W under either projection form, so one formula
         serves both; cached (U_h, S_h, V_h) from the SVD of W0 make Q(W0) = U_h S_h V_h^T.
         """
+        self._apply(lambda weight: weight.data, anchored=True)
+
+    def _apply(self, tensor_of: Callable[[torch.nn.Parameter], torch.Tensor | None],
+               anchored: bool) -> None:
+        """Every group's projection. Row-sharded weights (FSDP2) first share their partial
+        U^T X products in one all-reduce for all targets (METHOD.md s4.6); the rest is row-local."""
+        products = [group.partial_left(tensor_of) for group in self.groups]
+        shared = [product for product in products if product is not None]
+        if shared:
+            flat = torch.cat([product.flatten() for product in shared])
+            dist.all_reduce(flat)
+            for product, summed in zip(shared, flat.split([p.numel() for p in shared])):
+                product.copy_(summed.view_as(product))
+        for group, product in zip(self.groups, products):
+            group.apply(tensor_of, anchored, self.projection, product)
+
+    def rebind(self, model: torch.nn.Module) -> None:
+        """Follow the model's current weight parameters (FSDP2 replaces them when it shards)."""
+        modules = dict(model.named_modules())
         for group in self.groups:
-            group.apply(lambda weight: weight.data, anchored=True, projection=self.projection)
+            group.weights = [modules[name].weight for name in group.names]
+        for name, subspace in self.subspaces.items():
+            subspace.weight = modules[name].weight
 
     def max_violation(self) -> float:
         return max(self.violations().values(), default=0.0)

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from asvd.data import load_records
 from asvd.io import write_json
-from asvd.models import is_causal, load_checkpoint
+from asvd.models import compute_device, is_causal, load_checkpoint
 from asvd.scoring import metric_of, score
 
 
@@ -23,7 +23,7 @@ def generate(model, tokenizer, inputs: Sequence[str], batch_size: int, max_new_t
     causal = is_causal(model)
     for start in range(0, len(inputs), batch_size):
         enc = tokenizer(list(inputs[start:start + batch_size]), padding=True, truncation=True,
-                        max_length=max_source_length, return_tensors="pt")
+                        max_length=max_source_length, return_tensors="pt").to(model.device)
         ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                              pad_token_id=tokenizer.pad_token_id)
         if causal:  # left-padded prompts all end at the same column
@@ -43,6 +43,7 @@ def evaluate_checkpoint(checkpoint: str | Path, test_files: Mapping[str, str | P
     for name, records in test_sets.items():
         metric_of(records, str(test_files[name]))
     model, tokenizer = load_checkpoint(checkpoint)
+    model.to(compute_device())
     scores, samples = {}, {}
     for name, records in tqdm(test_sets.items(), desc="evaluate"):
         predictions = generate(model, tokenizer, [r["input"] for r in records], batch_size,

@@ -118,6 +118,12 @@ def _ready_tokenizer(tokenizer, causal: bool):
     return tokenizer
 
 
+def compute_device() -> torch.device:
+    """Where a single-process stage (SVD, evaluation) runs: the job's first GPU if any, else CPU.
+    Training places itself (accelerate, :mod:`asvd.parallel`)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def load_checkpoint(path: str | Path):
     """Load ``(model, tokenizer)`` from a checkpoint directory or hub id, in fp32.
 
@@ -146,11 +152,13 @@ def warm_start_encoder_decoder(path: str | Path):
 
 
 def save_checkpoint(model, tokenizer, path: str | Path,
-                    extra_tensors: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> None:
+                    extra_tensors: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+                    state_dict: Mapping[str, torch.Tensor] | None = None) -> None:
     """Write a ``from_pretrained``-loadable safetensors checkpoint atomically, with any
-    ``extra_tensors`` (file name -> tensors, e.g. a LoRA method's state) inside it."""
+    ``extra_tensors`` (file name -> tensors, e.g. a LoRA method's state) inside it.
+    ``state_dict`` replaces the model's own (the gathered weights of a sharded model)."""
     with atomic_dir(path) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         for name, tensors in (extra_tensors or {}).items():
             save_file({key: value.contiguous() for key, value in tensors.items()}, Path(tmp) / name)

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from asvd.io import atomic_path, sha256_bytes
-from asvd.models import find_targets, load_checkpoint
+from asvd.models import compute_device, find_targets, load_checkpoint
 
 FORMAT = "asvd-svd-v1"
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def compute_svd(modules: Mapping[str, torch.nn.Module], progress: bool = True) -
 def save_svd(path: str | Path, svd: SVD, stamp: str) -> None:
     tensors = {}
     for name, (U, S, Vh) in svd.items():
-        tensors.update({f"{name}.U": U, f"{name}.S": S, f"{name}.Vh": Vh})
+        tensors.update({f"{name}.U": U.cpu(), f"{name}.S": S.cpu(), f"{name}.Vh": Vh.cpu()})
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "weights_sha256": stamp,
                                                "versions": json.dumps(library_versions())})
@@ -106,6 +106,7 @@ def cached_svd(path: str | Path | None, model: torch.nn.Module,
 def build_cache(checkpoint: str | Path, out: str | Path, targets="auto") -> dict:
     """Compute and write the SVD cache of a checkpoint; return a short summary."""
     model, _ = load_checkpoint(checkpoint)
+    model.to(compute_device())
     modules = find_targets(model, targets)
     stamp = weights_hash(modules)
     save_svd(out, compute_svd(modules), stamp)

@@ -22,6 +22,17 @@ from asvd.constraint import OrthogonalSubspace
 from asvd.data import load_records
 from asvd.importance import importance_scores
 from asvd.io import write_json
+from asvd.parallel import accelerator as make_accelerator
+from asvd.parallel import (
+    gathered_state,
+    global_batch_loss,
+    label_tokens,
+    launch,
+    process_count,
+    scatter_state,
+    shard,
+    shard_model,
+)
 from asvd.models import (
     build_seq2seq,
     build_word_tokenizer,
@@ -55,6 +66,12 @@ class TrainSettings:
     log_every: int = 10
     gradient_checkpointing: bool = False
     checkpoint_every: int = 0  # steps between saved intra-task states (0: never; asvd.resume)
+    num_processes: int | None = None  # data-parallel processes (None: the job's GPUs; asvd.parallel)
+    distributed: str = "ddp"  # several processes: ddp (replicas) or fsdp (FSDP2, sharded rows)
+
+    def __post_init__(self):
+        if self.distributed not in ("ddp", "fsdp"):
+            raise ValueError(f"train.distributed: {self.distributed!r} (expected ddp or fsdp)")
 
     @classmethod
     def from_config(cls, block: Mapping) -> "TrainSettings":
@@ -119,19 +136,23 @@ def encode(tokenizer, records: Sequence[Mapping], settings: TrainSettings,
 
 
 def _trim(batch: dict[str, torch.Tensor], causal: bool) -> dict[str, torch.Tensor]:
-    """Drop all-padding columns so a batch costs what its longest example needs."""
+    """Drop all-padding columns so a batch costs what its longest example needs.
+
+    The results are contiguous: some models ``view`` their labels (BART's loss).
+    """
     src = int(batch["attention_mask"].sum(1).max())
     if causal:  # one right-padded sequence: labels share the input's columns
-        return {key: value[:, :src] for key, value in batch.items()}
+        return {key: value[:, :src].contiguous() for key, value in batch.items()}
     tgt = int((batch["labels"] != -100).sum(1).max())
-    return {"input_ids": batch["input_ids"][:, :src], "attention_mask": batch["attention_mask"][:, :src],
-            "labels": batch["labels"][:, :tgt]}
+    return {"input_ids": batch["input_ids"][:, :src].contiguous(),
+            "attention_mask": batch["attention_mask"][:, :src].contiguous(),
+            "labels": batch["labels"][:, :tgt].contiguous()}
 
 
 def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings, seed: int,
           constraint: OrthogonalSubspace | None = None, desc: str = "train",
           penalties: Sequence[Callable] = (), resume_file: str | Path | None = None,
-          resume_key: str = "") -> dict:
+          resume_key: str = "", accelerator=None) -> dict:
     """Train ``model`` on ``records``; return the log (loss curve, steps, seconds, violation).
 
     Only parameters with ``requires_grad`` are optimised (``finetune_task`` freezes non-targets
@@ -140,13 +161,29 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     ``loss`` is the task loss alone, ``penalty`` the sum of the terms. With ``resume_file`` the
     state is saved there every ``settings.checkpoint_every`` steps and, when a state saved under
     the same ``resume_key`` exists, training continues from it (:mod:`asvd.resume`).
+    Under ``accelerator`` with several processes each trains on its slice of every global batch
+    of ``settings.batch_size`` examples with the same result (:mod:`asvd.parallel`); only the main
+    process writes the state.
     """
+    accelerator = accelerator or make_accelerator()
+    rank, processes = accelerator.process_index, accelerator.num_processes
+    if settings.batch_size < processes:
+        raise ValueError(f"train.batch_size: {settings.batch_size} is smaller than the "
+                         f"{processes} processes that share each batch")
     torch.manual_seed(seed)
     causal = is_causal(model)
     data = encode(tokenizer, records, settings, model)
     count = len(records)
     steps_per_epoch = math.ceil(count / settings.batch_size)
     total_steps = max(1, math.ceil(settings.epochs * steps_per_epoch))
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.to(accelerator.device)
+    sharded = settings.distributed == "fsdp" and processes > 1
+    if sharded:
+        shard_model(model, accelerator.device)
+        if constraint is not None:
+            constraint.rebind(model)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
@@ -156,8 +193,10 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     )
     if constraint is not None:
         constraint.wrap(optimizer)
-    if settings.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    if sharded:  # already distributed: accelerate must not add DDP on top
+        trained, optimizer = model, accelerator.prepare_optimizer(optimizer)
+    else:
+        trained, optimizer = accelerator.prepare(model, optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_warmup_decay(int(settings.warmup_ratio * total_steps), total_steps)
     )
@@ -170,44 +209,55 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     first_step = 0
     saved = load_state(resume_file, resume_key) if resume_file else None
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        if sharded:
+            scatter_state(model, optimizer.optimizer, saved["model"], saved["optimizer"])
+        else:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         generator.set_state(saved["data_rng"])
         torch.set_rng_state(saved["torch_rng"])
         order, losses, penalty_log, first_step = (saved["order"], saved["losses"], saved["penalties"],
                                                   saved["step"])
     for step in tqdm(range(first_step, total_steps), desc=desc, mininterval=5, initial=first_step,
-                     total=total_steps):
+                     total=total_steps, disable=not accelerator.is_main_process):
         if len(order) < settings.batch_size:
             order = torch.cat([order, torch.randperm(count, generator=generator)])
         index, order = order[: settings.batch_size], order[settings.batch_size:]
-        batch = _trim({key: value[index] for key, value in data.items()}, causal)
-        outputs = model(**batch)
-        loss = outputs.loss
+        mine = shard(index, rank, processes)
+        batch = _trim({key: value[mine].to(accelerator.device) for key, value in data.items()}, causal)
+        outputs = trained(**batch)
+        loss = objective = outputs.loss
+        if processes > 1:
+            tokens = label_tokens(batch["labels"], causal)
+            objective = global_batch_loss(loss, tokens, label_tokens(data["labels"][index], causal),
+                                          processes)
+            loss = accelerator.reduce(objective.detach(), "mean")  # the global batch's loss
         if penalties:
             extra = sum(term(model, batch, outputs) for term in penalties)
             penalty_log.append(extra.item())
-            (loss + extra).backward()
-        else:
-            loss.backward()
+            objective = objective + extra
+        accelerator.backward(objective)
         if settings.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+            accelerator.clip_grad_norm_(params, settings.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
-        if step % settings.log_every == 0:
+        if step % settings.log_every == 0 and accelerator.is_main_process:
             log.info("%s step %d/%d loss %.4f", desc, step + 1, total_steps, losses[-1])
         done = step + 1
         if resume_file and settings.checkpoint_every and done % settings.checkpoint_every == 0 \
                 and done < total_steps:
-            save_state(resume_file, {
-                "fingerprint": resume_key, "step": done, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "data_rng": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "order": order, "losses": losses, "penalties": penalty_log,
-            })
+            model_state, optimizer_state = (gathered_state(model, optimizer.optimizer) if sharded
+                                            else (model.state_dict(), optimizer.state_dict()))
+            if accelerator.is_main_process:
+                save_state(resume_file, {
+                    "fingerprint": resume_key, "step": done, "model": model_state,
+                    "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
+                    "data_rng": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                    "order": order, "losses": losses, "penalties": penalty_log,
+                })
     if constraint is not None:
         constraint.remove()
     model.eval()
@@ -266,8 +316,10 @@ def _sample_batches(model, tokenizer, records: Sequence[Mapping], settings: Trai
     """``count`` seeded samples, one per batch, unpadded (importance scores, Fisher information)."""
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(records), generator=generator)[:count].tolist()
+    device = next(model.parameters()).device
     for i in chosen:
-        yield _trim(encode(tokenizer, [records[i]], settings, model), is_causal(model))
+        batch = _trim(encode(tokenizer, [records[i]], settings, model), is_causal(model))
+        yield {key: value.to(device) for key, value in batch.items()}
 
 
 def build_constraint(model, tokenizer, method: Mapping, modules: Mapping[str, torch.nn.Module],
@@ -313,7 +365,7 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
                   out_dir: str | Path, log_json: str | Path,
                   earlier_train_files: Mapping[str, str | Path] | None = None,
                   base_checkpoint: str | Path | None = None,
-                  resume_file: str | Path | None = None) -> dict:
+                  resume_file: str | Path | None = None, gpus: int = 0) -> dict:
     """Train one task of a sequence from the previous checkpoint; write checkpoint and log.
 
     Importance (if the rank rule needs it) and EWC's Fisher use the previous task's training
@@ -323,12 +375,30 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
     ``base_checkpoint`` is where a shared LoRA adapter (SeqLoRA) is attached again.
     ``resume_file`` keeps the intra-task state of a job that may be killed (:mod:`asvd.resume`);
     it is removed once the outputs are written.
+    ``train.num_processes`` processes (by default one per GPU of the job's ``gpus`` that torch
+    sees) train data-parallel (:mod:`asvd.parallel`); the main process writes.
     """
+    arguments = {name: value for name, value in locals().items() if name != "gpus"}
     train_settings = TrainSettings.from_config(settings)
+    processes = process_count(train_settings.num_processes, gpus)
+    unsharded = [key for key in ("lora", "ewc", "lwf") if method.get(key)]
+    if processes > 1 and train_settings.distributed == "fsdp" and unsharded:
+        raise ValueError(f"train.distributed: fsdp does not support a method with {unsharded} "
+                         f"(they hold whole copies of the weights); use ddp")
+    return launch(_finetune_task_process, arguments, processes)
+
+
+def _finetune_task_process(checkpoint, svd_path, train_file, previous_train_file, method, settings,
+                           task, task_index, task_count, seed, out_dir, log_json,
+                           earlier_train_files, base_checkpoint, resume_file) -> dict:
+    """One process of :func:`finetune_task` (the only one, or one rank of several)."""
+    train_settings = TrainSettings.from_config(settings)
+    accelerator = make_accelerator()
     lora = method.get("lora")
     lora_state = read_state(checkpoint) if lora else {}
     continue_shared = bool(lora) and not lora["per_task"] and bool(lora_state)
     model, tokenizer = load_checkpoint(base_checkpoint if continue_shared else checkpoint)
+    model.to(accelerator.device)  # before the constraint's bases are placed beside its weights
     records = load_records(train_file)
     previous_records = load_records(previous_train_file) if previous_train_file else records
     earlier = {name: load_records(path) for name, path in (earlier_train_files or {}).items()}
@@ -360,7 +430,7 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
                              task=task, step=task_index)
     result = train(model, tokenizer, records, train_settings, seed, constraint=constraint,
                    desc=f"{task} ({task_index}/{task_count})", penalties=penalties,
-                   resume_file=resume_file, resume_key=resume_key)
+                   resume_file=resume_file, resume_key=resume_key, accelerator=accelerator)
     extra = {}
     if lora:
         extra[STATE_FILE] = next_state(layers, lora_state, lora["per_task"])
@@ -375,8 +445,15 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
         "violation": constraint.violations() if constraint else {},
         "trained_parameters": trained_parameters,
     })
-    save_checkpoint(model, tokenizer, out_dir, extra_tensors=extra)
-    write_json(log_json, result)
-    if resume_file:
-        Path(resume_file).unlink(missing_ok=True)
+    result["processes"] = accelerator.num_processes
+    sharded = train_settings.distributed == "fsdp" and accelerator.num_processes > 1
+    whole = gathered_state(model)[0] if sharded else None  # every process takes part
+    if accelerator.is_main_process:
+        save_checkpoint(model, tokenizer, out_dir, extra_tensors=extra, state_dict=whole)
+        write_json(log_json, result)
+        if resume_file:
+            Path(resume_file).unlink(missing_ok=True)
+    if accelerator.num_processes > 1:  # every rank waits for the writes, then leaves the group
+        accelerator.wait_for_everyone()
+        accelerator.end_training()
     return result

@@ -417,6 +417,24 @@ def test_e2e_forcing_one_task_reruns_exactly_it_and_its_dependents(e2e):
     assert +stats == +rules
 
 
+def test_e2e_report_has_every_figure_and_table_with_its_caption_and_runtimes(e2e, tmp_path):
+    html = tmp_path / "report.html"
+    run_snakemake(e2e.workdir, "all_figures", "--report", str(html), configfiles=[e2e.configfile])
+    text = html.read_text()
+    # each file marked for the report is an entry "path": {..., "caption": "<p>...</p>", ...}
+    captions = dict(re.findall(r'"(results/e2e/[^"]+)": \{"name": [^{}]*?"caption": "(.*?)", "mime_type"', text))
+    marked = {out for out in e2e.outputs if re.search(r"/(figures/.*\.png|tables/.*\.csv)$", out)}
+    assert marked and set(captions) == marked
+    for path, caption in captions.items():
+        assert len(re.sub("<[^>]+>", "", caption).strip()) > 40, (path, caption)
+    assert len(set(captions.values())) == len(captions), "every figure has its own caption"
+    assert "method <strong>asvd</strong>" in captions["results/e2e/figures/accuracy_matrix_asvd.png"]
+    assert "experiment <strong>e2e</strong>" in text  # the workflow description
+    runtimes = re.search(r"var runtimes_spec = (\{.*?\});\n", text)
+    rules = {row["rule"] for row in json.loads(runtimes.group(1))["data"]["values"]}
+    assert {"base_model", "finetune_task", "evaluate_checkpoint", "plot_figure"} <= rules
+
+
 def test_e2e_checkpoint_loads_with_from_pretrained(e2e):
     from transformers import AutoModelForSeq2SeqLM
 

@@ -11,7 +11,11 @@ rule summary_tables:
     input:
         summaries=run_summaries(),
     output:
-        csv=f"{RESULTS}/tables/summary.csv",
+        csv=report(
+            f"{RESULTS}/tables/summary.csv",
+            caption="../report/table.rst",
+            category="Tables",
+        ),
         md=f"{RESULTS}/tables/summary.md",
         tex=f"{RESULTS}/tables/summary.tex",
     log:
@@ -31,7 +35,11 @@ rule paper_tables:
         summaries=run_summaries(),
         reference=lambda wildcards: paper_reference(),
     output:
-        csv=f"{RESULTS}/tables/paper.csv",
+        csv=report(
+            f"{RESULTS}/tables/paper.csv",
+            caption="../report/table.rst",
+            category="Tables",
+        ),
         md=f"{RESULTS}/tables/paper.md",
         tex=f"{RESULTS}/tables/paper.tex",
     log:
@@ -51,7 +59,11 @@ rule plot_figure:
     input:
         _flat_inputs,
     output:
-        png=f"{RESULTS}/figures/{{figure}}.png",
+        png=report(
+            f"{RESULTS}/figures/{{figure}}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+        ),
         pdf=f"{RESULTS}/figures/{{figure}}.pdf",
     log:
         f"{LOGS}/plot_figure/{{figure}}.log",
@@ -75,7 +87,11 @@ use rule summary_tables as baseline_tables with:
     input:
         summaries=run_summaries(ALL_METHODS),
     output:
-        csv=f"{RESULTS}/baselines/tables/summary.csv",
+        csv=report(
+            f"{RESULTS}/baselines/tables/summary.csv",
+            caption="../report/table.rst",
+            category="Every baseline",
+        ),
         md=f"{RESULTS}/baselines/tables/summary.md",
         tex=f"{RESULTS}/baselines/tables/summary.tex",
     log:
@@ -88,7 +104,11 @@ use rule plot_figure as baseline_figure with:
     input:
         lambda wildcards: _flat_inputs(wildcards, ALL_METHODS),
     output:
-        png=f"{RESULTS}/baselines/figures/{{figure}}.png",
+        png=report(
+            f"{RESULTS}/baselines/figures/{{figure}}.png",
+            caption="../report/figure.rst",
+            category="Every baseline",
+        ),
         pdf=f"{RESULTS}/baselines/figures/{{figure}}.pdf",
     log:
         f"{LOGS}/baseline_figure/{{figure}}.log",

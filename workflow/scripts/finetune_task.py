@@ -22,4 +22,5 @@ with stage(snakemake):
         ),
         base_checkpoint=snakemake.input.base[0] if snakemake.input.base else None,
         resume_file=snakemake.params.resume,
+        gpus=int(snakemake.resources.get("gpu", 0)),
     )

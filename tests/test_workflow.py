@@ -511,3 +511,26 @@ def test_e2e_finetune_task_is_bit_identical_when_repeated(e2e, tmp_path):
         assert tensors.keys() == first.keys(), other
         different = [name for name in first if not torch.equal(first[name], tensors[name])]
         assert not different, (other, different)
+
+
+def test_e2e_training_jobs_on_two_processes_give_the_same_checkpoints(e2e, tmp_path):
+    """The workflow's training jobs started with train.num_processes: 2 (the adapter's spawned
+    processes must not run the stage again) end with the 1-process run's weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    config = yaml.safe_load(e2e.configfile.read_text())
+    config["run"]["methods"] = ["asvd"]
+    config["train"]["num_processes"] = 2
+    configfile = tmp_path / "two_processes.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    step2 = e2e.run_dir("asvd").relative_to(e2e.workdir) / "step2"
+    run_snakemake(tmp_path, str(step2 / "model"), "--cores", "2", configfiles=[configfile])
+    log = json.loads((tmp_path / step2 / "train_log.json").read_text())
+    assert log["processes"] == 2 and log["max_violation"] <= 1e-5
+    for step in ("step1", "step2"):
+        ours = load_file(tmp_path / step2.parent / step / "model" / "model.safetensors")
+        reference = load_file(e2e.run_dir("asvd") / step / "model" / "model.safetensors")
+        assert ours.keys() == reference.keys()
+        for name in ours:
+            assert torch.allclose(ours[name], reference[name], atol=1e-5, rtol=0), (step, name)

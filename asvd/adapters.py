@@ -19,6 +19,8 @@ from typing import Mapping
 import torch
 from safetensors.torch import load_file
 
+from asvd.io import verify_checksums
+
 STATE_FILE = "lora_state.safetensors"
 ADAPTER = "default"
 
@@ -74,7 +76,9 @@ class OrthogonalLoRA:
 
 
 def read_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:
-    """The LoRA state a checkpoint carries (empty for the base model or a non-LoRA one)."""
+    """The LoRA state a checkpoint carries (empty for the base model or a non-LoRA one), after
+    the checkpoint's recorded hashes are checked."""
+    verify_checksums(checkpoint)
     path = Path(checkpoint) / STATE_FILE
     return load_file(path) if path.is_file() else {}
 

@@ -7,6 +7,8 @@ killed job never leaves a partial file that a later stage (or Snakemake) would t
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import json
 import os
@@ -17,15 +19,41 @@ from typing import Any, Iterable, Iterator
 
 
 @contextlib.contextmanager
+def _named_disk_full(target: Path) -> Iterator[None]:
+    """Turn a full disk into an error that says which output and how much room is left."""
+    try:
+        yield
+    except Exception as err:
+        # safetensors' writer reports the OS error as a SafetensorError carrying its text
+        full = (err.errno in (errno.ENOSPC, errno.EDQUOT) if isinstance(err, OSError)
+                else "No space left on device" in str(err))
+        if not full:
+            raise
+        free = shutil.disk_usage(target.parent).free / 2**20
+        raise OSError(errno.ENOSPC if not isinstance(err, OSError) else err.errno, f"disk full while writing {target} ({free:.1f} MiB free on its "
+                                 f"file system); nothing of it was kept and any previous {target.name} "
+                                 f"is unchanged") from err
+
+
+def _prepare(target: Path) -> None:
+    """Make the parent and remove what a killed writer of ``target`` left (its temporaries;
+    one job at a time writes an output, so none of them is in use)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _prepare(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        with _named_disk_full(target):
+            yield tmp_path
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -34,18 +62,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; move it onto ``path`` only on success."""
+    """Yield a temporary directory beside ``path``; move it onto ``path`` only on success.
+
+    A previous ``path`` is moved aside before the swap and deleted after it, so at every moment
+    one complete version exists.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _prepare(target)
     tmp_path = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    old = tmp_path.with_name(tmp_path.name + ".old")
     try:
-        yield tmp_path
+        with _named_disk_full(target):
+            yield tmp_path
         if target.exists():
-            shutil.rmtree(target)
+            os.replace(target, old)
         os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
-            shutil.rmtree(tmp_path)
+        for leftover in (tmp_path, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -87,3 +122,47 @@ def sha256_bytes(chunks: Iterable[bytes]) -> str:
     for chunk in chunks:
         digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Content hash of a file, read in 16 MiB blocks (checkpoints are gigabytes)."""
+    with open(path, "rb") as handle:
+        return sha256_bytes(iter(lambda: handle.read(1 << 24), b""))
+
+
+CHECKSUMS = "sha256sums.txt"  # `sha256sum -c sha256sums.txt` verifies a directory by hand too
+
+
+def write_checksums(directory: str | os.PathLike) -> None:
+    """Record the hash of every file under ``directory`` in its CHECKSUMS file."""
+    root = Path(directory)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != CHECKSUMS)
+    lines = "".join(f"{file_sha256(p)}  {p.relative_to(root).as_posix()}\n" for p in files)
+    (root / CHECKSUMS).write_text(lines, encoding="utf-8")
+
+
+def verify_checksums(directory: str | os.PathLike) -> None:
+    """Check a directory against its CHECKSUMS file (a directory without one is not checked).
+
+    A changed, truncated or missing file moves the directory aside (kept, renamed
+    ``<name>.corrupt-<n>``) so that it is never used again and the workflow recomputes it on its
+    next run, and raises an error naming the file.
+    """
+    root = Path(directory)
+    listing = root / CHECKSUMS
+    if not listing.is_file():
+        return
+    for line in listing.read_text(encoding="utf-8").splitlines():
+        expected, name = line.split("  ", 1)
+        path = root / name
+        actual = file_sha256(path) if path.is_file() else "missing"
+        if actual != expected:
+            aside = root.with_name(f"{root.name}.corrupt-1")
+            n = 1
+            while aside.exists():
+                n += 1
+                aside = root.with_name(f"{root.name}.corrupt-{n}")
+            os.replace(root, aside)
+            raise ValueError(f"{path}: content does not match its recorded sha256 ({expected[:12]}..., "
+                             f"now {actual[:12]}...); moved the directory to {aside} and will not use it: "
+                             f"run the workflow again to recompute it")

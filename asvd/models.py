@@ -27,7 +27,7 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from asvd.io import atomic_dir
+from asvd.io import atomic_dir, verify_checksums, write_checksums
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
 
@@ -127,8 +127,11 @@ def compute_device() -> torch.device:
 def load_checkpoint(path: str | Path):
     """Load ``(model, tokenizer)`` from a checkpoint directory or hub id, in fp32.
 
-    Encoder-decoder configs load as seq2seq models, all others as causal LMs.
+    Encoder-decoder configs load as seq2seq models, all others as causal LMs. A checkpoint this
+    project wrote is first checked against its recorded hashes (:func:`asvd.io.verify_checksums`).
     """
+    if Path(path).is_dir():
+        verify_checksums(path)
     config = AutoConfig.from_pretrained(path)
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     model = auto.from_pretrained(path, dtype=torch.float32)
@@ -162,6 +165,7 @@ def save_checkpoint(model, tokenizer, path: str | Path,
         tokenizer.save_pretrained(tmp)
         for name, tensors in (extra_tensors or {}).items():
             save_file({key: value.contiguous() for key, value in tensors.items()}, Path(tmp) / name)
+        write_checksums(tmp)
 
 
 def resolve_target_patterns(model, targets: str | Sequence[str]) -> list[str]:

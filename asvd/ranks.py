@@ -8,7 +8,7 @@ the target is not constrained.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Mapping
 
 Shapes = Mapping[str, tuple[int, int]]
@@ -118,20 +118,24 @@ class Fixed:
         return {name: clamp_rank(self.ranks.get(name, 0), s) for name, s in shapes.items()}
 
 
+RULES = {"uniform": Uniform, "importance": Importance, "linear": Linear, "progressive": Progressive,
+         "fixed": Fixed}
+
+
 def from_config(spec: Mapping, task: int, tasks: int):
-    """Build a rank rule from its config block ``{name: ..., <parameters>}`` for 1-based ``task``."""
-    params = {key: value for key, value in spec.items() if key not in {"name", "first_task"}}
+    """Build a rank rule from its config block ``{name: ..., <parameters>}`` for 1-based ``task``.
+
+    A parameter the rule does not take is an error, not ignored: a study that sets ``mrr`` on a
+    uniform rule would otherwise run something other than it says.
+    """
     name = spec.get("name")
-    if name == "uniform":
-        return Uniform(**params)
-    if name == "importance":
-        return Importance(**params)
-    if name == "linear":
-        return Linear(task=task, **params)
-    if name == "progressive":
-        return Progressive(task=task, tasks=tasks, **params)
-    if name == "fixed":
-        return Fixed(**params)
-    raise ValueError(
-        f"rank_rule.name: unknown rule {name!r} (expected uniform, importance, linear, progressive, fixed)"
-    )
+    if name not in RULES:
+        raise ValueError(f"rank_rule.name: unknown rule {name!r} (expected {', '.join(RULES)})")
+    rule = RULES[name]
+    position = {"task": task, "tasks": tasks}
+    takes = {f.name for f in fields(rule)} - set(position)
+    params = {key: value for key, value in spec.items() if key not in {"name", "first_task"}}
+    unknown = sorted(set(params) - takes)
+    if unknown:
+        raise ValueError(f"rank_rule {name!r} does not take {unknown} (it takes {sorted(takes)})")
+    return rule(**params, **{key: value for key, value in position.items() if key in {f.name for f in fields(rule)}})

@@ -208,6 +208,7 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     order = torch.empty(0, dtype=torch.long)
     first_step = 0
     saved = load_state(resume_file, resume_key) if resume_file else None
+    saved_step = saved["step"] if saved is not None else 0
     if saved is not None:
         if sharded:
             scatter_state(model, optimizer.optimizer, saved["model"], saved["optimizer"])
@@ -238,8 +239,15 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
             penalty_log.append(extra.item())
             objective = objective + extra
         accelerator.backward(objective)
-        if settings.max_grad_norm:
-            accelerator.clip_grad_norm_(params, settings.max_grad_norm)
+        # the norm (of all processes' gradients) also serves the check; an infinite bound clips nothing
+        norm = float(accelerator.clip_grad_norm_(params, settings.max_grad_norm or math.inf))
+        if not (math.isfinite(loss.item()) and math.isfinite(norm)):
+            raise FloatingPointError(
+                f"{desc}: non-finite {'loss' if not math.isfinite(loss.item()) else 'gradient'} at "
+                f"step {step + 1}/{total_steps} on examples "
+                f"{[records[i].get('id', i) for i in index.tolist()]}; the weights were not updated "
+                f"and nothing was written"
+                + (f"; the state after step {saved_step} stays in {resume_file}" if saved_step else ""))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -251,6 +259,7 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
                 and done < total_steps:
             model_state, optimizer_state = (gathered_state(model, optimizer.optimizer) if sharded
                                             else (model.state_dict(), optimizer.state_dict()))
+            saved_step = done
             if accelerator.is_main_process:
                 save_state(resume_file, {
                     "fingerprint": resume_key, "step": done, "model": model_state,

@@ -124,3 +124,21 @@ def test_a_state_saved_for_other_inputs_or_damaged_is_ignored(start, monkeypatch
             result = run(start, case, settings)
             assert_same_weights(weights(start, case), weights(start, "reference"))
         assert result["resumed_from_step"] == 0, case
+
+
+def test_a_diverging_run_stops_naming_step_and_examples_and_keeps_its_last_state(start):
+    """A learning rate of 1e30 sends the weights to infinity: training stops before the update
+    that would store non-finite weights, names where, writes no output and keeps the state."""
+    settings = {**SETTINGS, "lr": 1e30, "checkpoint_every": 1}
+    with pytest.raises(FloatingPointError) as error:
+        run(start, "diverged", settings)
+    message = str(error.value)
+    step = int(message.split(" at step ")[1].split("/")[0])
+    assert message.startswith("t (1/1): non-finite ") and "on examples ['r" in message
+    assert step > 1 and "nothing was written" in message
+    state = start / "state" / "train_state.pt"
+    assert f"the state after step {step - 1} stays in {state}" in message
+    assert not (start / "diverged").exists()
+    saved = torch.load(state, weights_only=False)
+    assert saved["step"] == step - 1
+    assert all(torch.isfinite(value).all() for value in saved["model"].values())

@@ -1,5 +1,5 @@
 """The tiny study submitted to a real one-node SLURM cluster (controller and node daemon on
-loopback, CPUs only) through workflow/profiles/slurm gives the same accuracy matrices as a local
+loopback, CPUs only) through profiles/slurm gives the same accuracy matrices as a local
 run of the same config."""
 
 import os
@@ -120,7 +120,7 @@ def test_the_tiny_study_through_slurm_matches_a_local_run(slurm_cluster, tmp_pat
         monkeypatch.setenv(key, value)
     # the profile's first status check waits 40 s, right for a busy cluster; seconds suffice here
     result = run_snakemake(cluster, "all_figures", "--workflow-profile",
-                           str(REPO / "workflow" / "profiles" / "slurm"),
+                           str(REPO / "profiles" / "slurm"),
                            "--slurm-init-seconds-before-status-checks", "2",
                            configfiles=[TINY, override], timeout=1800)
     assert "external_jobid" not in result.stderr  # no job failed and was retried

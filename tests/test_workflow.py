@@ -245,6 +245,29 @@ BAD_CONFIGS = {
         ["mystery", "run.methods"],
     ),
     "undefined order": ({"run": {"orders": [7]}}, ["run.orders", "7"]),
+    "wrong type": ({"train": {"lr": "fast"}}, ["train.lr", "'fast' is not of type 'number'"]),
+    "rank ratio above 1": (
+        {"methods": {"asvd": {"rank_rule": {"mrr": 1.5}}}},
+        ["methods.asvd.rank_rule.mrr", "1.5 is greater than the maximum of 1"],
+    ),
+    "rank ratio below 0": (
+        {"methods": {"osft": {"rank_rule": {"unfreeze": -0.1}}}},
+        ["methods.osft.rank_rule.unfreeze", "-0.1"],
+    ),
+    "mrr above trr": (
+        {"methods": {"asvd": {"rank_rule": {"mrr": 0.9, "trr": 0.2}}}},
+        ["methods.asvd.rank_rule", "mrr <= trr", "mrr=0.9"],
+    ),
+    "another rule's parameter": (
+        {"methods": {"osft": {"rank_rule": {"mrr": 0.1}}}},
+        ["methods.osft.rank_rule", "does not take ['mrr']"],
+    ),
+    "empty task order": ({"orders": {1: []}}, ["orders.1", "should be non-empty"]),
+    "duplicate task in an order": (
+        {"orders": {1: ["alpha", "alpha"]}}, ["orders.1", "non-unique"],
+    ),
+    "seed not an integer": ({"run": {"seeds": [0.5]}}, ["run.seeds.0", "not of type 'integer'"]),
+    "unknown processes": ({"train": {"num_processes": 0}}, ["train.num_processes"]),
     "benchmark without its reference": (
         {"constraint_benchmark": {"methods": ["asvd", "peft_osf"]}},
         ["constraint_benchmark", "methods"],
@@ -270,6 +293,7 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, case):
     assert result.returncode != 0, log[-3000:]
     for name in names:
         assert name in log, f"{name!r} not named in:\n{log[-3000:]}"
+    assert "invalid config:" in log
     assert not (workdir / "results").exists()
 
 
@@ -534,3 +558,76 @@ def test_e2e_training_jobs_on_two_processes_give_the_same_checkpoints(e2e, tmp_p
         assert ours.keys() == reference.keys()
         for name in ours:
             assert torch.allclose(ours[name], reference[name], atol=1e-5, rtol=0), (step, name)
+
+
+def matrices_of(workdir: Path, config: dict) -> dict[str, bytes]:
+    results = workdir / "results" / config["experiment"]
+    return {str(path.relative_to(results)): path.read_bytes()
+            for path in sorted(results.glob("*/order*/seed*/accuracy_matrix.csv"))}
+
+
+def start_snakemake(workdir: Path, configfile: Path) -> subprocess.Popen:
+    """The tiny study in its own session, so that one signal reaches every job it started."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory",
+               str(workdir), "all_figures", "--cores", "2", "--configfile", str(configfile)]
+    return subprocess.Popen(command, cwd=workdir, env={**os.environ, **OFFLINE_ENV},
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_e2e_sigkilled_at_random_points_of_training_svd_and_evaluation_then_rerun_gives_the_same_results(
+        e2e, tmp_path):
+    """SIGKILL the whole workflow (Snakemake and its jobs) a random moment after a job of each
+    kind started, rerun each time; the finished study equals an uninterrupted run byte for byte
+    (its accuracy matrices: two runs of one config are identical) and no temporary is left."""
+    import random
+    import signal
+    import time
+
+    rng = random.Random(7)
+    logs = tmp_path / "results" / e2e.config["experiment"] / "logs"
+    for rule in ("finetune_task", "svd_cache", "evaluate_checkpoint"):
+        started = time.time()
+        process = start_snakemake(tmp_path, e2e.configfile)
+        deadline = time.monotonic() + 600
+        while process.poll() is None and time.monotonic() < deadline and not any(
+                log.stat().st_mtime > started for log in (logs / rule).rglob("*.log")):
+            time.sleep(0.05)
+        assert process.poll() is None, f"the workflow ended before a {rule} job started"
+        time.sleep(rng.uniform(0.0, 1.5))  # somewhere inside the job (or just after it)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        # a killed Snakemake leaves its lock; it names this command when run again
+        run_snakemake(tmp_path, "all_figures", "--unlock", configfiles=[e2e.configfile])
+    run_snakemake(tmp_path, "all_figures", "--cores", "2", configfiles=[e2e.configfile])
+    assert matrices_of(tmp_path, e2e.config) == matrices_of(e2e.workdir, e2e.config)
+    assert len(matrices_of(tmp_path, e2e.config)) == 2
+    for output in e2e.outputs:
+        assert (tmp_path / output).exists(), output
+    assert not [p for p in (tmp_path / "results").rglob("*") if ".tmp" in p.name]
+
+
+def test_e2e_a_tampered_checkpoint_is_refused_then_recomputed(e2e, tmp_path):
+    """A checkpoint whose weights change on disk before a stage reads it (here its evaluation,
+    not yet run): the stage refuses it and moves it aside; the next run recomputes it and the
+    study ends with the original results."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(e2e.workdir, work, symlinks=True, ignore=shutil.ignore_patterns("locks"))
+    step1 = work / e2e.run_dir("asvd").relative_to(e2e.workdir) / "step1"
+    # its evaluation and what follows from it have not run yet
+    for name in ("eval.json", "../accuracy_matrix.csv", "../summary.json"):
+        (step1 / name).unlink()
+    for table in (work / "results" / e2e.config["experiment"] / "tables").glob("summary.*"):
+        table.unlink()
+    weights = step1 / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    first = run_snakemake(work, "all_figures", "--cores", "2", configfiles=[e2e.configfile], check=False)
+    assert first.returncode != 0
+    logs = "".join(log.read_text(errors="replace") for log in (work / "results").rglob("*.log"))
+    assert "model.safetensors: content does not match its recorded sha256" in logs
+    assert not weights.parent.exists() and weights.parent.with_name("model.corrupt-1").is_dir()
+    run_snakemake(work, "all_figures", "--cores", "2", configfiles=[e2e.configfile])
+    assert matrices_of(work, e2e.config) == matrices_of(e2e.workdir, e2e.config)

@@ -5,9 +5,15 @@ import re
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
+# the workflow's own light modules (validation, rank rules, task registry) check the config
+sys.path.insert(0, workflow.basedir)
+from asvd.validation import schema_problems
 
-validate(config, schema="../schemas/config.schema.yaml")
+_schema_problems = schema_problems(
+    config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+)
+if _schema_problems:
+    raise ValueError("invalid config:\n  " + "\n  ".join(_schema_problems))
 
 PACKAGE = Path(workflow.basedir) / "asvd"
 # Jobs (script subprocesses, conda envs, cluster jobs) import the package from this checkout.
@@ -32,7 +38,6 @@ HAS_GENERAL = config["benchmark"]["name"] == "synthetic"
 
 def _real_benchmark_problems():
     """A real benchmark needs known task names, a pretrained base and its data directory."""
-    sys.path.insert(0, workflow.basedir)
     from asvd.tasks import TASKS, TRACE_METRICS
 
     benchmark = config["benchmark"]
@@ -57,6 +62,25 @@ def _real_benchmark_problems():
     return problems
 
 
+def _rank_rule_problems(method, spec):
+    """A rule's parameters must be its own and consistent (mrr <= trr), as the rule checks them."""
+    from asvd import ranks
+
+    if not spec:
+        return []
+    try:
+        ranks.from_config(spec, task=2, tasks=2)
+    except (TypeError, ValueError) as err:
+        note = (
+            " (a --configfile block merges into config/config.yaml's: to change a "
+            "method's rule, define a method under a new name)"
+            if "does not take" in str(err)
+            else ""
+        )
+        return [f"methods.{method}.rank_rule: {err}{note}"]
+    return []
+
+
 def _check_study():
     """Cross-key checks the schema cannot express, named by key, before any job runs."""
     problems = []
@@ -73,6 +97,8 @@ def _check_study():
                 problems.append(
                     f"orders.{order}: task {task!r} is not in benchmark.tasks"
                 )
+    for name, method in config["methods"].items():
+        problems += _rank_rule_problems(name, method.get("rank_rule"))
     for task in config["train"].get("task_epochs") or {}:
         if task not in BENCHMARK_TASKS:
             problems.append(f"train.task_epochs: {task!r} is not in benchmark.tasks")

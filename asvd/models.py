@@ -109,8 +109,20 @@ def is_causal(model) -> bool:
     return not model.config.is_encoder_decoder
 
 
-def _ready_tokenizer(tokenizer, causal: bool):
-    """Causal LMs often ship without a pad token and need left padding to generate in batches."""
+def _ready_tokenizer(tokenizer, causal: bool, source: str | Path = "the checkpoint"):
+    """Causal LMs often ship without a pad token and need left padding to generate in batches.
+
+    Padding needs a pad token (or an end-of-sequence token to pad with) and a causal LM's answers
+    need an end-of-sequence token to stop at; without them nothing can be trained or scored.
+    """
+    problems = []
+    if causal and tokenizer.eos_token is None:
+        problems.append("no eos_token (a causal LM's answers end with it)")
+    if tokenizer.pad_token is None and tokenizer.eos_token is None:
+        problems.append("no pad_token and no eos_token to pad with")
+    if problems:
+        raise ValueError(f"{source}: the tokenizer has {'; '.join(problems)} "
+                         f"(its special tokens: {tokenizer.special_tokens_map})")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if causal:
@@ -132,10 +144,16 @@ def load_checkpoint(path: str | Path):
     """
     if Path(path).is_dir():
         verify_checksums(path)
-    config = AutoConfig.from_pretrained(path)
+    elif Path(path).is_absolute() or str(path).startswith((".", "~")):
+        raise ValueError(f"{path}: no such model directory")
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:  # no config.json there, not a hub model reachable now
+        raise ValueError(f"{path}: no model there (a directory with config.json or a hub id "
+                         f"reachable now): {err}") from err
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     model = auto.from_pretrained(path, dtype=torch.float32)
-    return model, _ready_tokenizer(AutoTokenizer.from_pretrained(path), is_causal(model))
+    return model, _ready_tokenizer(AutoTokenizer.from_pretrained(path), is_causal(model), path)
 
 
 def warm_start_encoder_decoder(path: str | Path):
@@ -199,5 +217,17 @@ def find_targets(model: torch.nn.Module, targets: str | Sequence[str] = "auto") 
         and module.weight.dim() == 2
     }
     if not found:
-        raise ValueError(f"target_modules: no 2-D weight matches {[p.pattern for p in patterns]}")
+        raise ValueError(f"target_modules: no 2-D weight matches {[p.pattern for p in patterns]}; "
+                         f"this model's 2-D weights are {weight_names(model)}")
     return found
+
+
+def weight_names(model: torch.nn.Module, limit: int = 16) -> list[str]:
+    """The distinct names of modules with a 2-D weight, layer numbers shown as N (for messages)."""
+    names = []
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        general = re.sub(r"\.\d+(?=\.|$)", ".N", name)
+        if isinstance(weight, torch.Tensor) and weight.dim() == 2 and general not in names:
+            names.append(general)
+    return names[:limit] + (["..."] if len(names) > limit else [])

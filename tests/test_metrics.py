@@ -391,3 +391,22 @@ def test_a_joint_run_has_one_row_after_base_and_only_aa(tmp_path):
     assert read_accuracy_csv(tmp_path / "joint.csv").equals(matrix)
     with pytest.raises(ValueError, match="2 tasks but 2 step evals"):
         summarise_run(base, [joint, joint], ["a", "b"], {}, schedule="joint")
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["metrics"], "the following arguments are required: matrix_csv"),
+    (["metrics", "R.csv", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_cli_wrong_arguments_print_usage_and_exit_2(argv, named, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("usage: ") and named in err
+
+
+def test_cli_wrong_arguments_from_the_shell_show_no_traceback():
+    result = subprocess.run([sys.executable, "-m", "asvd", "metrics"], cwd=REPO, env=_env_with_repo(),
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith("usage: ")
+    assert "Traceback" not in result.stderr and result.stdout == ""

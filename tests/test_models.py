@@ -101,3 +101,40 @@ def test_word_tokenizer_round_trip():
     ids = tokenizer("copy : ba be")["input_ids"]
     assert ids[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(ids, skip_special_tokens=True) == "copy : ba be"
+
+
+# --------------------------------------------------------------------------- model errors
+
+
+def test_targets_matching_nothing_list_what_was_looked_for_and_what_exists():
+    from conftest import random_llama
+
+    model = random_llama(build_word_tokenizer(["a b"]))
+    with pytest.raises(ValueError, match=r"no 2-D weight matches \['attn\\\\.c_attn'\]") as error:
+        find_targets(model, [r"attn\.c_attn"])
+    assert "model.layers.N.self_attn.q_proj" in str(error.value)
+    assert "model.layers.N.mlp.down_proj" in str(error.value)
+
+
+def test_a_missing_model_is_named(tmp_path):
+    from asvd.models import load_checkpoint
+
+    with pytest.raises(ValueError, match=f"{tmp_path / 'absent'}: no such model directory"):
+        load_checkpoint(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=f"{tmp_path / 'empty'}: no model there .*config.json"):
+        load_checkpoint(tmp_path / "empty")
+
+
+def test_a_tokenizer_without_the_needed_special_tokens_is_named(tmp_path):
+    from transformers import PreTrainedTokenizerFast
+
+    from asvd.models import load_checkpoint, save_checkpoint
+    from conftest import random_llama
+
+    complete = build_word_tokenizer(["map one to red"])
+    bare = PreTrainedTokenizerFast(tokenizer_object=complete.backend_tokenizer, unk_token="<unk>")
+    save_checkpoint(random_llama(complete), bare, tmp_path / "model")
+    with pytest.raises(ValueError, match=r"model: the tokenizer has no eos_token .*; no pad_token and no "
+                                         r"eos_token to pad with \(its special tokens: \{'unk_token'"):
+        load_checkpoint(tmp_path / "model")

@@ -82,6 +82,7 @@ BAD_FILES = {
     "missing file": (None, "no such file"),
     "invalid JSON": ('[{"sentence": "a", "label": "World"},\n oops]', "invalid JSON at line 2"),
     "not an array": ('{"sentence": "a"}', "expected a JSON array"),
+    "truncated file": ('[{"sentence": "a", "label": "World"}, {"sentence": "b", "lab', "invalid JSON at line 1"),
     "record without sentence": ([{"label": "World"}], "record 1 is not"),
     "label not in label set": ([{"sentence": "a", "label": "World"},
                                 {"sentence": "b", "label": "Weather"}], "record 2 has label 'Weather'"),

@@ -19,8 +19,6 @@ from typing import Mapping
 import torch
 from safetensors.torch import load_file
 
-from asvd.io import verify_checksums
-
 STATE_FILE = "lora_state.safetensors"
 ADAPTER = "default"
 
@@ -76,9 +74,7 @@ class OrthogonalLoRA:
 
 
 def read_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:
-    """The LoRA state a checkpoint carries (empty for the base model or a non-LoRA one), after
-    the checkpoint's recorded hashes are checked."""
-    verify_checksums(checkpoint)
+    """The LoRA state a checkpoint carries (empty for the base model or a non-LoRA one)."""
     path = Path(checkpoint) / STATE_FILE
     return load_file(path) if path.is_file() else {}
 

@@ -21,7 +21,7 @@ from asvd.adapters import STATE_FILE, OrthogonalLoRA, attach_lora, lora_layers, 
 from asvd.constraint import OrthogonalSubspace
 from asvd.data import load_records
 from asvd.importance import importance_scores
-from asvd.io import write_json
+from asvd.io import verify_checksums, write_json
 from asvd.parallel import accelerator as make_accelerator
 from asvd.parallel import (
     gathered_state,
@@ -72,6 +72,10 @@ class TrainSettings:
     def __post_init__(self):
         if self.distributed not in ("ddp", "fsdp"):
             raise ValueError(f"train.distributed: {self.distributed!r} (expected ddp or fsdp)")
+
+    def sharded(self, processes: int) -> bool:
+        """Whether ``processes`` training processes shard the model (FSDP2) rather than replicate it."""
+        return self.distributed == "fsdp" and processes > 1
 
     @classmethod
     def from_config(cls, block: Mapping) -> "TrainSettings":
@@ -179,7 +183,7 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.to(accelerator.device)
-    sharded = settings.distributed == "fsdp" and processes > 1
+    sharded = settings.sharded(processes)
     if sharded:
         shard_model(model, accelerator.device)
         if constraint is not None:
@@ -208,7 +212,6 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     order = torch.empty(0, dtype=torch.long)
     first_step = 0
     saved = load_state(resume_file, resume_key) if resume_file else None
-    saved_step = saved["step"] if saved is not None else 0
     if saved is not None:
         if sharded:
             scatter_state(model, optimizer.optimizer, saved["model"], saved["optimizer"])
@@ -220,6 +223,7 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
         torch.set_rng_state(saved["torch_rng"])
         order, losses, penalty_log, first_step = (saved["order"], saved["losses"], saved["penalties"],
                                                   saved["step"])
+    saved_step = first_step  # the last step whose state is on disk (0: none)
     for step in tqdm(range(first_step, total_steps), desc=desc, mininterval=5, initial=first_step,
                      total=total_steps, disable=not accelerator.is_main_process):
         if len(order) < settings.batch_size:
@@ -391,7 +395,7 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
     train_settings = TrainSettings.from_config(settings)
     processes = process_count(train_settings.num_processes, gpus)
     unsharded = [key for key in ("lora", "ewc", "lwf") if method.get(key)]
-    if processes > 1 and train_settings.distributed == "fsdp" and unsharded:
+    if train_settings.sharded(processes) and unsharded:
         raise ValueError(f"train.distributed: fsdp does not support a method with {unsharded} "
                          f"(they hold whole copies of the weights); use ddp")
     return launch(_finetune_task_process, arguments, processes)
@@ -406,6 +410,8 @@ def _finetune_task_process(checkpoint, svd_path, train_file, previous_train_file
     lora = method.get("lora")
     lora_state = read_state(checkpoint) if lora else {}
     continue_shared = bool(lora) and not lora["per_task"] and bool(lora_state)
+    if continue_shared:  # its adapter state is used, its weights are not loaded (and so not checked)
+        verify_checksums(checkpoint)
     model, tokenizer = load_checkpoint(base_checkpoint if continue_shared else checkpoint)
     model.to(accelerator.device)  # before the constraint's bases are placed beside its weights
     records = load_records(train_file)
@@ -455,7 +461,7 @@ def _finetune_task_process(checkpoint, svd_path, train_file, previous_train_file
         "trained_parameters": trained_parameters,
     })
     result["processes"] = accelerator.num_processes
-    sharded = train_settings.distributed == "fsdp" and accelerator.num_processes > 1
+    sharded = train_settings.sharded(accelerator.num_processes)
     whole = gathered_state(model)[0] if sharded else None  # every process takes part
     if accelerator.is_main_process:
         save_checkpoint(model, tokenizer, out_dir, extra_tensors=extra, state_dict=whole)

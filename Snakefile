@@ -34,6 +34,7 @@ localrules:
     all_eval,
     all_benchmarks,
     all_baselines,
+    all_ablations,
 
 
 rule all_figures:
@@ -60,6 +61,11 @@ rule all_eval:
 rule all_baselines:
     input:
         baseline_outputs(),
+
+
+rule all_ablations:
+    input:
+        ablation_outputs(),
 
 
 rule all_benchmarks:

@@ -221,6 +221,7 @@ class OrthogonalSubspace:
         self.project = project
         modules = find_targets(model, targets)
         self.shapes = {name: tuple(m.weight.shape) for name, m in modules.items()}
+        self.rank_rule, self.importance = rank_rule, importance
         self.ranks = rank_rule.frozen_ranks(self.shapes, importance)
         if isinstance(svd, (str, os.PathLike)):
             svd = cached_svd(svd, model, modules)
@@ -260,6 +261,16 @@ class OrthogonalSubspace:
 
     def frozen_ranks(self) -> dict[str, int]:
         return dict(self.ranks)
+
+    def importance_report(self) -> dict:
+        """What an importance-driven rule saw: granularity, importance and retention ratio per
+        unit (block or target); empty for rules that use no importance."""
+        if self.importance is None:
+            return {}
+        rule = self.rank_rule
+        return {"granularity": rule.granularity, "mrr": rule.mrr, "trr": rule.trr,
+                "importance": dict(self.importance),
+                "retention_ratio": rule.retention_ratios(self.importance)}
 
     def project_gradients(self) -> None:
         """Remove the gradient components that would move the frozen triplets."""
@@ -301,9 +312,15 @@ class OrthogonalSubspace:
     def violations(self) -> dict[str, float]:
         return {name: sub.violation(self.projection) for name, sub in self.subspaces.items()}
 
-    def wrap(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-        """Project before (``project="gradient"``) and re-anchor after every ``optimizer.step()``."""
-        if self.project == "gradient":
+    def wrap(self, optimizer: torch.optim.Optimizer,
+             project_gradients: bool = True) -> torch.optim.Optimizer:
+        """Project before (``project="gradient"``) and re-anchor after every ``optimizer.step()``.
+
+        A loop that clips gradients should call :meth:`project_gradients` itself between backward
+        and clipping (and pass ``project_gradients=False``): clipping the raw gradient and then
+        projecting shrinks every step by the share of the norm that lay in frozen directions.
+        """
+        if self.project == "gradient" and project_gradients:
             self._handles.append(optimizer.register_step_pre_hook(lambda *_: self.project_gradients()))
         self._handles.append(optimizer.register_step_post_hook(lambda *_: self.reanchor()))
         return optimizer

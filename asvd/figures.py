@@ -26,6 +26,7 @@ from safetensors import safe_open
 
 from asvd.io import atomic_path, read_json
 from asvd.metrics import read_accuracy_csv
+from asvd.subspaces import overlap_table
 from asvd.tables import load_runs
 
 PathLike = str | os.PathLike
@@ -436,6 +437,80 @@ def plot_frozen_ranks(
     _save_figure(fig, out_png, out_pdf)
 
 
+def _unit_table(logs: Sequence[dict], key: str) -> pd.DataFrame:
+    """``key`` (importance or retention ratio) per unit (rows) and task step (columns)."""
+    columns = {f"{log['step']}: {log['task']}": log[key] for log in logs}
+    units = _unique(unit for values in columns.values() for unit in values)
+    return pd.DataFrame(columns, index=units, dtype=float)
+
+
+@_styled
+def plot_importance_ratios(
+    train_logs: Mapping[str, Sequence[PathLike]], out_png: PathLike, out_pdf: PathLike
+) -> None:
+    """Importance I and retention ratio r per unit (block or target) and task step, per method.
+
+    Reads the ``importance`` and ``retention_ratio`` entries of importance-rule train logs
+    (steps trained without the constraint have none and are left out).
+    """
+    logs = {method: [log for log in map(read_json, paths) if "importance" in log]
+            for method, paths in train_logs.items()}
+    logs = {method: entries for method, entries in logs.items() if entries}
+    if not logs:
+        raise ValueError(f"no importance in the train logs of {sorted(train_logs)}")
+    tables = {method: (_unit_table(entries, "importance"), _unit_table(entries, "retention_ratio"))
+              for method, entries in logs.items()}
+    n_rows = max(len(importance.index) for importance, _ in tables.values())
+    height = min(max(_RANK_ROW_INCHES * 2 * n_rows + 2.0, 3.2), 40.0) * len(tables)
+    fig = Figure(figsize=(11.0, height), layout="constrained")
+    axes = fig.subplots(len(tables), 2, squeeze=False)
+    for row, (method, (importance, ratio)) in enumerate(tables.items()):
+        first = logs[method][0]
+        fmt = "{:.2f}" if n_rows <= 24 else None
+        panels = ((importance, "coolwarm", -1.0, 1.0, "importance I (input/output cosine)"),
+                  (ratio, "magma", 0.0, 1.0,
+                   f"retention ratio r (mrr {first['mrr']}, trr {first['trr']})"))
+        for ax, (table, cmap, vmin, vmax, label) in zip(axes[row], panels):
+            image = _heatmap(ax, table.to_numpy(), [_wrap_name(u) for u in table.index],
+                             list(table.columns), cmap=cmap, vmin=vmin, vmax=vmax, fmt=fmt)
+            ax.set(title=f"{method} ({first['granularity']}): {label}", xlabel="task step")
+            ax.tick_params(axis="y", labelsize=7)
+            fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.suptitle("What the adaptive rule measured on the previous task's samples")
+    _save_figure(fig, out_png, out_pdf)
+
+
+@_styled
+def plot_subspace_overlap(
+    runs: Mapping[str, Mapping[str, Sequence[PathLike]]], out_png: PathLike, out_pdf: PathLike
+) -> None:
+    """Per target, the share of task t's frozen subspace that task t+1 keeps frozen, per method.
+
+    ``runs[method]`` holds ``svd_caches`` (checkpoints 0..T-1) and ``train_logs`` (tasks 1..T);
+    see :func:`asvd.subspaces.overlap_table`. Blank cells: the target was free in task t.
+    """
+    tables = {method: overlap_table(files["svd_caches"], files["train_logs"])
+              for method, files in runs.items()}
+    n_rows = max(len(table.index) for table in tables.values())
+    n_cols = max(len(table.columns) for table in tables.values())
+    height = min(max(_RANK_ROW_INCHES * n_rows + 2.5, 4.0), 40.0)
+    fig = Figure(figsize=((0.5 * n_cols + 1.2) * len(tables) + 4.5, height), layout="constrained")
+    axes = fig.subplots(1, len(tables), squeeze=False, sharey=True)[0]
+    for ax, (method, table) in zip(axes, tables.items()):
+        image = _heatmap(ax, table.to_numpy(), list(table.index), list(table.columns),
+                         cmap="viridis", vmin=0.0, vmax=1.0, fmt="{:.2f}" if n_rows <= 24 else None,
+                         max_row_labels=int((height - 2.5) / (0.8 * _RANK_ROW_INCHES)))
+        ax.set(title=method, xlabel="task t -> t+1")
+        ax.tick_params(axis="y", labelsize=6 if n_rows > 24 else 9)
+    for ax in axes[1:]:
+        ax.tick_params(axis="y", labelleft=False)
+    axes[0].set_ylabel("target")
+    fig.colorbar(image, ax=axes, label="||U_t^T U_t+1||^2 / k_t", shrink=min(0.8, 6.0 / height))
+    fig.suptitle("Overlap of successive tasks' frozen subspaces\n"
+                 "(1: task t+1 keeps every direction task t froze)")
+    _save_figure(fig, out_png, out_pdf)
+
+
 def _cache_targets(path: PathLike) -> list[str]:
     """Targets that have singular values in an SVD cache, in natural order."""
     with safe_open(str(path), framework="numpy") as cache:
@@ -562,6 +637,10 @@ def draw(name: str, inputs: Mapping, out_png: PathLike, out_pdf: PathLike, spect
         plot_general_retention(inputs["summaries"], out_png, out_pdf)
     elif name == "frozen_ranks":
         plot_frozen_ranks(inputs["train_logs"], out_png, out_pdf)
+    elif name == "importance_ratios":
+        plot_importance_ratios(inputs["train_logs"], out_png, out_pdf)
+    elif name == "subspace_overlap":
+        plot_subspace_overlap(inputs["runs"], out_png, out_pdf)
     elif name == "singular_spectra":
         plot_singular_spectra(inputs["svd_caches"], spectra_targets, out_png, out_pdf)
     else:

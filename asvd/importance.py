@@ -1,46 +1,106 @@
-"""Layer importance for the adaptive rank rule: input/output cosine similarity of each target.
+"""Layer importance for the adaptive rank rule, measured on samples of the previous task.
 
-For a target with token inputs X and outputs Y = X W^T, the importance is the mean cosine
-similarity between each token's input and output vectors, using the first min(d_in, d_out)
-coordinates when the dimensions differ (METHOD.md s3.1). Samples run one at a time so padding
-never enters the average.
+Two granularities (the rank rule's ``granularity``):
+
+- ``block`` (default): the mean cosine similarity between a transformer block's input and output
+  hidden states. Both live in the residual stream's basis, so a block that passes its input
+  through (cosine near 1) changes little and what it holds matters for later layers: it keeps
+  more of its directions (AdaSVD's layer importance). Every target of a block shares its score.
+- ``matrix`` (ablation, the literal per-target form): the mean cosine between a target's input
+  X and its linear output X W^T (bias excluded) over the first min(d_in, d_out) coordinates. The
+  two sides are in unrelated bases, so on real models these cosines scatter around 0 and the
+  normalised ratios span far outside [0, 1].
+
+Samples run one at a time, unpadded, so padding never enters an average.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+import math
+from typing import Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
 
+from asvd.ranks import GRANULARITIES, block_of
 
-@torch.no_grad()
-def importance_scores(model: torch.nn.Module, modules: Mapping[str, torch.nn.Module],
-                      batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, float]:
-    """Mean input/output cosine similarity per target over all tokens of ``batches``."""
-    sums = {name: 0.0 for name in modules}
-    counts = {name: 0 for name in modules}
+
+def _hidden_input(args: tuple, kwargs: Mapping) -> torch.Tensor:
+    """A block's input hidden states: its first positional argument or ``hidden_states=``."""
+    return args[0] if args else kwargs["hidden_states"]
+
+
+def _hidden_output(output) -> torch.Tensor:
+    """A block's output hidden states (Hugging Face blocks return a tensor or a tuple)."""
+    return output if isinstance(output, torch.Tensor) else output[0]
+
+
+def _linear_output(module: torch.nn.Module, output: torch.Tensor) -> torch.Tensor:
+    """X W^T of a target: its output without the bias (Linear and GPT-2's Conv1D alike)."""
+    bias = getattr(module, "bias", None)
+    return output if bias is None else output - bias
+
+
+def _run_hooks(model: torch.nn.Module, hooked: Mapping[str, torch.nn.Module],
+               pair: Callable, batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, float]:
+    """Mean over all tokens of ``batches`` of cos(x, y), where ``pair(module, args, kwargs,
+    output)`` gives each hooked module's (x, y)."""
+    sums = {name: 0.0 for name in hooked}
+    counts = {name: 0 for name in hooked}
 
     def hook(name):
-        def record(_module, inputs, output):
-            x, y = inputs[0], output
+        def record(module, args, kwargs, output):
+            x, y = pair(module, args, kwargs, output)
             width = min(x.shape[-1], y.shape[-1])
             cos = F.cosine_similarity(x[..., :width].float(), y[..., :width].float(), dim=-1)
             sums[name] += float(cos.sum())
             counts[name] += cos.numel()
         return record
 
-    handles = [module.register_forward_hook(hook(name)) for name, module in modules.items()]
+    handles = [module.register_forward_hook(hook(name), with_kwargs=True)
+               for name, module in hooked.items()]
     was_training = model.training
     model.eval()
     try:
-        for batch in batches:
-            model(**batch)
+        with torch.no_grad():
+            for batch in batches:
+                model(**batch)
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
     empty = [name for name, count in counts.items() if count == 0]
     if empty:
-        raise ValueError(f"importance: targets never ran on the samples: {empty[:3]}")
-    return {name: sums[name] / counts[name] for name in modules}
+        raise ValueError(f"importance: never ran on the samples: {empty[:3]}")
+    return {name: sums[name] / counts[name] for name in hooked}
+
+
+def importance_scores(model: torch.nn.Module, modules: Mapping[str, torch.nn.Module],
+                      batches: Iterable[Mapping[str, torch.Tensor]],
+                      granularity: str = "block") -> dict[str, float]:
+    """Importance per unit (a block name, or a target name for ``matrix``) over ``batches``.
+
+    Block scores must be finite and positive (the normalisation I / mean(I) assumes it); a block
+    that fails is refused naming its targets.
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"rank_rule.granularity: {granularity!r} not in {GRANULARITIES}")
+    if granularity == "matrix":
+        return _run_hooks(model, modules,
+                          lambda module, args, kwargs, out: (_hidden_input(args, kwargs),
+                                                             _linear_output(module, out)),
+                          batches)
+    members: dict[str, list[str]] = {}
+    for name in modules:
+        members.setdefault(block_of(name), []).append(name)
+    named = dict(model.named_modules())
+    scores = _run_hooks(model, {block: named[block] for block in members},
+                        lambda module, args, kwargs, out: (_hidden_input(args, kwargs),
+                                                           _hidden_output(out)),
+                        batches)
+    bad = {block: score for block, score in scores.items() if not (math.isfinite(score) and score > 0)}
+    if bad:
+        raise ValueError("importance: block input/output cosine must be finite and positive; "
+                         + "; ".join(f"{block} = {score} (targets {members[block]})"
+                                     for block, score in bad.items()))
+    return scores

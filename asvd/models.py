@@ -156,12 +156,14 @@ def load_checkpoint(path: str | Path):
     return model, _ready_tokenizer(AutoTokenizer.from_pretrained(path), is_causal(model), path)
 
 
-def warm_start_encoder_decoder(path: str | Path):
+def warm_start_encoder_decoder(path: str | Path, seed: int = 0):
     """An encoder-decoder whose encoder and decoder both start from one pretrained encoder
-    (BERT2BERT, Rothe et al. 2020); the decoder's cross-attention starts random."""
+    (BERT2BERT, Rothe et al. 2020); the decoder's cross-attention starts random, from ``seed``,
+    so the same config gives the same base model on every run."""
     from transformers import EncoderDecoderModel
 
     tokenizer = AutoTokenizer.from_pretrained(path)
+    torch.manual_seed(seed)
     model = EncoderDecoderModel.from_encoder_decoder_pretrained(str(path), str(path))
     start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id

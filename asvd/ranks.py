@@ -8,6 +8,7 @@ the target is not constrained.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Mapping
 
@@ -38,13 +39,34 @@ class Uniform:
         }
 
 
+GRANULARITIES = ("block", "matrix")
+_NUMBERED = re.compile(r"^(.*?\.\d+)(?:\.|$)")
+
+
+def block_of(target: str) -> str:
+    """The transformer block holding a target: its outermost numbered ancestor module
+    (``model.encoder.layers.0`` for ``model.encoder.layers.0.fc1``; ``encoder.block.3`` for
+    T5's ``encoder.block.3.layer.1.DenseReluDense.wi``, not the inner sub-layer)."""
+    found = _NUMBERED.match(target)
+    if found is None:
+        raise ValueError(f"importance: target {target!r} lies in no numbered block "
+                         f"(use rank_rule granularity: matrix)")
+    return found.group(1)
+
+
 @dataclass(frozen=True)
 class Importance:
-    """The paper's adaptive rule: r_l = mrr + I_l / mean(I) * (trr - mrr), k_l = floor(r_l * r)."""
+    """The paper's adaptive rule: r_u = mrr + I_u / mean(I) * (trr - mrr), k = floor(r_u * r).
+
+    ``u`` is the target's unit: its block (``granularity: block``, the default) or the target
+    itself (``matrix``); the mean runs over units. Importance scores come keyed by unit
+    (:func:`asvd.importance.importance_scores`).
+    """
 
     mrr: float = 0.1
     trr: float = 0.8
     samples: int = 128
+    granularity: str = "block"
     needs_importance = True
 
     def __post_init__(self):
@@ -54,8 +76,16 @@ class Importance:
             )
         if self.samples < 1:
             raise ValueError(f"rank rule importance: samples must be >= 1, got {self.samples}")
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"rank rule importance: granularity {self.granularity!r} not in "
+                             f"{GRANULARITIES}")
+
+    def unit(self, target: str) -> str:
+        """The unit whose importance a target takes."""
+        return block_of(target) if self.granularity == "block" else target
 
     def retention_ratios(self, importance: Mapping[str, float]) -> dict[str, float]:
+        """Retention ratio per unit, from importance per unit."""
         mean = sum(importance.values()) / len(importance)
         if mean == 0 or not math.isfinite(mean):
             raise ValueError(f"rank rule importance: mean importance is {mean}; cannot normalise")
@@ -67,12 +97,13 @@ class Importance:
     def frozen_ranks(self, shapes: Shapes, importance=None) -> dict[str, int]:
         if importance is None:
             raise ValueError("rank rule importance needs importance scores for every target")
-        missing = sorted(set(shapes) - set(importance))
+        units = {name: self.unit(name) for name in shapes}
+        missing = sorted(name for name, unit in units.items() if unit not in importance)
         if missing:
             raise ValueError(f"rank rule importance: no importance score for {missing[:3]}")
-        ratios = self.retention_ratios({name: importance[name] for name in shapes})
+        ratios = self.retention_ratios({unit: importance[unit] for unit in set(units.values())})
         return {
-            name: clamp_rank(math.floor(ratios[name] * min(s)), s) for name, s in shapes.items()
+            name: clamp_rank(math.floor(ratios[units[name]] * min(s)), s) for name, s in shapes.items()
         }
 
 

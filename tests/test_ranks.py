@@ -13,7 +13,7 @@ def test_importance_worked_case():
     # I = (0.5, 1.0, 1.5) -> normalised (0.5, 1, 1.5); r_l = 0.1 + I * 0.7 = (0.45, 0.8, 1.15)
     shapes = {"a": (100, 40), "b": (40, 40), "c": (10, 64)}
     importance = {"a": 0.5, "b": 1.0, "c": 1.5}
-    rule = ranks.Importance(mrr=0.1, trr=0.8)
+    rule = ranks.Importance(mrr=0.1, trr=0.8, granularity="matrix")
     ratios = rule.retention_ratios(importance)
     assert ratios == pytest.approx({"a": 0.45, "b": 0.8, "c": 1.15})
     # k = floor(r_l * min(d_out, d_in)): 0.45*40 = 18, 0.8*40 = 32, 1.15*10 = 11.5 -> clamp to 9
@@ -21,14 +21,64 @@ def test_importance_worked_case():
 
 
 def test_importance_negative_scores_clamp_to_zero():
-    rule = ranks.Importance(mrr=0.1, trr=0.8)
+    rule = ranks.Importance(mrr=0.1, trr=0.8, granularity="matrix")
     shapes = {"a": (8, 8), "b": (8, 8)}
     assert rule.frozen_ranks(shapes, {"a": -3.0, "b": 5.0}) == {"a": 0, "b": 7}
 
 
+BLOCKS = {
+    # family: (a target name, the block it lies in)
+    "t5": ("encoder.block.3.layer.1.DenseReluDense.wi", "encoder.block.3"),
+    "bart": ("model.decoder.layers.1.encoder_attn.q_proj", "model.decoder.layers.1"),
+    "bert2bert": ("decoder.bert.encoder.layer.5.attention.self.query", "decoder.bert.encoder.layer.5"),
+    "llama": ("model.layers.31.mlp.down_proj", "model.layers.31"),
+    "gpt2": ("transformer.h.0.attn.c_attn", "transformer.h.0"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(BLOCKS))
+def test_a_target_belongs_to_its_outermost_numbered_block(family):
+    target, block = BLOCKS[family]
+    assert ranks.block_of(target) == block
+
+
+def test_a_target_outside_any_block_is_refused_naming_it():
+    with pytest.raises(ValueError, match="'lm_head' lies in no numbered block"):
+        ranks.block_of("lm_head")
+
+
+def test_block_importance_worked_case_normalises_over_blocks_not_targets():
+    # block A holds one target, block B three; I_A = 0.5, I_B = 1.5, mean over blocks 1.0
+    # (over targets it would be 1.25): r_A = 0.1 + 0.5 * 0.7 = 0.45, r_B = 0.1 + 1.5 * 0.7 = 1.15
+    shapes = {"m.layers.0.q": (40, 40), "m.layers.1.q": (40, 40), "m.layers.1.k": (40, 20),
+              "m.layers.1.fc": (10, 64)}
+    importance = {"m.layers.0": 0.5, "m.layers.1": 1.5}
+    rule = ranks.Importance(mrr=0.1, trr=0.8)
+    assert rule.retention_ratios(importance) == pytest.approx({"m.layers.0": 0.45, "m.layers.1": 1.15})
+    assert rule.frozen_ranks(shapes, importance) == {
+        "m.layers.0.q": 18, "m.layers.1.q": 39, "m.layers.1.k": 19, "m.layers.1.fc": 9}
+
+
+def test_block_importance_is_normalised_by_its_mean():
+    # I = (0.2, 0.6): mean 0.4, I/mean = (0.5, 1.5); without the normalisation r = (0.24, 0.52)
+    rule = ranks.Importance(mrr=0.1, trr=0.8)
+    shapes = {"m.layers.0.q": (100, 100), "m.layers.1.q": (100, 100)}
+    assert rule.frozen_ranks(shapes, {"m.layers.0": 0.2, "m.layers.1": 0.6}) == {
+        "m.layers.0.q": 45, "m.layers.1.q": 99}
+
+
+@given(scores=st.lists(st.floats(0.01, 1.0), min_size=1, max_size=8), rank=st.integers(2, 300))
+def test_block_importance_never_freezes_less_than_mrr(scores, rank):
+    rule = ranks.Importance(mrr=0.1, trr=0.8)
+    importance = {f"m.layers.{i}": value for i, value in enumerate(scores)}
+    shapes = {f"m.layers.{i}.q": (rank, rank) for i in range(len(scores))}
+    for k in rule.frozen_ranks(shapes, importance).values():
+        assert math.floor(0.1 * rank) <= k <= rank - 1
+
+
 def test_importance_needs_a_score_for_every_target():
     with pytest.raises(ValueError, match="no importance score"):
-        ranks.Importance().frozen_ranks({"a": (4, 4), "b": (4, 4)}, {"a": 1.0})
+        ranks.Importance(granularity="matrix").frozen_ranks({"a": (4, 4), "b": (4, 4)}, {"a": 1.0})
 
 
 def test_uniform_worked_cases():
@@ -57,7 +107,11 @@ def test_fixed_and_from_config():
     rule = ranks.from_config({"name": "fixed", "ranks": {"a": 3}}, task=1, tasks=2)
     assert rule.frozen_ranks({"a": (5, 5), "b": (5, 5)}) == {"a": 3, "b": 0}
     rule = ranks.from_config({"name": "importance", "mrr": 0.2, "trr": 0.6, "first_task": "full"}, 2, 4)
-    assert rule == ranks.Importance(mrr=0.2, trr=0.6)
+    assert rule == ranks.Importance(mrr=0.2, trr=0.6, granularity="block")
+    rule = ranks.from_config({"name": "importance", "granularity": "matrix"}, 2, 4)
+    assert rule.granularity == "matrix"
+    with pytest.raises(ValueError, match="granularity 'layer'"):
+        ranks.from_config({"name": "importance", "granularity": "layer"}, 2, 4)
     with pytest.raises(ValueError, match="rank_rule.name"):
         ranks.from_config({"name": "magic"}, 1, 1)
 

@@ -21,10 +21,13 @@ from asvd.figures import (
     plot_method_matrices,
     plot_frozen_ranks,
     plot_general_retention,
+    plot_importance_ratios,
     plot_singular_spectra,
+    plot_subspace_overlap,
     plot_task_curves,
 )
 from asvd.metrics import write_accuracy_csv
+from asvd.subspaces import overlap_table
 from asvd.tables import load_runs, write_summary_tables
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -260,3 +263,62 @@ def test_spread_picks_evenly():
     names = [f"block.{i}" for i in range(10)]
     assert _spread(names, 3) == ["block.0", "block.4", "block.9"]
     assert _spread(names[:2], 5) == names[:2]
+
+
+def write_importance_logs(directory: Path) -> list[Path]:
+    """Train logs of an importance rule: step 1 unconstrained (no importance), steps 2-3 scored."""
+    paths = write_train_logs(directory, [0, 2, 3])
+    for step, path in enumerate(paths[1:], start=2):
+        log = json.loads(path.read_text())
+        blocks = {"encoder.block.0": 0.9, "encoder.block.1": 0.5 + 0.1 * step}
+        mean = sum(blocks.values()) / 2
+        log |= {"granularity": "block", "mrr": 0.1, "trr": 0.8, "importance": blocks,
+                "retention_ratio": {b: 0.1 + v / mean * 0.7 for b, v in blocks.items()}}
+        path.write_text(json.dumps(log))
+    return paths
+
+
+def test_plot_importance_ratios(tmp_path):
+    png, pdf = outputs(tmp_path, "importance")
+    plot_importance_ratios({"asvd": write_importance_logs(tmp_path / "asvd")}, png, pdf)
+    assert_png_and_pdf(png, pdf)
+
+
+def test_importance_ratios_without_any_importance_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"no importance in the train logs of \['osft'\]"):
+        plot_importance_ratios({"osft": write_train_logs(tmp_path / "o", [1, 2, 3])},
+                               *outputs(tmp_path, "importance"))
+
+
+def _orthonormal(columns: list[list[float]]) -> np.ndarray:
+    return np.ascontiguousarray(np.array(columns, dtype=np.float32).T)
+
+
+def test_overlap_of_successive_frozen_subspaces_worked_case(tmp_path):
+    """Task 1 freezes the first two columns of checkpoint 0, task 2 the frozen columns of
+    checkpoint 1: kept whole (1); one direction kept and the other half inside (0.75); released
+    (0); nothing to keep (NaN)."""
+    e = np.eye(4, dtype=np.float32)
+    half = np.stack([e[0], (e[1] + e[2]) / np.sqrt(2), (e[1] - e[2]) / np.sqrt(2), e[3]], axis=1)
+    caches = []
+    for step, bases in enumerate([{t: e for t in "abcd"}, {"a": e, "b": e, "c": e, "d": half}]):
+        tensors = {}
+        for target, U in bases.items():
+            tensors |= {f"{target}.U": np.ascontiguousarray(U), f"{target}.S": np.ones(4, np.float32),
+                        f"{target}.Vh": e}
+        caches.append(tmp_path / f"svd{step}.safetensors")
+        save_file(tensors, str(caches[-1]))
+    logs = []
+    for step, frozen in enumerate([{"a": 2, "b": 2, "c": 0, "d": 2}, {"a": 3, "b": 0, "c": 2, "d": 2}], 1):
+        logs.append(tmp_path / f"log{step}.json")
+        logs[-1].write_text(json.dumps({"task": f"t{step}", "step": step, "frozen_ranks": frozen,
+                                        "ranks": {t: 4 for t in frozen}}))
+    table = overlap_table(caches, logs)
+    assert list(table.columns) == ["1->2"]
+    assert table["1->2"].to_dict() == pytest.approx({"a": 1.0, "b": 0.0, "c": np.nan, "d": 0.75},
+                                                    nan_ok=True)
+    with pytest.raises(ValueError, match="2 tasks need the SVD caches of checkpoints 0..1, got 1"):
+        overlap_table(caches[:1], logs)
+    png, pdf = outputs(tmp_path, "overlap")
+    plot_subspace_overlap({"asvd": {"svd_caches": caches, "train_logs": logs}}, png, pdf)
+    assert_png_and_pdf(png, pdf)

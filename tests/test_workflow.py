@@ -33,8 +33,8 @@ from conftest import (
 
 pytestmark = pytest.mark.workflow
 
-TARGETS = ["all_figures", "all_tables", "all_train", "all_eval", "all_baselines"]
-CONFIGS = {"default": [], "tiny": [TEST_CONFIGS / "tiny.yaml"]}
+TARGETS = ["all_figures", "all_tables", "all_train", "all_eval", "all_baselines", "all_ablations"]
+CONFIGS = {"default": [], "quick": [REPO / "config" / "quick.yaml"], "tiny": [TEST_CONFIGS / "tiny.yaml"]}
 # The design: asvd and osft train under the orthogonal-subspace constraint, seqft does not.
 CONSTRAINED = {"seqft": False, "asvd": True, "asvd_update": True, "osft": True}
 
@@ -175,6 +175,38 @@ def test_dry_run_of_every_public_target(tmp_path, config_name, target):
     if target in ("all_figures", None):
         assert stats["plot_figure"] >= 4 + len(config["run"]["methods"])
     assert not (tmp_path / "results").exists()  # a dry run writes no results
+
+
+def test_the_retention_ablation_trains_every_variant_once_beside_its_references(tmp_path):
+    """trr x granularity variants of asvd (trr 0.8 with blocks is asvd itself) plus seqft, every
+    order and seed of the study; one table and the learnability/retention figure over them."""
+    config = effective_config(TEST_CONFIGS / "tiny.yaml")
+    result = run_snakemake(tmp_path, "all_ablations", "-n", configfiles=[TEST_CONFIGS / "tiny.yaml"])
+    log = result.stdout + result.stderr
+    stats = job_stats(log)
+    spec = config["ablations"]
+    methods = len(spec["trr"]) * len(spec["granularity"]) + len(spec["references"])
+    runs = len(config["run"]["orders"]) * len(config["run"]["seeds"])
+    assert stats["finetune_task"] == methods * runs * 2  # two tasks per tiny order
+    assert stats["ablation_tables"] == 1 and stats["ablation_figure"] == 2
+    for variant in ("asvd_trr050_block", "asvd_trr095_matrix", "asvd/order1"):
+        assert f"results/tiny/{variant}" in log
+    assert "asvd_trr080_block" not in log
+
+
+@pytest.mark.parametrize("case, message", [
+    ({"ablations": {"method": "seqft"}}, "ablations.method: 'seqft' does not use the importance rank rule"),
+    ({"ablations": {"method": "nothing"}}, "ablations.method: 'nothing' has no entry under methods"),
+    ({"ablations": {"references": ["nothing"]}}, "ablations.references: 'nothing' has no entry under methods"),
+    ({"ablations": {"trr": [0.05]}}, "ablations.trr: 0.05 with methods.asvd.rank_rule: rank rule importance: need 0 <= mrr <= trr"),
+])
+def test_a_bad_ablation_is_refused_naming_the_key(tmp_path, case, message):
+    configfile = tmp_path / "bad.yaml"
+    configfile.write_text(yaml.safe_dump(case))
+    result = run_snakemake(tmp_path, "-n", configfiles=[TEST_CONFIGS / "tiny.yaml", configfile],
+                           check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
 
 
 def test_dry_run_of_the_benchmark_target_touches_no_study_rule(tmp_path):
@@ -399,6 +431,21 @@ def test_e2e_every_declared_output_exists(e2e):
             assert any(path.iterdir()), f"{output} is empty"
         else:
             assert path.stat().st_size > 0, f"{output} is empty"
+
+
+def test_e2e_asvd_freezes_at_least_mrr_of_every_target_and_logs_what_set_it(e2e):
+    """From task 2 on every target keeps k >= floor(mrr * rank); each log holds the importance
+    and retention ratio per block that set k; the diagnostics figures exist."""
+    rule = e2e.config["methods"]["asvd"]["rank_rule"]
+    for step in (1, 2):
+        log = json.loads((e2e.run_dir("asvd") / f"step{step}" / "train_log.json").read_text())
+        assert log["granularity"] == "block" and log["mrr"] == rule["mrr"]
+        assert set(log["importance"]) == {"model.encoder.layers.0", "model.decoder.layers.0"}
+        assert all(0 < value <= 1 for value in log["importance"].values())
+        for target, k in log["frozen_ranks"].items():
+            assert k >= int(rule["mrr"] * log["ranks"][target]), (step, target, k)
+    for name in ("importance_ratios", "subspace_overlap", "frozen_ranks"):
+        assert f"results/e2e/figures/{name}.png" in e2e.outputs
 
 
 def test_e2e_second_dry_run_has_nothing_to_do(e2e):

@@ -114,6 +114,19 @@ def _check_study():
 
 _check_study()
 
+# `all_baselines` runs every method the config declares (not only run.methods); the retention
+# ablation's variants join the methods after that (a wildcard value each).
+ALL_METHODS = list(config["methods"])
+ABLATION_METHODS = []
+if config.get("ablations"):
+    from asvd.ablations import retention_variants
+
+    _variants = retention_variants(config["methods"], config["ablations"])
+    config["methods"].update(_variants)
+    ABLATION_METHODS = config["ablations"]["references"] + [
+        name for name in _variants if name not in config["ablations"]["references"]
+    ]
+
 
 wildcard_constraints:
     method="[a-z0-9_]+",
@@ -142,6 +155,11 @@ def method_config(wildcards):
 
 def is_constrained(method):
     return config["methods"][method]["rank_rule"] is not None
+
+
+def uses_importance(method):
+    spec = config["methods"][method]["rank_rule"]
+    return spec is not None and spec["name"] == "importance"
 
 
 def task_of_step(wildcards):
@@ -209,10 +227,6 @@ def earlier_train_data(wildcards):
     return [f"{RESULTS}/data/{task}/train.jsonl" for task in earlier_tasks(wildcards)]
 
 
-# `all_baselines` runs every method defined under `methods`, not only `run.methods`.
-ALL_METHODS = list(config["methods"])
-
-
 def all_runs(methods=None):
     return [
         {"method": method, "order": order, "seed": seed}
@@ -269,7 +283,9 @@ def figure_names():
     names = COMPARISON_FIGURES + ["singular_spectra"]
     names += [f"accuracy_matrix_{method}" for method in config["run"]["methods"]]
     if any(is_constrained(method) for method in config["run"]["methods"]):
-        names.append("frozen_ranks")
+        names += ["frozen_ranks", "subspace_overlap"]
+    if any(uses_importance(method) for method in config["run"]["methods"]):
+        names.append("importance_ratios")
     return names
 
 
@@ -371,6 +387,20 @@ def baseline_outputs():
     )
 
 
+# What the retention ablation draws over its variants and references.
+ABLATION_FIGURES = ["learnability_retention", "aa_bwt"]
+
+
+def ablation_outputs():
+    return expand(
+        f"{RESULTS}/ablations/tables/summary.{{ext}}", ext=["csv", "md", "tex"]
+    ) + expand(
+        f"{RESULTS}/ablations/figures/{{name}}.{{ext}}",
+        name=ABLATION_FIGURES,
+        ext=["png", "pdf"],
+    )
+
+
 def figure_inputs(wildcards, methods=None):
     """Per figure, the files it draws (dicts keep the labels the plot functions need);
     ``methods`` defaults to ``run.methods``."""
@@ -391,6 +421,29 @@ def figure_inputs(wildcards, methods=None):
         return {
             "train_logs": {
                 method: _representative_steps(method, "train_log.json", with_base=False)
+                for method in methods
+                if is_constrained(method)
+            }
+        }
+    if name == "importance_ratios":
+        return {
+            "train_logs": {
+                method: _representative_steps(method, "train_log.json", with_base=False)
+                for method in methods
+                if uses_importance(method)
+            }
+        }
+    if name == "subspace_overlap":  # task t froze directions of checkpoint t-1
+        return {
+            "runs": {
+                method: {
+                    "svd_caches": _representative_steps(
+                        method, "svd.safetensors", with_base=True
+                    )[:-1],
+                    "train_logs": _representative_steps(
+                        method, "train_log.json", with_base=False
+                    ),
+                }
                 for method in methods
                 if is_constrained(method)
             }

@@ -5,6 +5,8 @@ localrules:
     plot_figure,
     baseline_tables,
     baseline_figure,
+    ablation_tables,
+    ablation_figure,
 
 
 rule summary_tables:
@@ -74,7 +76,7 @@ rule plot_figure:
     params:
         inputs=figure_inputs,
         spectra_targets=config["figures"]["spectra_targets"],
-        code=code_version("data", "figures", "io", "metrics", "tables"),
+        code=code_version("data", "figures", "io", "metrics", "subspaces", "tables"),
     message:
         "Figure {wildcards.figure}"
     script:
@@ -115,6 +117,44 @@ use rule plot_figure as baseline_figure with:
     params:
         inputs=lambda wildcards: figure_inputs(wildcards, ALL_METHODS),
         spectra_targets=config["figures"]["spectra_targets"],
-        code=code_version("data", "figures", "io", "metrics", "tables"),
+        code=code_version("data", "figures", "io", "metrics", "subspaces", "tables"),
     message:
         "Figure {wildcards.figure} of every method"
+
+
+# The retention ablation (target all_ablations) under results/<experiment>/ablations/.
+use rule summary_tables as ablation_tables with:
+    input:
+        summaries=run_summaries(ABLATION_METHODS),
+    output:
+        csv=report(
+            f"{RESULTS}/ablations/tables/summary.csv",
+            caption="../report/table.rst",
+            category="Retention ablation",
+        ),
+        md=f"{RESULTS}/ablations/tables/summary.md",
+        tex=f"{RESULTS}/ablations/tables/summary.tex",
+    log:
+        f"{LOGS}/ablation_tables.log",
+    message:
+        "Summary tables of the retention ablation (CSV, Markdown, LaTeX)"
+
+
+use rule plot_figure as ablation_figure with:
+    input:
+        lambda wildcards: _flat_inputs(wildcards, ABLATION_METHODS),
+    output:
+        png=report(
+            f"{RESULTS}/ablations/figures/{{figure}}.png",
+            caption="../report/figure.rst",
+            category="Retention ablation",
+        ),
+        pdf=f"{RESULTS}/ablations/figures/{{figure}}.pdf",
+    log:
+        f"{LOGS}/ablation_figure/{{figure}}.log",
+    params:
+        inputs=lambda wildcards: figure_inputs(wildcards, ABLATION_METHODS),
+        spectra_targets=config["figures"]["spectra_targets"],
+        code=code_version("data", "figures", "io", "metrics", "subspaces", "tables"),
+    message:
+        "Figure {wildcards.figure} of the retention ablation"

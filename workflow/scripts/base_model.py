@@ -6,7 +6,8 @@ with stage(snakemake):
 
     if snakemake.params.pretrained:
         fetch_base_model(snakemake.params.pretrained, snakemake.output.model,
-                         snakemake.output.log_json, warm_start=snakemake.params.warm_start)
+                         snakemake.output.log_json, warm_start=snakemake.params.warm_start,
+                         seed=snakemake.params.seed)
     else:
         train_base_model(
             snakemake.input.general,

@@ -1,0 +1,47 @@
+"""The paper's retention ablation as methods: one importance-rule method with its target
+retention ratio (trr) and granularity swept. Each variant is an ordinary method config, so the
+workflow trains, evaluates and tabulates it like any other (target ``all_ablations``).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from asvd import ranks
+
+
+def variant_name(method: str, trr: float, granularity: str) -> str:
+    """``asvd_trr065_matrix``: the method, trr in hundredths, the granularity."""
+    return f"{method}_trr{round(trr * 100):03d}_{granularity}"
+
+
+def retention_variants(methods: Mapping[str, Mapping], spec: Mapping) -> dict[str, dict]:
+    """Method configs for every (trr, granularity) of ``spec`` (config block ``ablations``).
+
+    The variant equal to the swept method itself keeps that method's name, so it is run once.
+    Problems are named by key before any job exists.
+    """
+    name = spec["method"]
+    for key, method in [("method", name)] + [("references", ref) for ref in spec["references"]]:
+        if method not in methods:
+            raise ValueError(f"ablations.{key}: {method!r} has no entry under methods")
+    base = methods[name]
+    rule = base.get("rank_rule") or {}
+    if rule.get("name") != "importance":
+        raise ValueError(f"ablations.method: {name!r} does not use the importance rank rule "
+                         f"(its rank_rule is {rule or None})")
+    variants = {}
+    for trr in spec["trr"]:
+        for granularity in spec["granularity"]:
+            swept = {**rule, "trr": trr, "granularity": granularity}
+            try:
+                ranks.from_config(swept, task=2, tasks=2)
+            except ValueError as err:
+                raise ValueError(f"ablations.trr: {trr} with methods.{name}.rank_rule: {err}") from err
+            same = trr == rule.get("trr", ranks.Importance.trr) and \
+                granularity == rule.get("granularity", ranks.Importance.granularity)
+            variant = name if same else variant_name(name, trr, granularity)
+            if not same and variant in methods:
+                raise ValueError(f"ablations: variant name {variant!r} is already a method")
+            variants[variant] = {**base, "rank_rule": swept}
+    return variants

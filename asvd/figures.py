@@ -498,7 +498,7 @@ def plot_subspace_overlap(
     axes = fig.subplots(1, len(tables), squeeze=False, sharey=True)[0]
     for ax, (method, table) in zip(axes, tables.items()):
         image = _heatmap(ax, table.to_numpy(), list(table.index), list(table.columns),
-                         cmap="viridis", vmin=0.0, vmax=1.0, fmt="{:.2f}" if n_rows <= 24 else None,
+                         cmap="viridis", vmin=0.0, vmax=1.0, fmt="{:.2f}" if n_rows <= 40 else None,
                          max_row_labels=int((height - 2.5) / (0.8 * _RANK_ROW_INCHES)))
         ax.set(title=method, xlabel="task t -> t+1")
         ax.tick_params(axis="y", labelsize=6 if n_rows > 24 else 9)

@@ -122,5 +122,7 @@ def scatter_state(model: torch.nn.Module, optimizer, model_state: dict, optimize
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
     options = StateDictOptions(full_state_dict=True)
-    set_model_state_dict(model, model_state, options=options)
+    # the optimizer first: loading its state into a fresh optimizer runs one zero step, whose
+    # step hooks (the constraint's re-anchoring) would round the weights just loaded
     set_optimizer_state_dict(model, optimizer, optimizer_state, options=options)
+    set_model_state_dict(model, model_state, options=options)

@@ -34,7 +34,7 @@ from conftest import (
 pytestmark = pytest.mark.workflow
 
 TARGETS = ["all_figures", "all_tables", "all_train", "all_eval", "all_baselines", "all_ablations"]
-CONFIGS = {"default": [], "quick": [REPO / "config" / "quick.yaml"], "tiny": [TEST_CONFIGS / "tiny.yaml"]}
+CONFIGS = {"default": [], "tiny": [TEST_CONFIGS / "tiny.yaml"]}
 # The design: asvd and osft train under the orthogonal-subspace constraint, seqft does not.
 CONSTRAINED = {"seqft": False, "asvd": True, "asvd_update": True, "osft": True}
 
@@ -175,6 +175,14 @@ def test_dry_run_of_every_public_target(tmp_path, config_name, target):
     if target in ("all_figures", None):
         assert stats["plot_figure"] >= 4 + len(config["run"]["methods"])
     assert not (tmp_path / "results").exists()  # a dry run writes no results
+
+
+def test_the_quick_look_is_one_seed_of_the_default_with_osft_beside(tmp_path):
+    result = run_snakemake(tmp_path, "-n", configfiles=[REPO / "config" / "quick.yaml"])
+    stats = job_stats(result.stdout + result.stderr)
+    assert stats["finetune_task"] == 3 * 2 * 4  # seqft, asvd, osft x two orders x four tasks
+    assert stats["collect_metrics"] == 6 and stats["summary_tables"] == 1
+    assert "results/quick/osft/order2/seed0/step4/model" in result.stdout
 
 
 def test_the_retention_ablation_trains_every_variant_once_beside_its_references(tmp_path):

@@ -2,13 +2,15 @@
 
 A prepared record is ``{"id", "task", "input", "target", "labels"}``: ``input`` is the text after
 the prompt template, ``target`` the answer string, ``labels`` the task's label set (``None`` for
-open-ended examples: the general-ability set, TRACE). Real tasks add ``answerable`` (False for
+open-ended examples: the general-ability set, TRACE); a general record names its source task in
+``skill``. Real tasks add ``answerable`` (False for
 MNLI's "-" items, which stay in the test set but can never be scored correct); TRACE's add
 ``metric``, the :mod:`asvd.scoring` metric of their task (absent: exact match).
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -73,18 +75,35 @@ def synthetic_records(benchmark: Mapping, task: str, template: str, seed: int) -
 
 def real_records(benchmark: Mapping, task: str, template: str, seed: int,
                  load_dataset=None) -> dict[str, list[dict]]:
-    """Prepared train/test records of one real task from O-LoRA's directory or the hub."""
+    """Prepared train/test records of one real task from O-LoRA's directory or the hub.
+
+    A task's entry in ``benchmark.tasks`` may set its own ``train_per_class`` /
+    ``test_per_class`` (a 14-class task at the others' count would dominate the sequence's cost).
+    A task in ``benchmark.from_test_file`` (an O-LoRA copy without a train file, as the shared
+    subset's dbpedia) draws both parts from its test file, disjointly, class by class.
+    """
     info = tasks.task(task)
     dataset = info.olora_path.rsplit("/", 1)[-1]
     instruction = info.seed_instruction if template == "seed" else info.instruction
     labels = list(info.labels)
-    prepared = {}
+    entry = next((t for t in benchmark.get("tasks", []) if t["name"] == task), {})
+    per_class = {split: entry.get(f"{split}_per_class", benchmark[f"{split}_per_class"])
+                 for split in ("train", "test")}
+    prepared, drawn = {}, {}
+    if benchmark["name"] == "olora" and task in (benchmark.get("from_test_file") or []):
+        examples = sources.olora_examples(benchmark["olora_dir"], info, "test",
+                                          per_class["train"] + per_class["test"], seed)
+        drawn = dict(zip(("train", "test"), sources.held_out_split(
+            examples, per_class["train"], per_class["test"])))
     for split in ("train", "test"):
-        per_class = benchmark[f"{split}_per_class"]
-        if benchmark["name"] == "olora":
-            examples = sources.olora_examples(benchmark["olora_dir"], info, split, per_class, seed)
+        if split in drawn:
+            examples = drawn[split]
+        elif benchmark["name"] == "olora":
+            examples = sources.olora_examples(benchmark["olora_dir"], info, split, per_class[split],
+                                              seed)
         else:
-            examples = sources.hub_examples(info, split, per_class, seed, load_dataset=load_dataset,
+            examples = sources.hub_examples(info, split, per_class[split], seed,
+                                            load_dataset=load_dataset,
                                             overrides=(benchmark.get("hub") or {}).get(task))
         prepared[split] = [
             {"id": f"{task}-{split}-{i}", "task": task,
@@ -95,6 +114,44 @@ def real_records(benchmark: Mapping, task: str, template: str, seed: int,
             for i, ex in enumerate(examples)
         ]
     return prepared
+
+
+def general_records(benchmark: Mapping, template: str, seed: int,
+                    load_dataset=None) -> dict[str, list[dict]]:
+    """The general-ability mixture of a real benchmark: tasks outside the study, one shared set.
+
+    ``benchmark.general`` names the tasks and how many examples per class go to the mixture's
+    training part (the base model's instruction tuning) and its held-out test part (general
+    ability, evaluated after every task). Both parts are drawn from one split of each task (O-LoRA's
+    copy may ship only one), disjointly; prompts are the tasks' own, answers their label strings.
+    """
+    spec = benchmark["general"]
+    prepared: dict[str, list[dict]] = {"train": [], "test": []}
+    for name in spec["tasks"]:
+        info = tasks.task(name)
+        per_class = spec["train_per_class"] + spec["test_per_class"]
+        if benchmark["name"] == "olora":
+            split = sources.olora_general_split(benchmark["olora_dir"], info)
+            examples = sources.olora_examples(benchmark["olora_dir"], info, split, per_class, seed)
+        else:
+            examples = sources.hub_examples(info, "train", per_class, seed, load_dataset=load_dataset,
+                                            overrides=(benchmark.get("hub") or {}).get(name))
+        examples = [e for e in examples if e["label"] != sources.UNANSWERABLE]
+        parts = sources.held_out_split(examples, spec["train_per_class"], spec["test_per_class"])
+        dataset = info.olora_path.rsplit("/", 1)[-1]
+        instruction = info.seed_instruction if template == "seed" else info.instruction
+        for split, part in zip(("train", "test"), parts):
+            prepared[split] += [
+                {"task": GENERAL, "skill": name,
+                 "input": apply_template(template, task=dataset, category=info.category,
+                                         instruction=instruction, labels=list(info.labels),
+                                         text=ex["sentence"]),
+                 "target": ex["label"], "labels": None}
+                for ex in part
+            ]
+    random.Random(seed).shuffle(prepared["train"])  # tasks interleaved in every batch
+    return {split: [{"id": f"{GENERAL}-{split}-{i}", **record} for i, record in enumerate(rows)]
+            for split, rows in prepared.items()}
 
 
 def trace_records(benchmark: Mapping, task: str, seed: int) -> dict[str, list[dict]]:
@@ -135,6 +192,8 @@ def prepare_task(benchmark: Mapping, task: str, template: str, seed: int,
     name = benchmark.get("name")
     if name == "synthetic":
         records = synthetic_records(benchmark, task, template, seed)
+    elif name in ("olora", "hub") and task == GENERAL:
+        records = general_records(benchmark, template, seed, load_dataset=load_dataset)
     elif name in ("olora", "hub"):
         records = real_records(benchmark, task, template, seed, load_dataset=load_dataset)
     elif name == "trace":

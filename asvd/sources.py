@@ -103,6 +103,34 @@ def olora_examples(root: str | Path, task: Task, split: str, per_class: int | No
     return balanced_sample(records, per_class, seed)
 
 
+def olora_general_split(root: str | Path, task: Task) -> str:
+    """The split a general-ability task is drawn from: ``train``, or ``test`` where a
+    CL_Benchmark copy ships only that (the shared subset's dbpedia)."""
+    folder = Path(root) / task.olora_path
+    return "train" if (folder / "train.json").exists() or not (folder / "test.json").exists() else "test"
+
+
+def held_out_split(examples: Sequence[dict], train_per_class: int, test_per_class: int
+                   ) -> tuple[list[dict], list[dict]]:
+    """Disjoint train/test parts of one seeded, balanced sample, class by class.
+
+    Each class gives ``test_per_class`` examples to the test part and up to ``train_per_class``
+    of the rest to training; a class too small for both keeps at least three quarters for
+    training.
+    The sample's order is kept, so the split is as seeded as the sample.
+    """
+    by_label: dict[str, list[dict]] = {}
+    for example in examples:
+        by_label.setdefault(example["label"], []).append(example)
+    test_ids = set()
+    train_ids = set()
+    for group in by_label.values():
+        held = min(test_per_class, max(len(group) - train_per_class, len(group) // 4))
+        test_ids.update(id(e) for e in group[:held])
+        train_ids.update(id(e) for e in group[held:held + train_per_class])
+    return ([e for e in examples if id(e) in train_ids], [e for e in examples if id(e) in test_ids])
+
+
 def hub_examples(task: Task, split: str, per_class: int | None, seed: int,
                  load_dataset: Callable | None = None, overrides: Mapping | None = None) -> list[dict]:
     """One split of one task from the Hugging Face hub, formatted like O-LoRA's sentences.

@@ -305,14 +305,18 @@ def train_base_model(general_train: str | Path, vocabulary_files: Sequence[str |
 
 
 def fetch_base_model(name: str, out_dir: str | Path, log_json: str | Path,
-                     warm_start: str | None = None, seed: int = 0) -> dict:
-    """Use a pretrained model as the base: load it and save a copy.
+                     warm_start: str | None = None, seed: int = 0,
+                     general_train: str | Path | None = None, settings: Mapping | None = None) -> dict:
+    """Use a pretrained model as the base: load it, instruction-tune it if asked, save a copy.
 
     ``name`` is a hub id, a local directory or ``package:<module>/<subdir>`` (see
     :func:`asvd.models.resolve_pretrained`); ``warm_start="encoder_decoder"`` turns a pretrained
     encoder (BERT family) into an encoder-decoder. The copy makes the base checkpoint a file of
     this study, so its SVD cache, evaluation and every task's training chain on it like on a
     built one (and the hub is read once). ``seed`` initialises the weights a warm start adds.
+    ``general_train`` (with ``settings``): train on the benchmark's general mixture first, so a
+    model that never saw an instruction (a warm-started encoder) reads the prompt's options
+    before the sequence starts, as the paper's multi-task-pretrained T5 does.
     """
     path = resolve_pretrained(name)
     if warm_start == "encoder_decoder":
@@ -324,6 +328,11 @@ def fetch_base_model(name: str, out_dir: str | Path, log_json: str | Path,
     result = {"source": str(name), "parameters": sum(p.numel() for p in model.parameters()),
               "model_type": model.config.model_type, "warm_start": warm_start,
               **({"seed": seed} if warm_start else {})}
+    if general_train is not None:
+        records = load_records(general_train)
+        tuning = train(model, tokenizer, records, TrainSettings.from_config(settings), seed,
+                       desc="instruction tuning")
+        result.update({"instruction_tuning": tuning, "seed": seed})
     save_checkpoint(model, tokenizer, out_dir)
     write_json(log_json, result)
     return result

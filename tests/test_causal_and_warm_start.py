@@ -81,6 +81,27 @@ def test_a_pretrained_encoder_warm_starts_a_seq2seq_base_that_trains_and_generat
     assert score(RECORDS, predictions)["score"] == 100.0, predictions
 
 
+def test_an_instruction_tuned_base_learns_the_general_mixture_before_it_is_saved(tmp_path):
+    from asvd.io import write_jsonl
+
+    bert = str(tiny_bert_dir(tmp_path))
+    general = tmp_path / "general.jsonl"
+    write_jsonl(general, [{"id": f"g{i}", "task": "general", "labels": None, **r}
+                          for i, r in enumerate(RECORDS)])
+    settings = {**SETTINGS.__dict__, "epochs": 60}
+    log = fetch_base_model(bert, tmp_path / "tuned", tmp_path / "tuned.json",
+                           warm_start="encoder_decoder", seed=3, general_train=general,
+                           settings=settings)
+    assert log["instruction_tuning"]["steps"] > 0 and log["seed"] == 3
+    assert log["instruction_tuning"]["final_loss"] < log["instruction_tuning"]["loss"][0] / 10
+    tuned, tokenizer = load_checkpoint(tmp_path / "tuned")
+    predictions = generate(tuned, tokenizer, [r["input"] for r in RECORDS], 4, 4, 32)
+    assert score(RECORDS, predictions)["score"] == 100.0, predictions
+    plain = fetch_base_model(bert, tmp_path / "plain", tmp_path / "plain.json",
+                             warm_start="encoder_decoder", seed=3)
+    assert "instruction_tuning" not in plain
+
+
 def test_pretrained_from_an_installed_package(tmp_path, monkeypatch):
     package = tmp_path / "site" / "shipped_model"
     (package / "weights").mkdir(parents=True)

@@ -31,10 +31,13 @@ def test_paper_configuration_dry_runs_to_its_full_dag(tmp_path, configfile):
 
 
 def write_olora_dir(root):
-    """Four real tasks in O-LoRA's layout, made by the test (a few records each)."""
+    """small_real's tasks and its general mixture's in O-LoRA's layout, made by the test (a few
+    records each)."""
     from asvd.tasks import task
 
-    for name in ("agnews", "amazon", "mnli", "sst-2"):
+    small_real = effective_config(SMALL_REAL)["benchmark"]
+    names = [t["name"] for t in small_real["tasks"]] + small_real["general"]["tasks"]
+    for name in names:
         info = task(name)
         folder = root / info.olora_path
         folder.mkdir(parents=True)
@@ -56,8 +59,60 @@ def test_small_real_dry_runs_on_an_olora_directory(tmp_path, source):
         olora = write_olora_dir(tmp_path / "CL_Benchmark")
     result = run_snakemake(tmp_path, "all_figures", "-n", "--config",
                            f"benchmark={{olora_dir: {olora}}}", configfiles=[SMALL_REAL])
-    stats = job_stats(result.stdout + result.stderr)
-    assert stats["finetune_task"] == 2 * 4 and stats["prepare_dataset"] == 4
+    log = result.stdout + result.stderr
+    stats = job_stats(log)
+    config = effective_config(SMALL_REAL)
+    runs = len(config["run"]["methods"]) * len(config["run"]["seeds"])
+    assert stats["finetune_task"] == runs * 4
+    assert stats["prepare_dataset"] == 4 + 1  # the tasks and the general mixture
+    assert "figures/general_retention.png" in log and stats["base_model"] == 1
+
+
+def test_small_real_instruction_tunes_its_base_on_the_general_mixture(tmp_path):
+    olora = write_olora_dir(tmp_path / "CL_Benchmark")
+    result = run_snakemake(tmp_path, "results/small_real/base/model", "-n", "-p", "--config",
+                           f"benchmark={{olora_dir: {olora}}}", configfiles=[SMALL_REAL])
+    log = result.stdout + result.stderr
+    assert "results/small_real/data/general/train.jsonl" in log
+    assert job_stats(log) == {"prepare_dataset": 1, "base_model": 1}
+
+
+def assert_refused(tmp_path, names, *args, configfiles):
+    """The dry run fails before any job, and its log names every one of ``names``."""
+    result = run_snakemake(tmp_path, "all_figures", "-n", *args, configfiles=configfiles,
+                           check=False)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0
+    for name in names:
+        assert name in log, f"{name!r} not in:\n{log[-3000:]}"
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("override, names", [
+    ({"general": {"tasks": ["agnews"], "train_per_class": 2, "test_per_class": 1}},
+     ["benchmark.general.tasks", "agnews", "held out"]),
+    ({"general": {"tasks": ["newsgroups"], "train_per_class": 2, "test_per_class": 1}},
+     ["benchmark.general.tasks", "newsgroups", "known"]),
+    ({"general": None}, ["base_model.instruction_tune", "benchmark.general"]),
+    ({"from_test_file": ["yelp"]}, ["benchmark.from_test_file", "'yelp' is not in benchmark.tasks"]),
+    ({"test_per_class": None}, ["benchmark.from_test_file", "'dbpedia' needs"]),
+])
+def test_a_bad_general_mixture_or_test_file_split_is_named_before_any_job(tmp_path, override,
+                                                                         names):
+    bad = tmp_path / "bad.yaml"
+    olora = write_olora_dir(tmp_path / "CL_Benchmark")
+    bad.write_text(json.dumps({"benchmark": {**override, "olora_dir": str(olora)}}))
+    assert_refused(tmp_path, names, configfiles=[SMALL_REAL, bad])
+
+
+def test_only_olora_and_hub_draw_a_general_mixture(tmp_path):
+    trace = write_trace_dir(tmp_path / "trace")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(json.dumps({"benchmark": {"trace_dir": str(trace), "general": {
+        "tasks": ["sst-2"], "train_per_class": 2, "test_per_class": 1}}}))
+    paper = REPO / "config" / "paper" / "llama2_7b_chat_trace.yaml"
+    assert_refused(tmp_path, ["benchmark.general: only the olora and hub"],
+                   configfiles=[paper, bad])
 
 
 @pytest.mark.parametrize("override, names", [
@@ -68,13 +123,7 @@ def test_small_real_dry_runs_on_an_olora_directory(tmp_path, source):
 ])
 def test_a_real_benchmark_names_what_is_missing_before_any_job(tmp_path, override, names):
     args = ["--config", "benchmark=" + json.dumps(override)] if override else []
-    result = run_snakemake(tmp_path, "all_figures", "-n", *args, configfiles=[SMALL_REAL],
-                           check=False)
-    log = result.stdout + result.stderr
-    assert result.returncode != 0
-    for name in names:
-        assert name in log, f"{name!r} not in:\n{log[-3000:]}"
-    assert not (tmp_path / "results").exists()
+    assert_refused(tmp_path, names, *args, configfiles=[SMALL_REAL])
 
 
 def test_a_real_benchmark_without_a_pretrained_model_is_rejected(tmp_path):

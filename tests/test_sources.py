@@ -196,3 +196,74 @@ def test_capped_sampling_keeps_the_share_of_unanswerable_items():
     assert Counter(r["label"] for r in chosen) == {"entailment": 5, "neutral": 5,
                                                    "contradiction": 5, "-": 3}
     assert chosen == sources.balanced_sample(records, 5, seed=0)
+
+
+SST2, DBPEDIA = tasks.task("sst-2"), tasks.task("dbpedia")
+
+
+def general_benchmark(root, train=4, test=2, general_tasks=("sst-2", "dbpedia")):
+    return {**benchmark(root), "general": {"tasks": list(general_tasks), "train_per_class": train,
+                                           "test_per_class": test}}
+
+
+def test_general_mixture_is_held_out_per_class_and_drawn_from_the_split_a_task_ships(olora_dir,
+                                                                                     tmp_path):
+    write_task(olora_dir, SST2, {"train": examples(SST2, 10)})
+    write_task(olora_dir, DBPEDIA, {"test": examples(DBPEDIA, 10, 500)})  # a test file only
+    stats = data.prepare_task(general_benchmark(olora_dir), data.GENERAL, "seed", 0,
+                              tmp_path / "train.jsonl", tmp_path / "test.jsonl")
+    train, test = read_jsonl(tmp_path / "train.jsonl"), read_jsonl(tmp_path / "test.jsonl")
+    assert stats["train"]["records"] == 4 * (2 + 14) and stats["test"]["records"] == 2 * (2 + 14)
+    assert not {r["input"] for r in train} & {r["input"] for r in test}  # disjoint
+    for part, per_class in ((train, 4), (test, 2)):
+        counts = Counter((r["skill"], r["target"]) for r in part)
+        assert set(counts.values()) == {per_class} and len(counts) == 2 + 14
+    assert {r["task"] for r in train + test} == {data.GENERAL}
+    assert all(r["labels"] is None for r in train + test)  # scored by exact match, like the default's
+    dbpedia = next(r for r in train if r["skill"] == "dbpedia")
+    assert dbpedia["input"].startswith(DBPEDIA.seed_instruction) and "example 5" in dbpedia["input"]
+    assert [r["id"] for r in train] == [f"general-train-{i}" for i in range(len(train))]
+    sst2_at = [i for i, r in enumerate(train) if r["skill"] == "sst-2"]
+    assert sst2_at != list(range(sst2_at[0], sst2_at[0] + 8))  # interleaved, not in a block
+    again = data.general_records(general_benchmark(olora_dir), "seed", 0)
+    assert again == {"train": train, "test": test}
+    other = data.general_records(general_benchmark(olora_dir), "seed", 1)
+    assert {r["input"] for r in other["test"]} != {r["input"] for r in test}
+
+
+def test_a_small_class_keeps_three_quarters_for_training_and_mnli_dashes_stay_out(olora_dir):
+    write_task(olora_dir, SST2, {"train": examples(SST2, 4)})
+    mixture = data.general_records(general_benchmark(olora_dir, train=10, test=3,
+                                                     general_tasks=("sst-2", "mnli")), "seed", 0)
+    counts = Counter((r["skill"], r["target"], split) for split in ("train", "test")
+                     for r in mixture[split])
+    assert counts[("sst-2", "Good", "test")] == 1 and counts[("sst-2", "Good", "train")] == 3
+    assert all(r["target"] != sources.UNANSWERABLE for rows in mixture.values() for r in rows)
+
+
+def test_general_mixture_from_the_hub_uses_each_tasks_train_split():
+    requested = []
+
+    def fake_load(path, name, split):
+        requested.append(split)
+        return [{"sentence": f"s{i}", "label": i % 2} for i in range(20)]
+
+    mixture = data.general_records({"name": "hub", "general": {
+        "tasks": ["sst-2"], "train_per_class": 5, "test_per_class": 2}}, "olora", 0,
+        load_dataset=fake_load)
+    assert requested == ["train"]
+    assert len(mixture["train"]) == 10 and len(mixture["test"]) == 4
+    assert mixture["test"][0]["input"].startswith("Task:SC\nDataset:SST-2\n")
+
+
+def test_a_task_without_a_train_file_splits_its_test_file_disjointly(olora_dir):
+    write_task(olora_dir, DBPEDIA, {"test": examples(DBPEDIA, 6)})
+    spec = {**benchmark(olora_dir, train=4, test=2), "from_test_file": ["dbpedia"]}
+    records = data.real_records(spec, "dbpedia", "seed", 0)
+    assert Counter(r["target"] for r in records["train"]) == {label: 4 for label in DBPEDIA.labels}
+    assert Counter(r["target"] for r in records["test"]) == {label: 2 for label in DBPEDIA.labels}
+    assert not {r["input"] for r in records["train"]} & {r["input"] for r in records["test"]}
+    own = {**spec, "tasks": [{"name": "dbpedia", "train_per_class": 3}]}  # the task's own count
+    assert len(data.real_records(own, "dbpedia", "seed", 0)["train"]) == 3 * 14
+    with pytest.raises(FileNotFoundError, match="train.json"):  # not listed: the train file is needed
+        data.real_records(benchmark(olora_dir, train=4, test=2), "dbpedia", "seed", 0)

@@ -16,12 +16,14 @@ rule base_model:
     params:
         pretrained=config["base_model"].get("pretrained"),
         warm_start=config["base_model"].get("warm_start"),
+        instruction_tune=INSTRUCTION_TUNED,
         family=config["base_model"]["family"],
         architecture=config["base_model"]["architecture"],
         train=config["base_model"]["train"],
         seed=config["base_model"]["seed"],
         code=code_version("io", "data", "models", "training"),
     message:
-        "Base model: loading the pretrained one or pretraining on the general mixture"
+        "Base model: loading the pretrained one (instruction-tuned on the general mixture if "
+        "asked) or pretraining one on it"
     script:
         "../scripts/base_model.py"

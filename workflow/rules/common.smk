@@ -32,8 +32,13 @@ GENERAL = "general"
 
 ORDERS = {int(key): list(tasks) for key, tasks in config["orders"].items()}
 BENCHMARK_TASKS = [task["name"] for task in config["benchmark"]["tasks"]]
-# Only the synthetic benchmark comes with a general-ability set (and can pretrain a base on it).
-HAS_GENERAL = config["benchmark"]["name"] == "synthetic"
+# The synthetic benchmark generates a general-ability set; a real one may draw it from tasks
+# outside the study (benchmark.general), to instruction-tune a pretrained base and to measure
+# what the sequence costs it.
+HAS_GENERAL = config["benchmark"]["name"] == "synthetic" or bool(
+    config["benchmark"].get("general")
+)
+INSTRUCTION_TUNED = bool(config["base_model"].get("instruction_tune"))
 
 
 def _real_benchmark_problems():
@@ -50,9 +55,37 @@ def _real_benchmark_problems():
     ]
     if not config["base_model"].get("pretrained"):
         problems.append(
-            "base_model.pretrained: a real benchmark has no general mixture to pretrain on; "
+            "base_model.pretrained: a real benchmark builds no model to pretrain; "
             "name a pretrained model"
         )
+    for task in benchmark.get("from_test_file") or []:
+        if task not in BENCHMARK_TASKS:
+            problems.append(f"benchmark.from_test_file: {task!r} is not in benchmark.tasks")
+    for entry in benchmark["tasks"]:
+        counts = [
+            entry.get(f"{split}_per_class", benchmark.get(f"{split}_per_class"))
+            for split in ("train", "test")
+        ]
+        if entry["name"] in (benchmark.get("from_test_file") or []) and not (
+            benchmark["name"] == "olora" and all(counts)
+        ):
+            problems.append(
+                f"benchmark.from_test_file: {entry['name']!r} needs an olora benchmark and "
+                "train_per_class and test_per_class set to split a test file"
+            )
+    general = (benchmark.get("general") or {}).get("tasks", [])
+    studied = set(BENCHMARK_TASKS) | {t for tasks in ORDERS.values() for t in tasks}
+    problems += [
+        f"benchmark.general.tasks: {task!r} is not a known task (known: {sorted(TASKS)})"
+        for task in general
+        if task not in TASKS
+    ]
+    problems += [
+        f"benchmark.general.tasks: {task!r} is also a task of the study; the general set "
+        "must be held out from every order"
+        for task in general
+        if task in studied
+    ]
     key = {"olora": "olora_dir", "trace": "trace_dir"}.get(benchmark["name"])
     if key and not (benchmark.get(key) and Path(benchmark[key]).is_dir()):
         problems.append(
@@ -102,8 +135,20 @@ def _check_study():
     for task in config["train"].get("task_epochs") or {}:
         if task not in BENCHMARK_TASKS:
             problems.append(f"train.task_epochs: {task!r} is not in benchmark.tasks")
-    if not HAS_GENERAL:
+    if config["benchmark"]["name"] != "synthetic":
         problems += _real_benchmark_problems()
+    if config["benchmark"].get("general") and config["benchmark"]["name"] not in ("olora", "hub"):
+        problems.append(
+            "benchmark.general: only the olora and hub benchmarks draw a general mixture from "
+            "their tasks (the synthetic one generates its own)"
+        )
+    if INSTRUCTION_TUNED and not (
+        config["base_model"].get("pretrained") and config["benchmark"].get("general")
+    ):
+        problems.append(
+            "base_model.instruction_tune: needs a pretrained base and a benchmark.general "
+            "mixture to tune it on"
+        )
     if GENERAL in BENCHMARK_TASKS:
         problems.append(
             f"benchmark.tasks: {GENERAL!r} is reserved for the general-ability set"
@@ -332,9 +377,11 @@ def checkpoint_eval_names(wildcards):
 
 
 def base_model_inputs(wildcards):
-    """A pretrained base needs no data; a built one pretrains on the general mixture."""
+    """A built base pretrains on the general mixture; a pretrained one needs it only to be
+    instruction-tuned on it."""
     if config["base_model"].get("pretrained"):
-        return {}
+        general = f"{RESULTS}/data/{GENERAL}/train.jsonl"
+        return {"general": general} if INSTRUCTION_TUNED else {}
     return {
         "general": f"{RESULTS}/data/{GENERAL}/train.jsonl",
         "vocabulary": expand(

@@ -1,4 +1,5 @@
-"""Snakemake adapter: the base model, loaded by name or built and pretrained (asvd.training)."""
+"""Snakemake adapter: the base model, loaded by name (and instruction-tuned) or built and
+pretrained (asvd.training)."""
 from asvd.runtime import stage
 
 with stage(snakemake):
@@ -7,7 +8,9 @@ with stage(snakemake):
     if snakemake.params.pretrained:
         fetch_base_model(snakemake.params.pretrained, snakemake.output.model,
                          snakemake.output.log_json, warm_start=snakemake.params.warm_start,
-                         seed=snakemake.params.seed)
+                         seed=snakemake.params.seed,
+                         general_train=snakemake.input.get("general"),
+                         settings=snakemake.params.train)
     else:
         train_base_model(
             snakemake.input.general,

@@ -86,11 +86,34 @@ def _configure_metrics(parser: argparse.ArgumentParser) -> None:
     "metrics", "print AA, BWT, FWT, forgetting of an accuracy matrix as JSON", _configure_metrics
 )
 def _metrics(args: argparse.Namespace) -> int:
-    from asvd.metrics import cl_metrics, read_accuracy_csv
+    """Accepts partial matrices (published logs): a metric whose cells are missing is null, and
+    ``notes`` says which cells it lacked."""
+    from asvd.metrics import cl_metrics, metric_notes, read_accuracy_csv
 
     try:
-        matrix = read_accuracy_csv(args.matrix_csv)
+        matrix = read_accuracy_csv(args.matrix_csv, partial=True)
     except (OSError, ValueError) as err:
         raise CliError(f"cannot read accuracy matrix: {err}") from err
-    print(json.dumps(cl_metrics(matrix), indent=2))
+    notes = metric_notes(matrix)
+    print(json.dumps({**cl_metrics(matrix), **({"notes": notes} if notes else {})}, indent=2))
+    return 0
+
+
+def _configure_import_olora(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="an O-LoRA run: outputs/<k>-<task>/all_results.json per step")
+    parser.add_argument("out_csv", help="where to write its accuracy matrix (no base row; cells "
+                                        "of tasks not evaluated at a step empty)")
+
+
+@command("import-olora", "turn O-LoRA's per-step all_results.json files into an accuracy-matrix "
+         "CSV", _configure_import_olora)
+def _import_olora(args: argparse.Namespace) -> int:
+    from asvd.metrics import read_olora_results, write_accuracy_csv
+
+    try:
+        matrix = read_olora_results(args.run_dir)
+    except (OSError, ValueError) as err:
+        raise CliError(f"cannot read O-LoRA results: {err}") from err
+    write_accuracy_csv(matrix, args.out_csv, partial=True)
+    print(f"{args.out_csv}: {len(matrix)} steps x {len(matrix.columns)} tasks")
     return 0

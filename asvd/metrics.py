@@ -97,8 +97,9 @@ def _none_if_nan(value: float | None) -> float | None:
 def _split_matrix(matrix: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray]:
     """Return (base row or None, T x T array of the rows after each task).
 
-    A matrix without a ``base`` row is accepted because O-LoRA publishes only the rows after
-    training steps; metrics that need the base row are then undefined.
+    A matrix without a ``base`` row (or with an empty one) is accepted because published logs
+    (O-LoRA's) give only the rows after training steps; metrics that need the base row are then
+    undefined.
     """
     tasks = list(matrix.columns)
     labels = list(matrix.index)
@@ -109,7 +110,48 @@ def _split_matrix(matrix: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray]:
             f"[{BASE_ROW!r} (optional), *tasks] with tasks {tasks}"
         )
     values = matrix.to_numpy(dtype=float)
-    return (values[0] if first_step else None), values[first_step:]
+    base = values[0] if first_step and not np.isnan(values[0]).all() else None
+    return base, values[first_step:]
+
+
+def metric_notes(matrix: pd.DataFrame) -> list[str]:
+    """Why a metric of a partial matrix is null: the cells it needs that are missing."""
+    if list(matrix.index)[-1:] == [JOINT_ROW]:
+        return []
+    base, steps = _split_matrix(matrix)
+    tasks = list(matrix.columns)
+    n_tasks = len(tasks)
+    final = [f"R[{tasks[-1]}][{t}]" for j, t in enumerate(tasks) if np.isnan(steps[-1, j])]
+    diagonal = [f"R[{t}][{t}]" for j, t in enumerate(tasks) if np.isnan(steps[j, j])]
+    notes = []
+    if final:
+        notes.append(f"aa is null: missing {', '.join(final)}")
+    if diagonal:
+        notes.append(f"learning_accuracy is null: missing {', '.join(diagonal)}")
+    if n_tasks > 1:
+        left_out = [t for j, t in enumerate(tasks[:-1])
+                    if np.isnan(steps[-1, j]) or np.isnan(steps[j, j])]
+        if left_out:
+            notes.append(f"bwt leaves out {', '.join(left_out)} (a cell missing)")
+        unmeasured = [t for j, t in enumerate(tasks[:-1])
+                      if np.isnan(steps[-1, j]) or np.isnan(steps[:-1, j]).all()]
+        if unmeasured:
+            notes.append(f"forgetting leaves out {', '.join(unmeasured)} (a cell missing)")
+    if n_tasks > 1 and base is None:
+        notes.append("fwt is null: the matrix has no base row (the model before training)")
+    elif n_tasks > 1:
+        zero_shot = [f"R[{tasks[j - 1]}][{tasks[j]}]" for j in range(1, n_tasks)
+                     if np.isnan(steps[j - 1, j])] + [
+                     f"R[base][{t}]" for j, t in enumerate(tasks[1:], 1) if np.isnan(base[j])]
+        if zero_shot:
+            notes.append(f"fwt is null: missing {', '.join(zero_shot)}")
+    return notes
+
+
+def _mean_of_present(terms: np.ndarray) -> float:
+    """Mean of the per-task terms whose cells exist (NaN when none does)."""
+    present = terms[~np.isnan(terms)]
+    return float(np.mean(present)) if present.size else math.nan
 
 
 def cl_metrics(matrix: pd.DataFrame) -> dict[str, float | None]:
@@ -125,6 +167,10 @@ def cl_metrics(matrix: pd.DataFrame) -> dict[str, float | None]:
       training reached, not against the base model, which was never trained on task j. Rows
       before task j was learned are included (also as in Chaudhry); missing (NaN) entries, as
       in O-LoRA's published results, are ignored by the max.
+
+    In a partial matrix (a published log) BWT and forgetting average over the tasks whose cells
+    exist (:func:`metric_notes` names the ones left out); AA, learning accuracy and FWT need
+    every cell of theirs and are None otherwise.
 
     BWT, FWT and forgetting are undefined (None) for a single task. A joint (MTL) matrix has
     only AA: its one model saw every task at once.
@@ -144,9 +190,9 @@ def cl_metrics(matrix: pd.DataFrame) -> dict[str, float | None]:
         "learning_accuracy": float(np.mean(diagonal)),
     }
     if n_tasks > 1:
-        metrics["bwt"] = float(np.mean(final[:-1] - diagonal[:-1]))
+        metrics["bwt"] = _mean_of_present(final[:-1] - diagonal[:-1])
         best_before_last = np.fmax.reduce(steps[:-1, :-1], axis=0)  # ignores NaN
-        metrics["forgetting"] = float(np.mean(best_before_last - final[:-1]))
+        metrics["forgetting"] = _mean_of_present(best_before_last - final[:-1])
         if base is not None:
             zero_shot = steps[np.arange(n_tasks - 1), np.arange(1, n_tasks)]
             metrics["fwt"] = float(np.mean(zero_shot - base[1:]))
@@ -156,33 +202,51 @@ def cl_metrics(matrix: pd.DataFrame) -> dict[str, float | None]:
 # --------------------------------------------------------------------------- CSV format
 
 
-def _check_matrix(matrix: pd.DataFrame, source: str | os.PathLike) -> None:
-    """Enforce the fixed CSV layout (rows base, tasks...; finite percents) before write or use."""
+def _check_matrix(matrix: pd.DataFrame, source: str | os.PathLike, partial: bool = False) -> None:
+    """Enforce the fixed CSV layout (rows base, tasks...; finite percents) before write or use.
+
+    ``partial``: a published log's matrix, which may lack the base row and leave cells empty
+    (NaN: tasks not evaluated at a step).
+    """
     tasks = list(matrix.columns)
     if not tasks:
         raise ValueError(f"{source}: accuracy matrix has no task columns")
     if len(set(tasks)) != len(tasks):
         raise ValueError(f"{source}: duplicate task columns {tasks}")
     expected = [BASE_ROW, *tasks]
-    if list(matrix.index) not in (expected, [BASE_ROW, JOINT_ROW]):
+    layouts = [expected, [BASE_ROW, JOINT_ROW]] + ([tasks] if partial else [])
+    if list(matrix.index) not in layouts:
         raise ValueError(f"{source}: rows {list(matrix.index)} should be {expected} "
-                         f"(or {[BASE_ROW, JOINT_ROW]} for a jointly trained model)")
+                         + ("(base optional) " if partial else "")
+                         + f"(or {[BASE_ROW, JOINT_ROW]} for a jointly trained model)")
     values = matrix.to_numpy(dtype=float)
-    if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 100:
-        raise ValueError(f"{source}: accuracies must be finite percentages in [0, 100]")
+    present = values[~np.isnan(values)] if partial else values
+    if not np.all(np.isfinite(present)) or (present.size and (present.min() < 0 or present.max() > 100)):
+        raise ValueError(f"{source}: accuracies must be finite percentages in [0, 100]"
+                         + (" or empty" if partial else ""))
 
 
-def _parse_cell(text: str, path: str | os.PathLike, line: int) -> float:
+def _parse_cell(text: str, path: str | os.PathLike, line: int, partial: bool) -> float:
+    if partial and not text.strip():
+        return math.nan
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"{path}:{line}: {text!r} is not a number") from None
+        hint = " (empty cells are allowed only in a partial matrix)" if not text.strip() else ""
+        raise ValueError(f"{path}:{line}: {text!r} is not a number{hint}") from None
 
 
-def read_accuracy_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read and validate an accuracy-matrix CSV (header ``after,<tasks>``, rows base, tasks)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.reader(handle) if row]
+def read_accuracy_csv(path: str | os.PathLike, partial: bool = False) -> pd.DataFrame:
+    """Read and validate an accuracy-matrix CSV (header ``after,<tasks>``, rows base, tasks).
+
+    ``partial``: accept what published logs give, empty cells and no base row. A UTF-8 byte
+    order mark (spreadsheets write one) and CRLF line ends are accepted either way.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if row]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
     if not rows:
         raise ValueError(f"{path}: empty file, expected header '{INDEX_NAME},<task1>,...'")
     header, body = rows[0], rows[1:]
@@ -192,18 +256,19 @@ def read_accuracy_csv(path: str | os.PathLike) -> pd.DataFrame:
         if len(row) != len(header):
             raise ValueError(f"{path}:{line}: {len(row)} fields, header has {len(header)}")
     values = [
-        [_parse_cell(cell, path, line) for cell in row[1:]]
+        [_parse_cell(cell, path, line, partial) for cell in row[1:]]
         for line, row in enumerate(body, start=2)
     ]
     index = pd.Index([row[0] for row in body], name=INDEX_NAME)
     matrix = pd.DataFrame(values, index=index, columns=header[1:], dtype=float)
-    _check_matrix(matrix, path)
+    _check_matrix(matrix, path, partial)
     return matrix
 
 
-def write_accuracy_csv(matrix: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Validate ``matrix`` and write it atomically in the fixed CSV layout."""
-    _check_matrix(matrix, path)
+def write_accuracy_csv(matrix: pd.DataFrame, path: str | os.PathLike, partial: bool = False) -> None:
+    """Validate ``matrix`` and write it atomically in the fixed CSV layout (``partial``: missing
+    cells written empty, as :func:`read_accuracy_csv` reads them back)."""
+    _check_matrix(matrix, path, partial)
     frame = matrix.copy()
     frame.index.name = INDEX_NAME
     write_text(path, frame.to_csv(lineterminator="\n"))

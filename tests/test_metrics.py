@@ -21,6 +21,7 @@ from asvd.metrics import (
     accuracy_matrix,
     cl_metrics,
     collect_run,
+    metric_notes,
     read_accuracy_csv,
     read_olora_results,
     summarise_run,
@@ -278,7 +279,8 @@ def test_olora_step_without_predictions_is_nan(tmp_path):
     matrix = read_olora_results(tmp_path)
     assert matrix.loc["b"].isna().all()
     assert cl_metrics(matrix)["aa"] == pytest.approx(80.0)
-    assert cl_metrics(matrix)["bwt"] is None
+    assert cl_metrics(matrix)["bwt"] == pytest.approx(-20.0)  # task b's R[b][b] is unknown: left out
+    assert cl_metrics(matrix)["learning_accuracy"] is None
 
 
 def test_olora_missing_seen_task_is_an_error(tmp_path):
@@ -410,3 +412,84 @@ def test_cli_wrong_arguments_from_the_shell_show_no_traceback():
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.startswith("usage: ")
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+# --------------------------------------------------------------------------- partial matrices
+
+
+def olora_by_hand(run_dir: Path) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """The tasks and per-step scores of an O-LoRA run, read straight from its JSON files."""
+    steps = sorted((run_dir / "outputs").iterdir(), key=lambda p: int(p.name.split("-")[0]))
+    tasks = [p.name.split("-", 1)[1] for p in steps]
+    scores = {}
+    for task, step in zip(tasks, steps):
+        results = json.loads((step / "all_results.json").read_text())
+        scores[task] = {t: results[f"predict_exact_match_for_{t}"] for t in tasks
+                        if f"predict_exact_match_for_{t}" in results}
+    return tasks, scores
+
+
+@pytest.mark.parametrize("run", ["order1_olora", "order1_seqft", "order1_seqlora"])
+def test_published_olora_runs_import_to_csv_and_give_the_metrics_computed_by_hand(run, tmp_path,
+                                                                                  capsys):
+    if not OLORA_RESULTS.is_dir():
+        pytest.skip(f"{OLORA_RESULTS} not present")
+    csv_path = tmp_path / f"{run}.csv"
+    assert main(["import-olora", str(OLORA_RESULTS / run), str(csv_path)]) == 0
+    capsys.readouterr()
+    assert main(["metrics", str(csv_path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    tasks, scores = olora_by_hand(OLORA_RESULTS / run)
+    final = scores[tasks[-1]]
+    assert printed["aa"] == pytest.approx(sum(final.values()) / len(tasks))
+    kept = [t for t in tasks[:-1] if t in scores[t]]  # seqlora's step 3 logged nothing
+    bwt = sum(final[t] - scores[t][t] for t in kept) / len(kept)
+    assert printed["bwt"] == pytest.approx(bwt)
+    assert printed["fwt"] is None and any("no base row" in note for note in printed["notes"])
+    if run == "order1_seqlora":
+        assert len(kept) == 2 and "bwt leaves out yahoo" in " ".join(printed["notes"])
+        assert printed["learning_accuracy"] is None
+
+
+def test_a_partial_csv_with_empty_cells_bom_and_crlf_is_read(tmp_path, capsys):
+    path = tmp_path / "published.csv"
+    path.write_bytes("\ufeffafter,a,b,c\r\na,80,,\r\nb,70,90,\r\nc,60,85,95\r\n".encode("utf-8"))
+    matrix = read_accuracy_csv(path, partial=True)
+    assert list(matrix.index) == TASKS and math.isnan(matrix.loc["a", "b"])
+    with pytest.raises(ValueError, match=r":2: '' is not a number \(empty cells are allowed only"):
+        read_accuracy_csv(path)  # the pipeline's own matrices stay complete
+    assert main(["metrics", str(path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["aa"] == pytest.approx(80.0) and printed["bwt"] == pytest.approx(-12.5)
+    assert printed["forgetting"] == pytest.approx(12.5)  # (80 - 60 + 90 - 85) / 2
+    empty_base = tmp_path / "empty_base.csv"
+    empty_base.write_text("after,a,b\nbase,,\na,80,\nb,60,90\n")
+    assert main(["metrics", str(empty_base)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["fwt"] is None and printed["bwt"] == pytest.approx(-20.0)
+    strict_bom = tmp_path / "strict.csv"
+    strict_bom.write_bytes("\ufeffafter,a\r\nbase,10\r\na,70\r\n".encode("utf-8"))
+    assert read_accuracy_csv(strict_bom).loc["a", "a"] == 70.0
+
+
+def test_a_partial_matrix_names_what_each_null_metric_lacks():
+    matrix = make_matrix([[80.0, np.nan, np.nan], [np.nan, np.nan, np.nan], [60.0, np.nan, 95.0]],
+                         base=False)
+    metrics, notes = cl_metrics(matrix), " | ".join(metric_notes(matrix))
+    assert metrics["aa"] is None and "aa is null: missing R[c][b]" in notes
+    assert metrics["learning_accuracy"] is None and "missing R[b][b]" in notes
+    assert metrics["bwt"] == pytest.approx(-20.0) and "bwt leaves out b" in notes
+    assert "forgetting leaves out b" in notes
+
+
+def test_a_binary_or_non_utf8_matrix_file_is_named(tmp_path, capsys):
+    path = tmp_path / "R.csv"
+    path.write_bytes(b"\xff\xfe\x00\x01binary")
+    assert main(["metrics", str(path)]) == 2
+    assert f"{path}: not a UTF-8 text file" in capsys.readouterr().err
+
+
+def test_import_olora_names_a_bad_run_directory(tmp_path, capsys):
+    assert main(["import-olora", str(tmp_path / "nowhere"), str(tmp_path / "R.csv")]) == 2
+    assert "cannot read O-LoRA results" in capsys.readouterr().err
+    assert not (tmp_path / "R.csv").exists()

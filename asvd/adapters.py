@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 
@@ -23,10 +24,17 @@ STATE_FILE = "lora_state.safetensors"
 ADAPTER = "default"
 
 
+def adapter_seed(seed: int, task_index: int) -> int:
+    """The seed of task ``task_index``'s fresh adapter: distinct per task, fixed by the run seed
+    (one seed for every task would start each new A equal to task 1's, where O-LoRA's
+    orthogonality loss is largest)."""
+    return int(np.random.SeedSequence([seed, task_index]).generate_state(1)[0])
+
+
 def attach_lora(model, spec: Mapping, targets: list[str], seed: int,
                 state: Mapping[str, torch.Tensor] | None = None):
-    """Wrap ``model`` with a fresh LoRA adapter on ``targets`` (seeded A, zero B), or with the
-    adapter in ``state`` (``<target>.A`` / ``<target>.B``); only the adapter trains."""
+    """Wrap ``model`` with a fresh LoRA adapter on ``targets`` (A from ``seed``, zero B), or with
+    the adapter in ``state`` (``<target>.A`` / ``<target>.B``); only the adapter trains."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
@@ -55,22 +63,32 @@ def lora_layers(wrapped, targets: list[str]) -> dict[str, torch.nn.Module]:
 class OrthogonalLoRA:
     """O-LoRA's extra loss (Wang et al. 2023): ``lambda1 * sum_targets |A_new A_old^T|_1`` over the
     stored A of every earlier task, plus ``lambda2`` times the sum of the new adapter's
-    parameter norms (their code's L2 term)."""
+    parameter norms (their code's L2 term). The stored A matrices (read from the checkpoint on
+    the CPU) follow the new adapter to its device, wherever training has put it."""
 
     def __init__(self, layers: Mapping[str, torch.nn.Module], old_a: Mapping[str, torch.Tensor],
                  lambda1: float, lambda2: float):
         self.layers, self.old_a = dict(layers), dict(old_a)
         self.lambda1, self.lambda2 = lambda1, lambda2
 
+    def stored_a(self, name: str, beside: torch.Tensor) -> torch.Tensor:
+        """Task ``name``'s stored A matrices on the device (and dtype) of ``beside``."""
+        old = self.old_a[name]
+        if old.device != beside.device or old.dtype != beside.dtype:
+            old = self.old_a[name] = old.to(device=beside.device, dtype=beside.dtype)
+        return old
+
     def __call__(self, model, batch, outputs) -> torch.Tensor:
-        total = torch.zeros(())
+        total = None
         for name, layer in self.layers.items():
             new_a = layer.lora_A[ADAPTER].weight
+            if total is None:
+                total = torch.zeros((), device=new_a.device)
             if self.lambda1 and name in self.old_a:
-                total = total + self.lambda1 * torch.abs(new_a @ self.old_a[name].T).sum()
+                total = total + self.lambda1 * torch.abs(new_a @ self.stored_a(name, new_a).T).sum()
             if self.lambda2:
                 total = total + self.lambda2 * (new_a.norm() + layer.lora_B[ADAPTER].weight.norm())
-        return total
+        return total if total is not None else torch.zeros(())
 
 
 def read_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:

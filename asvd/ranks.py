@@ -1,8 +1,8 @@
 """Rank rules: how many top singular directions of each target are frozen (METHOD.md section 3).
 
 Every rule maps ``{target name: (d_out, d_in)}`` (plus, for ``Importance``, per-target importance
-scores) to ``{target name: k}`` with k clamped to [0, r - 1], r = min(d_out, d_in); k = 0 means
-the target is not constrained.
+scores) to ``{target name: k}`` with k clamped to [0, r - 1], r = min(d_out, d_in) (the released
+script's ``linear`` rule: to [0, r]); k = 0 means the target is not constrained.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Mapping
 Shapes = Mapping[str, tuple[int, int]]
 
 
-def clamp_rank(k: int, shape: tuple[int, int]) -> int:
-    """Clamp a frozen count to [0, r - 1] so at least one direction always stays trainable."""
-    return max(0, min(int(k), min(shape) - 1))
+def clamp_rank(k: int, shape: tuple[int, int], whole: bool = False) -> int:
+    """Clamp a frozen count to [0, r - 1] so at least one direction always stays trainable
+    (``whole``: to [0, r], a matrix may freeze completely)."""
+    return max(0, min(int(k), min(shape) - (0 if whole else 1)))
 
 
 @dataclass(frozen=True)
@@ -109,18 +110,22 @@ class Importance:
 
 @dataclass(frozen=True)
 class Linear:
-    """The released T5 script: k = floor(max(d_out, d_in) * step * (task - 1)), clamped.
+    """The released T5 script: k = floor(max(d_out, d_in) * step * (task - 1)), clamped to r.
 
-    It uses max(), so wide FFN matrices freeze completely after a few tasks; kept faithfully.
+    It uses max(), so wide FFN matrices freeze completely (k = r: nothing of them trains) after a
+    few tasks, as in that script; ``freeze_whole: false`` keeps one direction free (r - 1) like
+    every other rule.
     """
 
     task: int
     step: float = 0.07
+    freeze_whole: bool = True
     needs_importance = False
 
     def frozen_ranks(self, shapes: Shapes, importance=None) -> dict[str, int]:
         ratio = self.step * (self.task - 1)
-        return {name: clamp_rank(math.floor(max(s) * ratio), s) for name, s in shapes.items()}
+        return {name: clamp_rank(math.floor(max(s) * ratio), s, whole=self.freeze_whole)
+                for name, s in shapes.items()}
 
 
 @dataclass(frozen=True)

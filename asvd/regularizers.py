@@ -9,10 +9,12 @@ per training step as ``term(model, batch, outputs) -> scalar tensor`` (see
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from asvd.models import is_causal
 
@@ -41,9 +43,28 @@ def fisher_diagonal(model: torch.nn.Module, batches: Iterable[Mapping[str, torch
     return {name: value / count for name, value in fisher.items()}
 
 
+FISHER_FILE = "ewc_fisher.safetensors"
+
+
+def read_fisher(checkpoint: str | Path) -> dict[str, torch.Tensor]:
+    """The accumulated Fisher an EWC checkpoint carries (empty before the second task)."""
+    path = Path(checkpoint) / FISHER_FILE
+    return load_file(path) if path.is_file() else {}
+
+
+def online_fisher(accumulated: Mapping[str, torch.Tensor], latest: Mapping[str, torch.Tensor],
+                  decay: float) -> dict[str, torch.Tensor]:
+    """Online EWC's Fisher (Schwarz et al. 2018): ``decay * F_accumulated + F_latest``, so every
+    earlier task keeps a (decayed) share of the penalty; ``decay`` 0 keeps the previous task's
+    alone."""
+    return {name: latest[name] + decay * accumulated[name].to(latest[name].device)
+            if name in accumulated else latest[name] for name in latest}
+
+
 class EWCPenalty:
     """``lambda / 2 * sum_i F_i (theta_i - theta*_i)^2`` with theta* the previous task's weights and
-    F the diagonal Fisher on the previous task's data (Kirkpatrick et al. 2017)."""
+    F a diagonal Fisher (Kirkpatrick et al. 2017): online EWC's accumulated one, which covers
+    every earlier task (:func:`online_fisher`)."""
 
     def __init__(self, model: torch.nn.Module, fisher: Mapping[str, torch.Tensor], strength: float):
         params = dict(model.named_parameters())

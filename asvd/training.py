@@ -17,7 +17,15 @@ import torch
 from tqdm.auto import tqdm
 
 from asvd import ranks
-from asvd.adapters import STATE_FILE, OrthogonalLoRA, attach_lora, lora_layers, next_state, read_state
+from asvd.adapters import (
+    STATE_FILE,
+    OrthogonalLoRA,
+    adapter_seed,
+    attach_lora,
+    lora_layers,
+    next_state,
+    read_state,
+)
 from asvd.constraint import OrthogonalSubspace
 from asvd.data import load_records
 from asvd.importance import importance_scores
@@ -43,7 +51,14 @@ from asvd.models import (
     save_checkpoint,
     warm_start_encoder_decoder,
 )
-from asvd.regularizers import DistillationLoss, EWCPenalty, fisher_diagonal
+from asvd.regularizers import (
+    FISHER_FILE,
+    DistillationLoss,
+    EWCPenalty,
+    fisher_diagonal,
+    online_fisher,
+    read_fisher,
+)
 from asvd.replay import replay_mix
 from asvd.resume import fingerprint, load_state, save_state
 from asvd.svd import cached_svd
@@ -371,19 +386,24 @@ def build_constraint(model, tokenizer, method: Mapping, modules: Mapping[str, to
 
 
 def build_penalties(model, tokenizer, method: Mapping, task_index: int,
-                    previous_records: Sequence[Mapping], settings: TrainSettings, seed: int) -> list:
-    """The loss terms a method's ``ewc`` / ``lwf`` blocks add from the second task on."""
+                    previous_records: Sequence[Mapping], settings: TrainSettings, seed: int,
+                    fisher_so_far: Mapping[str, torch.Tensor]) -> tuple[list, dict]:
+    """The loss terms a method's ``ewc`` / ``lwf`` blocks add from the second task on, and the
+    files the new checkpoint carries for them (EWC: the Fisher accumulated over every earlier
+    task, from ``fisher_so_far``, the previous checkpoint's)."""
     if task_index == 1:
-        return []
-    terms = []
+        return [], {}
+    terms, files = [], {}
     if method.get("ewc"):
         spec = method["ewc"]
         batches = _sample_batches(model, tokenizer, previous_records, settings,
                                   spec["fisher_samples"], seed)
-        terms.append(EWCPenalty(model, fisher_diagonal(model, batches), spec["strength"]))
+        fisher = online_fisher(fisher_so_far, fisher_diagonal(model, batches), spec.get("decay", 1.0))
+        terms.append(EWCPenalty(model, fisher, spec["strength"]))
+        files[FISHER_FILE] = fisher
     if method.get("lwf"):
         terms.append(DistillationLoss(model, method["lwf"]["strength"], method["lwf"]["temperature"]))
-    return terms
+    return terms, files
 
 
 def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_file: str | Path,
@@ -443,11 +463,12 @@ def _finetune_task_process(checkpoint, svd_path, train_file, previous_train_file
         target_weights = {id(m.weight) for m in targets.values()}
         for param in model.parameters():
             param.requires_grad_(id(param) in target_weights)
-    penalties = build_penalties(model, tokenizer, method, task_index, previous_records, train_settings,
-                                seed)
+    penalties, extra_files = build_penalties(model, tokenizer, method, task_index, previous_records,
+                                       train_settings, seed, read_fisher(checkpoint))
     if lora:
         lora_targets = list(find_targets(model, lora.get("target_modules", "auto")))
-        model = attach_lora(model, lora, lora_targets, seed, lora_state if continue_shared else None)
+        model = attach_lora(model, lora, lora_targets, adapter_seed(seed, task_index),
+                            lora_state if continue_shared else None)
         layers = lora_layers(model, lora_targets)
         if lora.get("orthogonal"):
             old_a = {name: lora_state[f"{name}.A"] for name in lora_targets if f"{name}.A" in lora_state}
@@ -460,9 +481,8 @@ def _finetune_task_process(checkpoint, svd_path, train_file, previous_train_file
     result = train(model, tokenizer, records, train_settings, seed, constraint=constraint,
                    desc=f"{task} ({task_index}/{task_count})", penalties=penalties,
                    resume_file=resume_file, resume_key=resume_key, accelerator=accelerator)
-    extra = {}
     if lora:
-        extra[STATE_FILE] = next_state(layers, lora_state, lora["per_task"])
+        extra_files[STATE_FILE] = next_state(layers, lora_state, lora["per_task"])
         model = model.merge_and_unload()
     result.update({
         "task": task,
@@ -479,7 +499,7 @@ def _finetune_task_process(checkpoint, svd_path, train_file, previous_train_file
     sharded = train_settings.sharded(accelerator.num_processes)
     whole = gathered_state(model)[0] if sharded else None  # every process takes part
     if accelerator.is_main_process:
-        save_checkpoint(model, tokenizer, out_dir, extra_tensors=extra, state_dict=whole)
+        save_checkpoint(model, tokenizer, out_dir, extra_tensors=extra_files, state_dict=whole)
         write_json(log_json, result)
         if resume_file:
             Path(resume_file).unlink(missing_ok=True)

@@ -61,6 +61,44 @@ def test_ewc_penalty_is_zero_at_the_anchor_and_fisher_weighted_away_from_it():
     assert penalty(model, None, None).item() == pytest.approx(1.5 * 10 * 0.25 + 1.5 * 2 * 1.0)
 
 
+def test_online_ewc_keeps_every_earlier_tasks_fisher_in_the_penalty(tmp_path):
+    """Three tasks: the third task's penalty holds decay x task 1's Fisher + task 2's."""
+    from asvd.io import write_jsonl
+    from asvd.models import load_checkpoint, save_checkpoint
+    from asvd.regularizers import FISHER_FILE, read_fisher
+    from asvd.training import _sample_batches, finetune_task
+
+    model, _ = tiny_model()
+    tokenizer = build_word_tokenizer([t for r in RECORDS for t in (r["input"], r["target"])])
+    save_checkpoint(model, tokenizer, tmp_path / "base")
+    tasks = {"one": RECORDS[:2], "two": RECORDS[2:], "three": RECORDS[1:3]}
+    for task, records in tasks.items():
+        write_jsonl(tmp_path / f"{task}.jsonl", [{"id": f"{task}{i}", "task": task, "labels": None, **r}
+                                                 for i, r in enumerate(records)])
+    method = {"rank_rule": None, "ewc": {"strength": 10.0, "fisher_samples": 2, "decay": 0.5}}
+    settings = {"epochs": 5, "batch_size": 2, "lr": 1e-2, "max_source_length": 16}
+    previous, previous_train = tmp_path / "base", None
+    for step, task in enumerate(tasks, start=1):
+        finetune_task(previous, None, tmp_path / f"{task}.jsonl", previous_train, method, settings,
+                      task, step, 3, 0, tmp_path / f"step{step}", tmp_path / f"log{step}.json")
+        previous, previous_train = tmp_path / f"step{step}", tmp_path / f"{task}.jsonl"
+    assert read_fisher(tmp_path / "step1") == {} and (tmp_path / "step2" / FISHER_FILE).is_file()
+    task1 = read_fisher(tmp_path / "step2")  # task one's Fisher at the weights after task one
+
+    def fisher_of(checkpoint, records):
+        model, tokenizer = load_checkpoint(checkpoint)
+        batches = _sample_batches(model, tokenizer, records, TrainSettings(**settings), 2, 0)
+        return fisher_diagonal(model, batches)
+
+    torch.testing.assert_close(task1, fisher_of(tmp_path / "step1", tasks["one"]))
+    task2 = fisher_of(tmp_path / "step2", tasks["two"])
+    accumulated = read_fisher(tmp_path / "step3")
+    name = "model.layers.0.mlp.up_proj.weight"
+    assert task1[name].abs().sum() > 0 and task2[name].abs().sum() > 0
+    for key in task2:
+        torch.testing.assert_close(accumulated[key], task2[key] + 0.5 * task1[key])
+
+
 # --------------------------------------------------------------------------- LwF
 
 
@@ -207,16 +245,19 @@ def test_pertask_starts_every_task_from_the_base_model(tmp_path):
 # --------------------------------------------------------------------------- LoRA family
 
 
+class TinyLoRALayer(torch.nn.Module):
+    """What OrthogonalLoRA reads of a peft LoRA layer: lora_A / lora_B per adapter name."""
+
+    def __init__(self, device="cpu"):
+        super().__init__()
+        self.lora_A = torch.nn.ModuleDict({"default": torch.nn.Linear(2, 1, bias=False, device=device)})
+        self.lora_B = torch.nn.ModuleDict({"default": torch.nn.Linear(1, 2, bias=False, device=device)})
+
+
 def test_olora_orthogonality_term_value_and_gradient_by_hand():
     from asvd.adapters import OrthogonalLoRA
 
-    class Layer(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lora_A = torch.nn.ModuleDict({"default": torch.nn.Linear(2, 1, bias=False)})
-            self.lora_B = torch.nn.ModuleDict({"default": torch.nn.Linear(1, 2, bias=False)})
-
-    layer = Layer()
+    layer = TinyLoRALayer()
     with torch.no_grad():
         layer.lora_A["default"].weight.copy_(torch.tensor([[1.0, 2.0]]))
     old_a = torch.tensor([[3.0, -1.0], [0.0, 1.0]])
@@ -226,6 +267,31 @@ def test_olora_orthogonality_term_value_and_gradient_by_hand():
     value.backward()
     # d/dA_new of 0.5 * sum|A_new A_old^T| = 0.5 * sign([1, 2]) @ A_old = 0.5 * [3, 0]
     torch.testing.assert_close(layer.lora_A["default"].weight.grad, torch.tensor([[1.5, 0.0]]))
+
+
+@pytest.mark.parametrize("device", [
+    "meta",  # a device the stored (CPU) matrices are not on, without a GPU
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")),
+])
+def test_olora_compares_with_the_stored_adapters_on_the_new_adapters_device(device):
+    from asvd.adapters import OrthogonalLoRA
+
+    term = OrthogonalLoRA({"q": TinyLoRALayer(device)}, {"q": torch.ones(2, 2)}, lambda1=0.5,
+                          lambda2=0.1)
+    value = term(None, None, None)  # a CPU A against a device A raises without the move
+    assert value.device.type == device and term.old_a["q"].device.type == device
+
+
+def test_every_tasks_adapter_starts_from_its_own_seeded_init():
+    from asvd.adapters import adapter_seed, attach_lora, lora_layers
+
+    assert adapter_seed(0, 2) == adapter_seed(0, 2)
+    assert len({adapter_seed(seed, task) for seed in (0, 1) for task in (1, 2, 3)}) == 6
+    spec = {"r": 2, "alpha": 4, "dropout": 0.0}
+    q = "model.layers.0.self_attn.q_proj"
+    initial = [lora_layers(attach_lora(tiny_model()[0], spec, [q], adapter_seed(0, task)), [q])[q]
+               .lora_A["default"].weight for task in (1, 2)]
+    assert not torch.allclose(initial[0], initial[1])
 
 
 @pytest.fixture(scope="module")

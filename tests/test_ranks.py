@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -95,8 +96,29 @@ def test_linear_uses_max_dimension_like_the_released_script():
     assert ranks.Linear(task=1).frozen_ranks(shapes) == {"q": 0, "wi": 0}
     assert ranks.Linear(task=3).frozen_ranks(shapes) == {"q": 143, "wi": 573}
     assert ranks.Linear(task=4).frozen_ranks(shapes)["wi"] == 860
-    # from the 5th task the FFN matrix is frozen completely (clamped to r - 1)
-    assert ranks.Linear(task=5).frozen_ranks(shapes)["wi"] == 1023
+    # from the 5th task the FFN matrix is frozen completely, as in the released script
+    assert ranks.Linear(task=5).frozen_ranks(shapes)["wi"] == 1024
+    assert ranks.Linear(task=5, freeze_whole=False).frozen_ranks(shapes)["wi"] == 1023
+
+
+def test_a_completely_frozen_matrix_does_not_move():
+    from asvd.constraint import OrthogonalSubspace
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(4, 8))
+    rule = ranks.Linear(task=9, step=1.0)  # k = r for both
+    constraint = OrthogonalSubspace(model, [r"^0$", r"^1$"], rule)
+    assert constraint.frozen_ranks() == {"0": 4, "1": 4}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    constraint.wrap(optimizer)
+    before = [layer.weight.detach().clone() for layer in model]
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(torch.randn(5, 8)).square().sum().backward()
+        optimizer.step()
+    assert constraint.max_violation() <= 1e-5
+    for layer, weight in zip(model, before):
+        torch.testing.assert_close(layer.weight.detach(), weight, atol=1e-5, rtol=0)
 
 
 def test_progressive():

@@ -24,18 +24,20 @@ REQUIRED_KEYS = ("id", "task", "input", "target", "labels")
 
 def apply_template(template: str, *, task: str, category: str, instruction: str | None,
                    labels: Sequence[str], text: str) -> str:
-    """Render a classification prompt in the seed (paper) or O-LoRA style (BENCHMARKS.md s5).
+    """Render a classification prompt in the seed (paper) or O-LoRA style.
 
-    ``instruction=None`` drops the instruction (O-LoRA's COPA prompt has none).
+    ``olora`` is byte for byte what O-LoRA's loader and collator build (task and dataset prefix
+    on, as in its scripts): ``Task:<category>\nDataset:<dataset>\n<instruction> Choose one from
+    the option.\nOption: <labels> \n<text>\nAnswer:``. ``instruction=None`` drops the
+    instruction, and in O-LoRA's form the option line with it (COPA's prompt has neither).
     """
-    lead = "" if instruction is None else f"{instruction} "
     if template == "seed":
+        lead = "" if instruction is None else f"{instruction} "
         return f"{lead}Choose one from the following options [{', '.join(labels)}]. {text}"
     if template == "olora":
-        return (
-            f"Task:{category}\nDataset:{task}\n{lead}Choose one from the option."
-            f"Option: {', '.join(labels)} \n{text}\nAnswer:"
-        )
+        question = ("" if instruction is None else
+                    f"{instruction} Choose one from the option.\nOption: {', '.join(labels)} \n")
+        return f"Task:{category}\nDataset:{task}\n{question}{text}\nAnswer:"
     raise ValueError(f"data.template: unknown template {template!r} (expected one of {TEMPLATES})")
 
 
@@ -73,6 +75,17 @@ def synthetic_records(benchmark: Mapping, task: str, template: str, seed: int) -
     }
 
 
+def prompt_labels(benchmark: Mapping, info: tasks.Task, template: str) -> list[str]:
+    """The options in the order a prompt lists them: O-LoRA's prompts follow the task's
+    ``labels.json`` (read from the directory, or the order it is known to have for the hub);
+    the seed template keeps the registry's order."""
+    if template != "olora":
+        return list(info.labels)
+    if benchmark["name"] == "olora":
+        return sources.olora_labels(benchmark["olora_dir"], info)
+    return list(info.olora_labels or info.labels)
+
+
 def real_records(benchmark: Mapping, task: str, template: str, seed: int,
                  load_dataset=None) -> dict[str, list[dict]]:
     """Prepared train/test records of one real task from O-LoRA's directory or the hub.
@@ -85,7 +98,7 @@ def real_records(benchmark: Mapping, task: str, template: str, seed: int,
     info = tasks.task(task)
     dataset = info.olora_path.rsplit("/", 1)[-1]
     instruction = info.seed_instruction if template == "seed" else info.instruction
-    labels = list(info.labels)
+    labels = prompt_labels(benchmark, info, template)
     entry = next((t for t in benchmark.get("tasks", []) if t["name"] == task), {})
     per_class = {split: entry.get(f"{split}_per_class", benchmark[f"{split}_per_class"])
                  for split in ("train", "test")}
@@ -140,11 +153,12 @@ def general_records(benchmark: Mapping, template: str, seed: int,
         parts = sources.held_out_split(examples, spec["train_per_class"], spec["test_per_class"])
         dataset = info.olora_path.rsplit("/", 1)[-1]
         instruction = info.seed_instruction if template == "seed" else info.instruction
+        labels = prompt_labels(benchmark, info, template)
         for split, part in zip(("train", "test"), parts):
             prepared[split] += [
                 {"task": GENERAL, "skill": name,
                  "input": apply_template(template, task=dataset, category=info.category,
-                                         instruction=instruction, labels=list(info.labels),
+                                         instruction=instruction, labels=labels,
                                          text=ex["sentence"]),
                  "target": ex["label"], "labels": None}
                 for ex in part

@@ -51,11 +51,7 @@ def read_olora_split(root: str | Path, task: Task, split: str) -> tuple[list[dic
     task's label set (in any order).
     """
     folder = Path(root) / task.olora_path
-    labels_path = folder / "labels.json"
-    labels = _read_json_array(labels_path)
-    if sorted(labels) != sorted(task.labels):
-        raise ValueError(f"{labels_path}: labels {labels} are not the label set of {task.name} "
-                         f"{list(task.labels)}")
+    labels = olora_labels(root, task)
     path = folder / f"{split}.json"
     records = _read_records(path, ("sentence", "label"))
     allowed = set(labels) | {UNANSWERABLE}
@@ -64,6 +60,16 @@ def read_olora_split(root: str | Path, task: Task, split: str) -> tuple[list[dic
             raise ValueError(f"{path}: record {number} has label {record['label']!r}, not in "
                              f"{labels}")
     return records, labels
+
+
+def olora_labels(root: str | Path, task: Task) -> list[str]:
+    """The task's labels in its ``labels.json`` order (the order O-LoRA's prompts list them)."""
+    labels_path = Path(root) / task.olora_path / "labels.json"
+    labels = _read_json_array(labels_path)
+    if sorted(labels) != sorted(task.labels):
+        raise ValueError(f"{labels_path}: labels {labels} are not the label set of {task.name} "
+                         f"{list(task.labels)}")
+    return labels
 
 
 def balanced_sample(records: Sequence[dict], per_class: int | None, seed: int) -> list[dict]:

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 TOPIC = "What is the topic of the following paragraph?"
 SENTIMENT = "What is the sentiment of the following paragraph?"
-NLI = "What is the logical relationship between the 'sentence 1' and the 'sentence 2'?"
+# O-LoRA's instruction file quotes with double quotes; the seed template keeps single ones
+NLI = 'What is the logical relationship between the "sentence 1" and the "sentence 2"?'
+NLI_SEED = NLI.replace('"', "'")
+QQP = 'Whether the "first sentence" and the "second sentence" have the same meaning?'
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,10 @@ class Task:
     category: str  # O-LoRA's task category (first line of its prompt)
     olora_path: str  # directory under CL_Benchmark
     labels: tuple[str, ...]
-    instruction: str | None  # None: the O-LoRA prompt has no instruction line (COPA)
+    instruction: str | None  # O-LoRA's question (its prompt adds the rest); None: COPA has none
     seed_instruction: str
     hub: HubSource
+    olora_labels: tuple[str, ...] | None = None  # labels.json's order where it differs from labels
 
 
 def _glue_family(name, text, labels, test_split="validation", suite="glue", field="label"):
@@ -56,9 +60,10 @@ _YAHOO = ("Society & Culture", "Science & Mathematics", "Health", "Education & R
 _TRUE_FALSE = ("False", "True")  # label id 0 = False, 1 = True in GLUE / SuperGLUE
 
 
-def _task(name, category, olora_path, labels, instruction, hub, seed_instruction=None):
+def _task(name, category, olora_path, labels, instruction, hub, seed_instruction=None,
+          olora_labels=None):
     return Task(name, category, olora_path, tuple(labels), instruction,
-                seed_instruction or instruction, hub)
+                seed_instruction or instruction, hub, tuple(olora_labels) if olora_labels else None)
 
 
 TASKS: dict[str, Task] = {task.name: task for task in [
@@ -84,15 +89,18 @@ TASKS: dict[str, Task] = {task.name: task for task in [
           HubSource("stanfordnlp/imdb", None, "train", "test", "{text}", "label", ("Bad", "Good"))),
     _task("mnli", "NLI", "NLI/MNLI", ("entailment", "neutral", "contradiction"), NLI,
           _glue_family("mnli", _PAIR, ("entailment", "neutral", "contradiction"),
-                test_split="validation_matched")),
+                test_split="validation_matched"),
+          seed_instruction=NLI_SEED, olora_labels=("neutral", "entailment", "contradiction")),
     _task("rte", "NLI", "NLI/RTE", ("entailment", "contradiction"), NLI,
           _glue_family("rte", "sentence 1: {sentence1}\nsentence 2: {sentence2}",
-                ("entailment", "contradiction"))),
+                ("entailment", "contradiction")),
+          seed_instruction=NLI_SEED, olora_labels=("contradiction", "entailment")),
     _task("cb", "NLI", "NLI/CB", ("entailment", "contradiction", "neutral"), NLI,
-          _glue_family("cb", _PAIR, ("entailment", "contradiction", "neutral"), suite="super_glue")),
-    _task("qqp", "QQP", "QQP/QQP", ("True", "False"),
-          "Whether the 'first sentence' and the 'second sentence' have the same meaning?",
-          _glue_family("qqp", "first sentence: {question1}\nsecond sentence: {question2}", _TRUE_FALSE)),
+          _glue_family("cb", _PAIR, ("entailment", "contradiction", "neutral"), suite="super_glue"),
+          seed_instruction=NLI_SEED),
+    _task("qqp", "QQP", "QQP/QQP", ("True", "False"), QQP,
+          _glue_family("qqp", "first sentence: {question1}\nsecond sentence: {question2}", _TRUE_FALSE),
+          seed_instruction=QQP.replace('"', "'")),
     _task("wic", "WiC", "WiC/WiC", ("True", "False"),
           "Given a word and two sentences, whether the word is used with the same sense in both "
           "sentence?",
@@ -108,8 +116,9 @@ TASKS: dict[str, Task] = {task.name: task for task in [
     _task("multirc", "MultiRC", "MultiRC/MultiRC", ("True", "False"),
           "According to the following passage and question, is the candidate answer true or "
           "false?",
-          _glue_family("multirc", "paragraph: {paragraph}\nquestion: {question}\nanswer: {answer}",
-                _TRUE_FALSE, suite="super_glue")),
+          _glue_family("multirc", "paragraph: {paragraph}\nquestion: {question}\ncandidate answer: "
+                        "{answer}", _TRUE_FALSE, suite="super_glue"),
+          olora_labels=("False", "True")),
 ]}
 
 # The papers' task orders (BENCHMARKS.md s1-s2); configs copy them, this is the reference.

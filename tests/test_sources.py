@@ -2,6 +2,7 @@
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -63,7 +64,10 @@ def test_seed_template_and_copa_without_instruction():
     assert prompt == "What? Choose one from the following options [A, B]. x"
     copa = data.apply_template("olora", task="COPA", category="COPA", instruction=None,
                                labels=["A", "B"], text="premise")
-    assert copa == "Task:COPA\nDataset:COPA\nChoose one from the option.Option: A, B \npremise\nAnswer:"
+    assert copa == "Task:COPA\nDataset:COPA\npremise\nAnswer:"  # no instruction, no options
+    nli = data.apply_template("olora", task="CB", category="NLI", instruction="Why?",
+                              labels=["x", "y"], text="s")
+    assert nli == "Task:NLI\nDataset:CB\nWhy? Choose one from the option.\nOption: x, y \ns\nAnswer:"
 
 
 def test_unanswerable_mnli_items_are_kept_counted_and_never_correct(olora_dir, tmp_path):
@@ -267,3 +271,91 @@ def test_a_task_without_a_train_file_splits_its_test_file_disjointly(olora_dir):
     assert len(data.real_records(own, "dbpedia", "seed", 0)["train"]) == 3 * 14
     with pytest.raises(FileNotFoundError, match="train.json"):  # not listed: the train file is needed
         data.real_records(benchmark(olora_dir, train=4, test=2), "dbpedia", "seed", 0)
+
+
+# --------------------------------------------------------------------------- O-LoRA's own prompts
+
+OLORA_PROMPT = None if shared_dir() is None else shared_dir() / "reference" / "olora_prompt"
+# every O-LoRA category and one task of it (COPA: no instruction)
+CATEGORY_TASKS = {"SC": "sst-2", "TC": "agnews", "NLI": "mnli", "QQP": "qqp", "BoolQA": "boolqa",
+                  "MultiRC": "multirc", "WiC": "wic", "COPA": "copa"}
+
+
+def olora_reference_prompts(root, task, split):
+    """The prompts O-LoRA's own loader and collator build for one split, by sentence."""
+    import importlib.util
+    import sys
+    from types import SimpleNamespace
+
+    def load(name):
+        import dataclasses
+        import typing
+
+        from transformers import PreTrainedTokenizerBase
+        from transformers.utils import PaddingStrategy
+
+        spec = importlib.util.spec_from_file_location(f"olora_{name}", OLORA_PROMPT / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        # what its star import of transformers' data_collator gave in the transformers it used
+        module.__dict__.update({key: getattr(typing, key) for key in ("Any", "Optional", "Union")},
+                               dataclass=dataclasses.dataclass, PaddingStrategy=PaddingStrategy,
+                               PreTrainedTokenizerBase=PreTrainedTokenizerBase)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    dataset, collator = load("uie_dataset_lora"), load("uie_collator")
+    builder = dataset.UIEInstructions
+    config = SimpleNamespace(num_examples=0, instruction_strategy="single", over_sampling=False)
+    config.instructions = dataset.UIEConfig._parse_instruction(None, OLORA_PROMPT / "instruction_config.json")
+    fake = SimpleNamespace(config=config)
+    for method in ("_load_dataset", "_get_instruction", "_sampling_dataset"):
+        setattr(fake, method, getattr(builder, method).__get__(fake))
+    folder = Path(root) / task.olora_path
+    category, name = task.olora_path.split("/")
+    loader = getattr(builder, f"load_{category}_dataset")
+    examples = loader(fake, str(folder / f"{split}.json"), str(folder / "labels.json"), name,
+                      "full", None, split)
+    collate = collator.DataCollatorForUIE(tokenizer=None, add_task_name=True, add_dataset_name=True)
+    return {example["Instance"]["sentence"]: collate.get_instruction(example) for example in examples}
+
+
+def assert_prompts_equal_olora(root, names, splits=("train", "test")):
+    compared = 0
+    for name in names:
+        info = tasks.task(name)
+        for split in splits:
+            if not (Path(root) / info.olora_path / f"{split}.json").exists():
+                continue
+            expected = olora_reference_prompts(root, info, split)
+            records, _ = sources.read_olora_split(root, info, split)
+            labels = data.prompt_labels({"name": "olora", "olora_dir": str(root)}, info, "olora")
+            for record in records:
+                prompt = data.apply_template("olora", task=info.olora_path.split("/")[1],
+                                             category=info.category, instruction=info.instruction,
+                                             labels=labels, text=record["sentence"])
+                assert prompt == expected[record["sentence"]], (name, split, record)
+                compared += 1
+    return compared
+
+
+@pytest.mark.skipif(OLORA_PROMPT is None, reason="../shared (O-LoRA's loader) is not present")
+def test_olora_template_equals_olora_s_own_prompts_on_records_the_test_writes(tmp_path):
+    root = tmp_path / "CL_Benchmark"
+    for category, name in CATEGORY_TASKS.items():
+        info = tasks.task(name)
+        labels = list(info.olora_labels or info.labels)
+        rows = [{"sentence": f"{category} text {i}: with {{braces}} and \"quotes\"\n", "label": label}
+                for i, label in enumerate(labels * 2)]
+        write_task(root, info, {"train": rows, "test": rows[:2]}, labels=labels[::-1])  # file order
+    labels = sum(len(tasks.task(name).labels) for name in CATEGORY_TASKS.values())
+    assert assert_prompts_equal_olora(root, CATEGORY_TASKS.values()) == 2 * labels + 2 * 8
+
+
+@pytest.mark.skipif(OLORA_PROMPT is None or not (shared_dir() / "data" / "olora_cl_benchmark").is_dir(),
+                    reason="../shared (O-LoRA's loader and the real subset) is not present")
+def test_every_prompt_on_the_shared_subset_is_byte_identical_to_olora_s():
+    root = shared_dir() / "data" / "olora_cl_benchmark"
+    names = [name for name, info in tasks.TASKS.items() if (root / info.olora_path).is_dir()]
+    assert len(names) >= 12
+    assert assert_prompts_equal_olora(root, names) > 50000

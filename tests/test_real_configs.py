@@ -95,7 +95,8 @@ def assert_refused(tmp_path, names, *args, configfiles):
      ["benchmark.general.tasks", "newsgroups", "known"]),
     ({"general": None}, ["base_model.instruction_tune", "benchmark.general"]),
     ({"from_test_file": ["yelp"]}, ["benchmark.from_test_file", "'yelp' is not in benchmark.tasks"]),
-    ({"test_per_class": None}, ["benchmark.from_test_file", "'dbpedia' needs"]),
+    ({"from_test_file": ["agnews"], "test_per_class": None},
+     ["benchmark.from_test_file", "'agnews' needs"]),
 ])
 def test_a_bad_general_mixture_or_test_file_split_is_named_before_any_job(tmp_path, override,
                                                                          names):

@@ -95,7 +95,8 @@ def test_prepared_records_and_bad_data_errors(tmp_path, prepared):
 def test_olora_template():
     text = data.apply_template("olora", task="agnews", category="TC", instruction="What is the topic?",
                                labels=["World", "Sports"], text="Some news")
-    assert text == "Task:TC\nDataset:agnews\nWhat is the topic? Choose one from the option.Option: World, Sports \nSome news\nAnswer:"
+    assert text == ("Task:TC\nDataset:agnews\nWhat is the topic? Choose one from the option.\n"
+                    "Option: World, Sports \nSome news\nAnswer:")
     with pytest.raises(ValueError, match="data.template"):
         data.apply_template("fancy", task="a", category="b", instruction="c", labels=["d"], text="e")
 

@@ -60,7 +60,9 @@ def _real_benchmark_problems():
         )
     for task in benchmark.get("from_test_file") or []:
         if task not in BENCHMARK_TASKS:
-            problems.append(f"benchmark.from_test_file: {task!r} is not in benchmark.tasks")
+            problems.append(
+                f"benchmark.from_test_file: {task!r} is not in benchmark.tasks"
+            )
     for entry in benchmark["tasks"]:
         counts = [
             entry.get(f"{split}_per_class", benchmark.get(f"{split}_per_class"))
@@ -137,7 +139,10 @@ def _check_study():
             problems.append(f"train.task_epochs: {task!r} is not in benchmark.tasks")
     if config["benchmark"]["name"] != "synthetic":
         problems += _real_benchmark_problems()
-    if config["benchmark"].get("general") and config["benchmark"]["name"] not in ("olora", "hub"):
+    if config["benchmark"].get("general") and config["benchmark"]["name"] not in (
+        "olora",
+        "hub",
+    ):
         problems.append(
             "benchmark.general: only the olora and hub benchmarks draw a general mixture from "
             "their tasks (the synthetic one generates its own)"

@@ -18,7 +18,8 @@ from typing import Mapping
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+
+from asvd.models import read_extra_tensors
 
 STATE_FILE = "lora_state.safetensors"
 ADAPTER = "default"
@@ -79,22 +80,19 @@ class OrthogonalLoRA:
         return old
 
     def __call__(self, model, batch, outputs) -> torch.Tensor:
-        total = None
+        terms = []
         for name, layer in self.layers.items():
             new_a = layer.lora_A[ADAPTER].weight
-            if total is None:
-                total = torch.zeros((), device=new_a.device)
             if self.lambda1 and name in self.old_a:
-                total = total + self.lambda1 * torch.abs(new_a @ self.stored_a(name, new_a).T).sum()
+                terms.append(self.lambda1 * torch.abs(new_a @ self.stored_a(name, new_a).T).sum())
             if self.lambda2:
-                total = total + self.lambda2 * (new_a.norm() + layer.lora_B[ADAPTER].weight.norm())
-        return total if total is not None else torch.zeros(())
+                terms.append(self.lambda2 * (new_a.norm() + layer.lora_B[ADAPTER].weight.norm()))
+        return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
 def read_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     """The LoRA state a checkpoint carries (empty for the base model or a non-LoRA one)."""
-    path = Path(checkpoint) / STATE_FILE
-    return load_file(path) if path.is_file() else {}
+    return read_extra_tensors(checkpoint, STATE_FILE)
 
 
 def next_state(layers: Mapping[str, torch.nn.Module], previous: Mapping[str, torch.Tensor],

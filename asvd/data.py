@@ -3,16 +3,16 @@
 A prepared record is ``{"id", "task", "input", "target", "labels"}``: ``input`` is the text after
 the prompt template, ``target`` the answer string, ``labels`` the task's label set (``None`` for
 open-ended examples: the general-ability set, TRACE); a general record names its source task in
-``skill``. Real tasks add ``answerable`` (False for
-MNLI's "-" items, which stay in the test set but can never be scored correct); TRACE's add
-``metric``, the :mod:`asvd.scoring` metric of their task (absent: exact match).
+``skill``. Real tasks add ``answerable`` (False for MNLI's "-" items, which stay in the test set
+but can never be scored correct); TRACE's add ``metric``, the :mod:`asvd.scoring` metric of
+their task (absent: exact match).
 """
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from asvd import sources, synthetic, tasks
 from asvd.io import read_jsonl, write_jsonl
@@ -75,6 +75,15 @@ def synthetic_records(benchmark: Mapping, task: str, template: str, seed: int) -
     }
 
 
+def task_prompter(info: tasks.Task, template: str, labels: Sequence[str]) -> Callable[[str], str]:
+    """``text -> prompt`` for one real task under ``template`` (its instruction, ``labels`` as
+    the options)."""
+    dataset = info.olora_path.rsplit("/", 1)[-1]
+    instruction = info.seed_instruction if template == "seed" else info.instruction
+    return lambda text: apply_template(template, task=dataset, category=info.category,
+                                       instruction=instruction, labels=labels, text=text)
+
+
 def prompt_labels(benchmark: Mapping, info: tasks.Task, template: str) -> list[str]:
     """The options in the order a prompt lists them: O-LoRA's prompts follow the task's
     ``labels.json`` (read from the directory, or the order it is known to have for the hub);
@@ -96,9 +105,8 @@ def real_records(benchmark: Mapping, task: str, template: str, seed: int,
     subset's dbpedia) draws both parts from its test file, disjointly, class by class.
     """
     info = tasks.task(task)
-    dataset = info.olora_path.rsplit("/", 1)[-1]
-    instruction = info.seed_instruction if template == "seed" else info.instruction
     labels = prompt_labels(benchmark, info, template)
+    prompt = task_prompter(info, template, labels)
     entry = next((t for t in benchmark.get("tasks", []) if t["name"] == task), {})
     per_class = {split: entry.get(f"{split}_per_class", benchmark[f"{split}_per_class"])
                  for split in ("train", "test")}
@@ -120,9 +128,7 @@ def real_records(benchmark: Mapping, task: str, template: str, seed: int,
                                             overrides=(benchmark.get("hub") or {}).get(task))
         prepared[split] = [
             {"id": f"{task}-{split}-{i}", "task": task,
-             "input": apply_template(template, task=dataset, category=info.category,
-                                     instruction=instruction, labels=labels, text=ex["sentence"]),
-             "target": ex["label"], "labels": labels,
+             "input": prompt(ex["sentence"]), "target": ex["label"], "labels": labels,
              "answerable": ex["label"] != sources.UNANSWERABLE}
             for i, ex in enumerate(examples)
         ]
@@ -151,18 +157,10 @@ def general_records(benchmark: Mapping, template: str, seed: int,
                                             overrides=(benchmark.get("hub") or {}).get(name))
         examples = [e for e in examples if e["label"] != sources.UNANSWERABLE]
         parts = sources.held_out_split(examples, spec["train_per_class"], spec["test_per_class"])
-        dataset = info.olora_path.rsplit("/", 1)[-1]
-        instruction = info.seed_instruction if template == "seed" else info.instruction
-        labels = prompt_labels(benchmark, info, template)
+        prompt = task_prompter(info, template, prompt_labels(benchmark, info, template))
         for split, part in zip(("train", "test"), parts):
-            prepared[split] += [
-                {"task": GENERAL, "skill": name,
-                 "input": apply_template(template, task=dataset, category=info.category,
-                                         instruction=instruction, labels=labels,
-                                         text=ex["sentence"]),
-                 "target": ex["label"], "labels": None}
-                for ex in part
-            ]
+            prepared[split] += [{"task": GENERAL, "skill": name, "input": prompt(ex["sentence"]),
+                                 "target": ex["label"], "labels": None} for ex in part]
     random.Random(seed).shuffle(prepared["train"])  # tasks interleaved in every batch
     return {split: [{"id": f"{GENERAL}-{split}-{i}", **record} for i, record in enumerate(rows)]
             for split, rows in prepared.items()}

@@ -14,9 +14,8 @@ from typing import Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
-from asvd.models import is_causal
+from asvd.models import is_causal, read_extra_tensors
 
 
 def fisher_diagonal(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -48,8 +47,7 @@ FISHER_FILE = "ewc_fisher.safetensors"
 
 def read_fisher(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     """The accumulated Fisher an EWC checkpoint carries (empty before the second task)."""
-    path = Path(checkpoint) / FISHER_FILE
-    return load_file(path) if path.is_file() else {}
+    return read_extra_tensors(checkpoint, FISHER_FILE)
 
 
 def online_fisher(accumulated: Mapping[str, torch.Tensor], latest: Mapping[str, torch.Tensor],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -42,24 +43,6 @@ def _read_records(path: Path, keys: tuple[str, ...]) -> list[dict]:
             shape = ", ".join(f'"{k}": str' for k in keys)
             raise ValueError(f"{path}: record {number} is not {{{shape}}}")
     return [{k: record[k] for k in keys} for record in records]
-
-
-def read_olora_split(root: str | Path, task: Task, split: str) -> tuple[list[dict], list[str]]:
-    """One split of one task from an O-LoRA ``CL_Benchmark`` directory, checked record by record.
-
-    Returns the records and the task's label list from its ``labels.json``, which must hold the
-    task's label set (in any order).
-    """
-    folder = Path(root) / task.olora_path
-    labels = olora_labels(root, task)
-    path = folder / f"{split}.json"
-    records = _read_records(path, ("sentence", "label"))
-    allowed = set(labels) | {UNANSWERABLE}
-    for number, record in enumerate(records, start=1):
-        if record["label"] not in allowed:
-            raise ValueError(f"{path}: record {number} has label {record['label']!r}, not in "
-                             f"{labels}")
-    return records, labels
 
 
 def olora_labels(root: str | Path, task: Task) -> list[str]:
@@ -109,6 +92,24 @@ def olora_examples(root: str | Path, task: Task, split: str, per_class: int | No
     return balanced_sample(records, per_class, seed)
 
 
+def read_olora_split(root: str | Path, task: Task, split: str) -> tuple[list[dict], list[str]]:
+    """One split of one task from an O-LoRA ``CL_Benchmark`` directory, checked record by record.
+
+    Returns the records and the task's label list from its ``labels.json``, which must hold the
+    task's label set (in any order).
+    """
+    folder = Path(root) / task.olora_path
+    labels = olora_labels(root, task)
+    path = folder / f"{split}.json"
+    records = _read_records(path, ("sentence", "label"))
+    allowed = set(labels) | {UNANSWERABLE}
+    for number, record in enumerate(records, start=1):
+        if record["label"] not in allowed:
+            raise ValueError(f"{path}: record {number} has label {record['label']!r}, not in "
+                             f"{labels}")
+    return records, labels
+
+
 def olora_general_split(root: str | Path, task: Task) -> str:
     """The split a general-ability task is drawn from: ``train``, or ``test`` where a
     CL_Benchmark copy ships only that (the shared subset's dbpedia)."""
@@ -125,16 +126,19 @@ def held_out_split(examples: Sequence[dict], train_per_class: int, test_per_clas
     training.
     The sample's order is kept, so the split is as seeded as the sample.
     """
-    by_label: dict[str, list[dict]] = {}
+    sizes = Counter(example["label"] for example in examples)
+    held = {label: min(test_per_class, max(size - train_per_class, size // 4))
+            for label, size in sizes.items()}
+    seen: Counter = Counter()
+    train, test = [], []
     for example in examples:
-        by_label.setdefault(example["label"], []).append(example)
-    test_ids = set()
-    train_ids = set()
-    for group in by_label.values():
-        held = min(test_per_class, max(len(group) - train_per_class, len(group) // 4))
-        test_ids.update(id(e) for e in group[:held])
-        train_ids.update(id(e) for e in group[held:held + train_per_class])
-    return ([e for e in examples if id(e) in train_ids], [e for e in examples if id(e) in test_ids])
+        rank = seen[example["label"]]
+        seen[example["label"]] += 1
+        if rank < held[example["label"]]:
+            test.append(example)
+        elif rank < held[example["label"]] + train_per_class:
+            train.append(example)
+    return train, test
 
 
 def hub_examples(task: Task, split: str, per_class: int | None, seed: int,

@@ -387,10 +387,10 @@ def build_constraint(model, tokenizer, method: Mapping, modules: Mapping[str, to
 
 def build_penalties(model, tokenizer, method: Mapping, task_index: int,
                     previous_records: Sequence[Mapping], settings: TrainSettings, seed: int,
-                    fisher_so_far: Mapping[str, torch.Tensor]) -> tuple[list, dict]:
+                    checkpoint: str | Path) -> tuple[list, dict]:
     """The loss terms a method's ``ewc`` / ``lwf`` blocks add from the second task on, and the
     files the new checkpoint carries for them (EWC: the Fisher accumulated over every earlier
-    task, from ``fisher_so_far``, the previous checkpoint's)."""
+    task, continuing the one ``checkpoint``, the task's starting point, carries)."""
     if task_index == 1:
         return [], {}
     terms, files = [], {}
@@ -398,7 +398,8 @@ def build_penalties(model, tokenizer, method: Mapping, task_index: int,
         spec = method["ewc"]
         batches = _sample_batches(model, tokenizer, previous_records, settings,
                                   spec["fisher_samples"], seed)
-        fisher = online_fisher(fisher_so_far, fisher_diagonal(model, batches), spec.get("decay", 1.0))
+        fisher = online_fisher(read_fisher(checkpoint), fisher_diagonal(model, batches),
+                               spec.get("decay", 1.0))
         terms.append(EWCPenalty(model, fisher, spec["strength"]))
         files[FISHER_FILE] = fisher
     if method.get("lwf"):
@@ -464,7 +465,7 @@ def _finetune_task_process(checkpoint, svd_path, train_file, previous_train_file
         for param in model.parameters():
             param.requires_grad_(id(param) in target_weights)
     penalties, extra_files = build_penalties(model, tokenizer, method, task_index, previous_records,
-                                       train_settings, seed, read_fisher(checkpoint))
+                                       train_settings, seed, checkpoint)
     if lora:
         lora_targets = list(find_targets(model, lora.get("target_modules", "auto")))
         model = attach_lora(model, lora, lora_targets, adapter_seed(seed, task_index),

@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from safetensors import safe_open
 
 from asvd.io import atomic_path, read_json
-from asvd.metrics import read_accuracy_csv
+from asvd.metrics import BASE_ROW, read_accuracy_csv
 from asvd.subspaces import overlap_table
 from asvd.tables import load_runs
 
@@ -162,11 +162,26 @@ def plot_accuracy_matrices(
     _save_figure(fig, out_png, out_pdf)
 
 
+def _with_base_row(matrix: pd.DataFrame) -> pd.DataFrame:
+    """A published log's matrix lacks the base row; an empty one keeps step k at the same
+    place as in this study's matrices."""
+    if matrix.index[0] == BASE_ROW:
+        return matrix
+    empty = pd.DataFrame(np.nan, index=pd.Index([BASE_ROW], name=matrix.index.name),
+                         columns=matrix.columns)
+    return pd.concat([empty, matrix])
+
+
 def _read_grid(matrix_csvs: Mapping[str, Mapping[str, PathLike]]):
-    """(methods, orders, {(method, order): matrix}) of a method -> order -> CSV mapping."""
+    """(methods, orders, {(method, order): matrix}) of a method -> order -> CSV mapping.
+
+    Matrices may be partial (published runs, ``reference_runs``): empty cells stay NaN, drawn
+    blank, and a missing base row is added empty.
+    """
     methods = list(matrix_csvs)
     orders = _unique(order for runs in matrix_csvs.values() for order in runs)
-    matrices = {(m, o): read_accuracy_csv(path) for m, runs in matrix_csvs.items() for o, path in runs.items()}
+    matrices = {(m, o): _with_base_row(read_accuracy_csv(path, partial=True))
+                for m, runs in matrix_csvs.items() for o, path in runs.items()}
     return methods, orders, matrices
 
 
@@ -182,7 +197,7 @@ def plot_method_matrices(
     """Every method's accuracy matrices on one page: rows are methods, columns orders."""
     methods, orders, matrices = _read_grid(matrix_csvs)
     side = 1.0 + 0.45 * max(len(m.columns) for m in matrices.values())
-    fig = Figure(figsize=(side * len(orders) + 1.4, side * len(methods) + 0.6), layout="constrained")
+    fig = Figure(figsize=(max(side * len(orders) + 1.4, 6.5), side * len(methods) + 0.6), layout="constrained")
     axes = fig.subplots(len(methods), len(orders), squeeze=False)
     image = None
     for row, method in enumerate(methods):

@@ -3,8 +3,9 @@
 For each task: its label strings (targets are generated text), the seed-style instruction, where
 it lives in O-LoRA's ``CL_Benchmark`` directory, and how to build the same records from the
 Hugging Face hub (dataset id, splits, a text format over the dataset's fields, label ids -> label
-strings). Record texts follow O-LoRA's pre-formatted ``sentence`` style so both sources give the
-same prompts.
+strings). Record texts follow O-LoRA's pre-formatted ``sentence`` style, so both sources give the
+same prompt for the same example, except where a hub copy lacks a field O-LoRA's file has: AG
+News and Amazon have no separate title there (no ``Title:`` line).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -98,3 +99,15 @@ def random_llama(tokenizer, hidden_size: int = 32, layers: int = 2, heads: int =
         num_attention_heads=heads, num_key_value_heads=heads, vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.eos_token_id))
+
+
+def write_olora_run(run_dir: Path, rows: list[list[float]], tasks: list[str]) -> Path:
+    """An O-LoRA-style run directory: ``outputs/<k>-<task>/all_results.json`` scoring, at step
+    k, the tasks seen so far (``rows[k-1]``), as O-LoRA publishes its runs."""
+    for k, (task, row) in enumerate(zip(tasks, rows), start=1):
+        results = {"epoch": 1.0, "predict_exact_match": 0.0}
+        results |= {f"predict_exact_match_for_{t}": v for t, v in zip(tasks[:k], row)}
+        step_dir = run_dir / "outputs" / f"{k}-{task}"
+        step_dir.mkdir(parents=True)
+        (step_dir / "all_results.json").write_text(json.dumps(results))
+    return run_dir

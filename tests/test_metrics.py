@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from asvd.cli import main
+from conftest import write_olora_run
 from asvd.metrics import (
     accuracy_matrix,
     cl_metrics,
@@ -250,15 +251,6 @@ def test_write_rejects_bad_matrix(tmp_path):
 
 
 # --------------------------------------------------------------------------- O-LoRA results
-
-
-def write_olora_run(run_dir: Path, rows: list[list[float]], tasks: list[str]) -> None:
-    for k, (task, row) in enumerate(zip(tasks, rows), start=1):
-        results = {"epoch": 1.0, "predict_exact_match": 0.0}
-        results |= {f"predict_exact_match_for_{t}": v for t, v in zip(tasks[:k], row)}
-        step_dir = run_dir / "outputs" / f"{k}-{task}"
-        step_dir.mkdir(parents=True)
-        (step_dir / "all_results.json").write_text(json.dumps(results))
 
 
 def test_read_olora_results(tmp_path):

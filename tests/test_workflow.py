@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from filelock import FileLock
@@ -29,12 +31,15 @@ from conftest import (
     TEST_CONFIGS,
     effective_config,
     run_snakemake,
+    write_olora_run,
 )
 
 pytestmark = pytest.mark.workflow
 
 TARGETS = ["all_figures", "all_tables", "all_train", "all_eval", "all_baselines", "all_ablations"]
 CONFIGS = {"default": [], "tiny": [TEST_CONFIGS / "tiny.yaml"]}
+PUBLISHED_TASKS = ["dbpedia", "amazon", "yahoo"]
+PUBLISHED_ROWS = [[98.0], [90.0, 80.0], [60.0, 70.0, 90.0]]
 # The design: asvd and osft train under the orthogonal-subspace constraint, seqft does not.
 CONSTRAINED = {"seqft": False, "asvd": True, "asvd_update": True, "osft": True}
 
@@ -308,6 +313,14 @@ BAD_CONFIGS = {
     ),
     "seed not an integer": ({"run": {"seeds": [0.5]}}, ["run.seeds.0", "not of type 'integer'"]),
     "unknown processes": ({"train": {"num_processes": 0}}, ["train.num_processes"]),
+    "reference run named like a method, at no path": (
+        {"reference_runs": {"seqft": {"path": "nowhere", "order": 1}}},
+        ["reference_runs.seqft: the name is a method's", "reference_runs.seqft.path: 'nowhere'"],
+    ),
+    "reference run without its order": (
+        {"reference_runs": {"published": {"path": "config"}}},
+        ["reference_runs.published", "'order' is a required property"],
+    ),
     "benchmark without its reference": (
         {"constraint_benchmark": {"methods": ["asvd", "peft_osf"]}},
         ["constraint_benchmark", "methods"],
@@ -382,6 +395,9 @@ def _build_end_to_end(workdir: Path) -> dict:
     tiny = yaml.safe_load((TEST_CONFIGS / "tiny.yaml").read_text())
     tiny["experiment"] = "e2e"
     tiny["run"] = {"methods": ["seqft", "asvd"], "orders": [1], "seeds": [0]}
+    # a published run beside the methods, O-LoRA's layout (its log scores seen tasks only)
+    published = write_olora_run(workdir / "published", PUBLISHED_ROWS, PUBLISHED_TASKS)
+    tiny["reference_runs"] = {"published": {"path": str(published), "order": 1}}
     configfile.write_text(yaml.safe_dump(tiny, sort_keys=False))
     # The study as this run sees it, frozen now (config/config.yaml may change later).
     config = effective_config(configfile)
@@ -439,6 +455,22 @@ def test_e2e_every_declared_output_exists(e2e):
             assert any(path.iterdir()), f"{output} is empty"
         else:
             assert path.stat().st_size > 0, f"{output} is empty"
+
+
+def test_e2e_a_published_run_sits_beside_the_methods_in_the_table_and_figures(e2e):
+    """AA = (60 + 70 + 90) / 3 and BWT = ((60 - 98) + (70 - 80)) / 2 by hand; FWT has no base row."""
+    reference = e2e.results / "reference_runs" / "published"
+    summary = json.loads((reference / "summary.json").read_text())
+    assert summary["aa"] == pytest.approx(220 / 3) and summary["bwt"] == pytest.approx(-24.0)
+    assert summary["fwt"] is None and summary["notes"]
+    table = pd.read_csv(e2e.results / "tables" / "summary.csv", dtype={"order": str})
+    assert table["method"].unique().tolist() == ["seqft", "asvd", "published"]
+    row = table[(table["method"] == "published") & (table["order"] == "1")].iloc[0]
+    assert row["aa_mean"] == pytest.approx(220 / 3) and np.isnan(row["fwt_mean"])
+    for figure in ("task_curves", "accuracy_matrices", "aa_bwt", "aa_per_order", "learnability_retention"):
+        assert f"results/e2e/figures/{figure}.png" in e2e.outputs
+    plan = run_snakemake(e2e.workdir, "all_figures", "--summary", configfiles=[e2e.configfile]).stdout
+    assert "results/e2e/reference_runs/published/summary.json" in plan
 
 
 def test_e2e_asvd_freezes_at_least_mrr_of_every_target_and_logs_what_set_it(e2e):

@@ -39,6 +39,15 @@ HAS_GENERAL = config["benchmark"]["name"] == "synthetic" or bool(
     config["benchmark"].get("general")
 )
 INSTRUCTION_TUNED = bool(config["base_model"].get("instruction_tune"))
+# Published runs shown beside the study's methods (asvd/reference_runs.py).
+REFERENCE_RUNS = config.get("reference_runs") or {}
+REFERENCE = f"{RESULTS}/reference_runs/{{reference}}"
+
+
+def reference_source(name):
+    """A reference run's directory or CSV; a relative path is relative to this checkout."""
+    path = Path(REFERENCE_RUNS[name]["path"])
+    return str(path if path.is_absolute() else Path(workflow.basedir) / path)
 
 
 def _real_benchmark_problems():
@@ -154,6 +163,17 @@ def _check_study():
             "base_model.instruction_tune: needs a pretrained base and a benchmark.general "
             "mixture to tune it on"
         )
+    for name, reference in REFERENCE_RUNS.items():
+        if name in config["methods"]:
+            problems.append(
+                f"reference_runs.{name}: the name is a method's; give the published run "
+                "its own name"
+            )
+        if not Path(reference_source(name)).exists():
+            problems.append(
+                f"reference_runs.{name}.path: {reference['path']!r} is neither an O-LoRA run "
+                "directory nor an accuracy-matrix CSV (no such path)"
+            )
     if GENERAL in BENCHMARK_TASKS:
         problems.append(
             f"benchmark.tasks: {GENERAL!r} is reserved for the general-ability set"
@@ -185,6 +205,7 @@ wildcard_constraints:
     step=r"\d+",
     task="[A-Za-z0-9_.-]+",
     split="train|test",
+    reference="[A-Za-z0-9_.-]+",
 
 
 def code_version(*modules):
@@ -320,6 +341,27 @@ def paper_reference():
     """The reference CSV; a relative path is relative to this checkout (config/reference/...)."""
     path = Path(config["paper_table"]["reference"])
     return str(path if path.is_absolute() else Path(workflow.basedir) / path)
+
+
+def reference_inputs(wildcards):
+    from asvd.reference_runs import source_files
+
+    return [str(path) for path in source_files(reference_source(wildcards.reference))]
+
+
+def reference_summaries():
+    return [
+        f"{REFERENCE.format(reference=name)}/summary.json" for name in REFERENCE_RUNS
+    ]
+
+
+def _reference_matrices():
+    return {
+        name: {
+            f"order {spec['order']}": f"{REFERENCE.format(reference=name)}/accuracy_matrix.csv"
+        }
+        for name, spec in REFERENCE_RUNS.items()
+    }
 
 
 def table_outputs():
@@ -461,13 +503,11 @@ def figure_inputs(wildcards, methods=None):
     if name.startswith("accuracy_matrix_"):
         return {"matrices": _matrices(name.removeprefix("accuracy_matrix_"))}
     if name in ("task_curves", "accuracy_matrices"):
-        return {"matrices": {method: _matrices(method) for method in methods}}
-    if name in (
-        "aa_bwt",
-        "aa_per_order",
-        "learnability_retention",
-        "general_retention",
-    ):
+        matrices = {method: _matrices(method) for method in methods}
+        return {"matrices": {**matrices, **_reference_matrices()}}
+    if name in ("aa_bwt", "aa_per_order", "learnability_retention"):
+        return {"summaries": run_summaries(methods) + reference_summaries()}
+    if name == "general_retention":  # published logs do not measure general ability
         return {"summaries": run_summaries(methods)}
     if name == "frozen_ranks":
         return {

@@ -1,5 +1,6 @@
 localrules:
     collect_metrics,
+    reference_run,
 
 
 rule collect_metrics:
@@ -22,3 +23,23 @@ rule collect_metrics:
         "Accuracy matrix and metrics of {wildcards.method} order {wildcards.order} seed {wildcards.seed}"
     script:
         "../scripts/collect_metrics.py"
+
+
+rule reference_run:
+    input:
+        reference_inputs,
+    output:
+        matrix=f"{REFERENCE}/accuracy_matrix.csv",
+        summary=f"{REFERENCE}/summary.json",
+    log:
+        f"{LOGS}/reference_run/{{reference}}.log",
+    conda:
+        "../envs/asvd.yaml"
+    params:
+        source=lambda wildcards: reference_source(wildcards.reference),
+        order=lambda wildcards: REFERENCE_RUNS[wildcards.reference]["order"],
+        code=code_version("io", "metrics", "reference_runs"),
+    message:
+        "Published run {wildcards.reference} as an accuracy matrix and summary"
+    script:
+        "../scripts/reference_run.py"

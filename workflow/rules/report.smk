@@ -11,7 +11,7 @@ localrules:
 
 rule summary_tables:
     input:
-        summaries=run_summaries(),
+        summaries=run_summaries() + reference_summaries(),
     output:
         csv=report(
             f"{RESULTS}/tables/summary.csv",
@@ -87,7 +87,7 @@ rule plot_figure:
 # (target all_baselines), under results/<experiment>/baselines/.
 use rule summary_tables as baseline_tables with:
     input:
-        summaries=run_summaries(ALL_METHODS),
+        summaries=run_summaries(ALL_METHODS) + reference_summaries(),
     output:
         csv=report(
             f"{RESULTS}/baselines/tables/summary.csv",

@@ -41,31 +41,37 @@ rule all_figures:
     default_target: True
     input:
         figure_outputs(),
+        rebuilt_results(),
 
 
 rule all_tables:
     input:
         table_outputs(),
+        rebuilt_results(),
 
 
 rule all_train:
     input:
         checkpoints_of_all_runs(),
+        rebuilt_results(),
 
 
 rule all_eval:
     input:
         evals_of_all_runs(),
+        rebuilt_results(),
 
 
 rule all_baselines:
     input:
         baseline_outputs(),
+        rebuilt_results(),
 
 
 rule all_ablations:
     input:
         ablation_outputs(),
+        rebuilt_results(),
 
 
 rule all_benchmarks:

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from asvd.data import load_records
 from asvd.io import write_json
-from asvd.models import compute_device, is_causal, load_checkpoint
+from asvd.models import check_lengths, compute_device, is_causal, load_checkpoint
 from asvd.scoring import metric_of, score
 
 
@@ -43,6 +43,10 @@ def evaluate_checkpoint(checkpoint: str | Path, test_files: Mapping[str, str | P
     for name, records in test_sets.items():
         metric_of(records, str(test_files[name]))
     model, tokenizer = load_checkpoint(checkpoint)
+    longest = max(len(ids) for records in test_sets.values() for ids in tokenizer(
+        [r["input"] for r in records], truncation=True, max_length=max_source_length)["input_ids"])
+    check_lengths(model, ("evaluation.max_source_length", max_source_length, longest),
+                  ("evaluation.max_new_tokens", max_new_tokens, max_new_tokens))
     model.to(compute_device())
     scores, samples = {}, {}
     for name, records in tqdm(test_sets.items(), desc="evaluate"):

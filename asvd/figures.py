@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from safetensors import safe_open
 
+from asvd.damage import check_readable
 from asvd.io import atomic_path, read_json
 from asvd.metrics import BASE_ROW, read_accuracy_csv
 from asvd.subspaces import overlap_table
@@ -528,6 +529,7 @@ def plot_subspace_overlap(
 
 def _cache_targets(path: PathLike) -> list[str]:
     """Targets that have singular values in an SVD cache, in natural order."""
+    check_readable(path)
     with safe_open(str(path), framework="numpy") as cache:
         names = [key.removesuffix(".S") for key in cache.keys() if key.endswith(".S")]
     return sorted(names, key=_natural_key)
@@ -543,6 +545,7 @@ def _spread(names: Sequence[str], n: int) -> list[str]:
 
 def _read_spectra(path: PathLike, targets: Sequence[str]) -> dict[str, np.ndarray]:
     """Singular values of ``targets`` from one cache; only the ``.S`` tensors are loaded."""
+    check_readable(path)
     with safe_open(str(path), framework="numpy") as cache:
         keys = set(cache.keys())
         missing = [t for t in targets if f"{t}.S" not in keys]

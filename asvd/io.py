@@ -141,6 +141,17 @@ def write_checksums(directory: str | os.PathLike) -> None:
     (root / CHECKSUMS).write_text(lines, encoding="utf-8")
 
 
+def move_aside(path: str | os.PathLike) -> Path:
+    """Rename a damaged file or directory to ``<name>.corrupt-<n>`` (the first free n): kept for
+    inspection, never used again, and missing for the workflow, which recomputes it."""
+    path = Path(path)
+    n = 1
+    while (aside := path.with_name(f"{path.name}.corrupt-{n}")).exists():
+        n += 1
+    os.replace(path, aside)
+    return aside
+
+
 def verify_checksums(directory: str | os.PathLike) -> None:
     """Check a directory against its CHECKSUMS file (a directory without one is not checked).
 
@@ -157,12 +168,7 @@ def verify_checksums(directory: str | os.PathLike) -> None:
         path = root / name
         actual = file_sha256(path) if path.is_file() else "missing"
         if actual != expected:
-            aside = root.with_name(f"{root.name}.corrupt-1")
-            n = 1
-            while aside.exists():
-                n += 1
-                aside = root.with_name(f"{root.name}.corrupt-{n}")
-            os.replace(root, aside)
+            aside = move_aside(root)
             raise ValueError(f"{path}: content does not match its recorded sha256 ({expected[:12]}..., "
                              f"now {actual[:12]}...); moved the directory to {aside} and will not use it: "
                              f"run the workflow again to recompute it")

@@ -342,6 +342,17 @@ def summarise_run(
     return matrix, summary
 
 
+def run_environment(train_logs: Sequence[str | os.PathLike]) -> dict | list[dict] | None:
+    """The environment the run's training jobs recorded (:func:`asvd.runtime.environment`): one
+    dict, or the distinct ones in step order if jobs ran in different places; None without logs."""
+    distinct: list[dict] = []
+    for path in train_logs:
+        found = read_json(path).get("environment")
+        if found is not None and found not in distinct:
+            distinct.append(found)
+    return (distinct[0] if len(distinct) == 1 else distinct) if distinct else None
+
+
 def collect_run(
     base_eval_path: str | os.PathLike,
     step_eval_paths: Sequence[str | os.PathLike],
@@ -350,13 +361,16 @@ def collect_run(
     summary_json: str | os.PathLike,
     meta: dict,
     schedule: str = "sequential",
+    train_logs: Sequence[str | os.PathLike] = (),
 ) -> dict:
-    """Read a run's ``eval.json`` files and write its accuracy matrix and summary atomically."""
+    """Read a run's ``eval.json`` files and write its accuracy matrix and summary atomically;
+    ``train_logs`` give the summary its ``environment``."""
     paths = [base_eval_path, *step_eval_paths]
     base_eval, *step_evals = [read_json(p) for p in paths]
     matrix, summary = summarise_run(
         base_eval, step_evals, tasks, meta, sources=[str(p) for p in paths], schedule=schedule
     )
+    summary["environment"] = run_environment(train_logs)
     write_accuracy_csv(matrix, matrix_csv)
     write_json(summary_json, summary)
     return summary

@@ -136,6 +136,39 @@ def compute_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def position_limit(model) -> int | None:
+    """How many positions the model embeds (BERT, BART, GPT-2, LLaMA: the config's
+    ``max_position_embeddings`` or ``n_positions``; an encoder-decoder: the smaller of its two);
+    None for relative positions (T5), which have no limit."""
+    config = model.config
+    if getattr(config, "model_type", None) in ("t5", "mt5", "umt5"):
+        return None
+    parts = [getattr(config, "encoder", None), getattr(config, "decoder", None)]
+    limits = [getattr(part, key, None) for part in (config, *parts) if part is not None
+              for key in ("max_position_embeddings", "n_positions")]
+    limits = [limit for limit in limits if isinstance(limit, int)]
+    return min(limits) if limits else None
+
+
+def check_lengths(model, source: tuple[str, int, int], target: tuple[str, int, int]) -> None:
+    """Refuse sequences longer than the positions the model embeds, naming the config key that
+    let them through, before an IndexError deep inside the embedding. ``source`` and ``target``
+    are (config key, its value, the longest sequence it gave in tokens). A causal LM reads prompt
+    and answer as one sequence; an encoder-decoder each on its own side."""
+    limit = position_limit(model)
+    if limit is None:
+        return
+    kind = model.config.model_type
+    if is_causal(model) and source[2] + target[2] > limit:
+        raise ValueError(f"{source[0]}: prompts of up to {source[2]} tokens (it is {source[1]}) and "
+                         f"answers of up to {target[2]} ({target[0]} {target[1]}) exceed the {limit} "
+                         f"positions of this {kind} model; lower {source[0]}")
+    for key, value, longest in (source, target):
+        if not is_causal(model) and longest > limit:
+            raise ValueError(f"{key}: {value} lets sequences of {longest} tokens through, beyond the "
+                             f"{limit} positions of this {kind} model; set it to at most {limit}")
+
+
 def load_checkpoint(path: str | Path):
     """Load ``(model, tokenizer)`` from a checkpoint directory or hub id, in fp32.
 

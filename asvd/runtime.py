@@ -3,15 +3,63 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import logging
 import os
+import platform
 import sys
 from typing import Iterator
 
 
+def job_threads(smk) -> int:
+    """The threads a job computes with: ``threads.<rule>`` of the config where the study fixes
+    it, so results never depend on ``--cores`` (Snakemake scales a rule's ``threads`` down to
+    fit it, and e.g. ``torch.linalg.svd`` differs bitwise between 1 and 2 threads); else the
+    scheduler's count (the cost benchmark, which is meant to use what it is given)."""
+    fixed = (smk.config.get("threads") or {}).get(smk.rule)
+    return max(1, int(fixed if fixed is not None else smk.threads))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+ENVIRONMENT_PACKAGES = ("torch", "transformers", "accelerate", "peft", "safetensors", "numpy",
+                        "datasets", "tokenizers", "pandas", "snakemake")
+
+
+def environment() -> dict:
+    """What a result may depend on besides config and code: package versions, the threads torch
+    computes with, the CPU model and the GPU (None on CPU)."""
+    import torch
+
+    versions = {}
+    for package in ENVIRONMENT_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "python": platform.python_version(),
+        "packages": versions,
+        "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_model(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
 @contextlib.contextmanager
 def stage(smk) -> Iterator[None]:
-    """Send stdout/stderr and logging to ``smk.log[0]``; cap math libraries at ``smk.threads``.
+    """Send stdout/stderr and logging to ``smk.log[0]``; cap math libraries at
+    :func:`job_threads`.
 
     The thread variables are set before torch is first imported (inside the ``with`` body), which
     is when torch reads them; light stages such as plots never pay for importing torch.
@@ -19,8 +67,11 @@ def stage(smk) -> Iterator[None]:
     descriptors are redirected as well, so the log also gets what native code and the processes
     a stage starts (data-parallel training) write.
     """
+    threads = job_threads(smk)
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[variable] = str(max(1, int(smk.threads)))
+        os.environ[variable] = str(threads)
+    if "torch" in sys.modules:  # already imported: the variables came too late for it
+        sys.modules["torch"].set_num_threads(threads)
     log_path = smk.log[0] if smk.log else os.devnull
     os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
     sys.stdout.flush(), sys.stderr.flush()

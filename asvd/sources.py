@@ -26,8 +26,12 @@ def _read_json_array(path: Path) -> list:
         raise FileNotFoundError(f"{path}: no such file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to be a list of records") from None
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON array")
     return data
@@ -38,10 +42,22 @@ def _read_records(path: Path, keys: tuple[str, ...]) -> list[dict]:
     records = _read_json_array(path)
     if not records:
         raise ValueError(f"{path}: empty split")
+    shape = ", ".join(f'"{k}": str' for k in keys)
     for number, record in enumerate(records, start=1):
-        if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in keys):
-            shape = ", ".join(f'"{k}": str' for k in keys)
+        if not isinstance(record, dict):
             raise ValueError(f"{path}: record {number} is not {{{shape}}}")
+        for key in keys:
+            value = record.get(key)
+            if not isinstance(value, str):
+                raise ValueError(f"{path}: record {number} has {key!r} = {value!r}, not a string "
+                                 f"(records are {{{shape}}})")
+            if not value.strip():
+                raise ValueError(f"{path}: record {number} has an empty {key!r}")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{path}: record {number} has a lone surrogate in {key!r} "
+                                 "(an unpaired \\ud800-\\udfff escape), not text") from None
     return [{k: record[k] for k in keys} for record in records]
 
 
@@ -178,11 +194,7 @@ def read_trace_split(root: str | Path, task: str, split: str) -> list[dict]:
     """One split (``train``/``eval``/``test``) of one TRACE task: ``<root>/<task>/<split>.json``,
     a JSON array of ``{"prompt": str, "answer": str}``, checked record by record."""
     path = Path(root) / task / f"{split}.json"
-    records = _read_records(path, ("prompt", "answer"))
-    for number, record in enumerate(records, start=1):
-        if not record["prompt"].strip() or not record["answer"].strip():
-            raise ValueError(f"{path}: record {number} has an empty prompt or answer")
-    return records
+    return _read_records(path, ("prompt", "answer"))
 
 
 def trace_examples(root: str | Path, task: str, split: str, limit: int | None, seed: int) -> list[dict]:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from safetensors import safe_open
 
+from asvd.damage import check_readable
 from asvd.io import read_json
 
 
@@ -28,6 +29,7 @@ def frozen_overlap(previous: np.ndarray, current: np.ndarray) -> float:
 
 def _left_bases(path: str | os.PathLike, ranks: dict[str, int]) -> dict[str, np.ndarray]:
     """The top-k left singular vectors of each target with k > 0, read from one SVD cache."""
+    check_readable(path)
     with safe_open(str(path), framework="numpy") as cache:
         keys = set(cache.keys())
         missing = [name for name, k in ranks.items() if k > 0 and f"{name}.U" not in keys]

@@ -142,17 +142,39 @@ def _to_latex(stats: pd.DataFrame) -> str:
     return _latex(display_table(stats, plus_minus=" $\\pm$ ", missing="--"), ("Method", "Order"), 2)
 
 
+def environment_table(summary_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One row per distinct environment the runs were trained in (package versions, torch
+    threads, CPU, GPU) and how many runs each holds; published runs record none."""
+    rows: list[dict] = []
+    for path in summary_paths:
+        recorded = read_json(path).get("environment")
+        for env in recorded if isinstance(recorded, list) else [recorded] if recorded else []:
+            row = {"python": env.get("python"), **(env.get("packages") or {}),
+                   "torch_threads": env.get("torch_threads"), "cpu": env.get("cpu"),
+                   "gpu": env.get("gpu") or "none"}
+            match = next((r for r in rows if {k: v for k, v in r.items() if k != "runs"} == row), None)
+            if match is None:
+                rows.append({"runs": 1, **row})
+            else:
+                match["runs"] += 1
+    return pd.DataFrame(rows, columns=["runs", "python"] if not rows else None)
+
+
 def write_summary_tables(
     summary_paths: Sequence[str | os.PathLike],
     out_csv: str | os.PathLike,
     out_md: str | os.PathLike,
     out_tex: str | os.PathLike,
+    out_environment: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Aggregate run summaries and write the CSV, Markdown and LaTeX tables atomically."""
+    """Aggregate run summaries and write the CSV, Markdown and LaTeX tables atomically, and the
+    environments the runs were trained in (``out_environment``, CSV)."""
     stats = aggregate_runs(load_runs(summary_paths))
     write_text(out_csv, stats.to_csv(index=False, lineterminator="\n"))
     write_text(out_md, display_table(stats).to_markdown(index=False) + "\n")
     write_text(out_tex, _to_latex(stats))
+    if out_environment is not None:
+        write_text(out_environment, environment_table(summary_paths).to_csv(index=False, lineterminator="\n"))
     return stats
 
 

@@ -44,6 +44,7 @@ from asvd.parallel import (
 from asvd.models import (
     build_seq2seq,
     build_word_tokenizer,
+    check_lengths,
     find_targets,
     is_causal,
     load_checkpoint,
@@ -61,6 +62,7 @@ from asvd.regularizers import (
 )
 from asvd.replay import replay_mix
 from asvd.resume import fingerprint, load_state, save_state
+from asvd.runtime import environment
 from asvd.svd import cached_svd
 
 log = logging.getLogger(__name__)
@@ -154,6 +156,16 @@ def encode(tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     return {"input_ids": source["input_ids"], "attention_mask": source["attention_mask"], "labels": labels}
 
 
+def _check_encoded_lengths(model, data: dict[str, torch.Tensor], settings: TrainSettings,
+                           settings_key: str) -> None:
+    """The longest encoded prompt and answer fit the model's positions (see check_lengths)."""
+    answer = int((data["labels"] != -100).sum(dim=1).max())
+    whole = int(data["attention_mask"].sum(dim=1).max())
+    prompt = whole - answer if is_causal(model) else whole
+    check_lengths(model, (f"{settings_key}.max_source_length", settings.max_source_length, prompt),
+                  (f"{settings_key}.max_target_length", settings.max_target_length, answer))
+
+
 def _trim(batch: dict[str, torch.Tensor], causal: bool) -> dict[str, torch.Tensor]:
     """Drop all-padding columns so a batch costs what its longest example needs.
 
@@ -171,7 +183,7 @@ def _trim(batch: dict[str, torch.Tensor], causal: bool) -> dict[str, torch.Tenso
 def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings, seed: int,
           constraint: OrthogonalSubspace | None = None, desc: str = "train",
           penalties: Sequence[Callable] = (), resume_file: str | Path | None = None,
-          resume_key: str = "", accelerator=None) -> dict:
+          resume_key: str = "", accelerator=None, settings_key: str = "train") -> dict:
     """Train ``model`` on ``records``; return the log (loss curve, steps, seconds, violation).
 
     Only parameters with ``requires_grad`` are optimised (``finetune_task`` freezes non-targets
@@ -182,7 +194,8 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     the same ``resume_key`` exists, training continues from it (:mod:`asvd.resume`).
     Under ``accelerator`` with several processes each trains on its slice of every global batch
     of ``settings.batch_size`` examples with the same result (:mod:`asvd.parallel`); only the main
-    process writes the state.
+    process writes the state. ``settings_key`` is the config block ``settings`` came from, named
+    in errors.
     """
     accelerator = accelerator or make_accelerator()
     rank, processes = accelerator.process_index, accelerator.num_processes
@@ -192,6 +205,7 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     torch.manual_seed(seed)
     causal = is_causal(model)
     data = encode(tokenizer, records, settings, model)
+    _check_encoded_lengths(model, data, settings, settings_key)
     count = len(records)
     steps_per_epoch = math.ceil(count / settings.batch_size)
     total_steps = max(1, math.ceil(settings.epochs * steps_per_epoch))
@@ -301,6 +315,7 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
         "loss": losses,
         "final_loss": sum(losses[-settings.log_every:]) / len(losses[-settings.log_every:]),
         **({"penalty": penalty_log} if penalties else {}),
+        "environment": environment(),
     }
 
 
@@ -312,7 +327,8 @@ def train_base_model(general_train: str | Path, vocabulary_files: Sequence[str |
     tokenizer = build_word_tokenizer(texts)
     model = build_seq2seq(tokenizer, family, architecture, seed)
     records = load_records(general_train)
-    result = train(model, tokenizer, records, TrainSettings.from_config(settings), seed, desc="base")
+    result = train(model, tokenizer, records, TrainSettings.from_config(settings), seed, desc="base",
+                   settings_key="base_model.train")
     result.update({"vocab_size": len(tokenizer), "parameters": sum(p.numel() for p in model.parameters())})
     save_checkpoint(model, tokenizer, out_dir)
     write_json(log_json, result)
@@ -346,7 +362,7 @@ def fetch_base_model(name: str, out_dir: str | Path, log_json: str | Path,
     if general_train is not None:
         records = load_records(general_train)
         tuning = train(model, tokenizer, records, TrainSettings.from_config(settings), seed,
-                       desc="instruction tuning")
+                       desc="instruction tuning", settings_key="base_model.train")
         result.update({"instruction_tuning": tuning, "seed": seed})
     save_checkpoint(model, tokenizer, out_dir)
     write_json(log_json, result)

@@ -19,6 +19,75 @@ def key_path(error: ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path) or "(top level)"
 
 
+_BOOLEANS = {"true": True, "false": False}
+
+
+def _resolve(schema: Mapping, root: Mapping) -> Mapping:
+    while "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def _alternatives(schema: Mapping, root: Mapping) -> list[Mapping]:
+    schema = _resolve(schema, root)
+    choices = schema.get("oneOf") or schema.get("anyOf")
+    return [alt for choice in choices for alt in _alternatives(choice, root)] if choices else [schema]
+
+
+_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", type(None): "null"}
+
+
+def _types(schema: Mapping) -> set[str]:
+    """The JSON types a schema allows, those of its ``const`` / ``enum`` values included."""
+    declared = schema.get("type", [])
+    types = {declared} if isinstance(declared, str) else set(declared)
+    values = [schema["const"]] if "const" in schema else list(schema.get("enum", []))
+    return types | {_JSON_TYPES.get(type(value), "object") for value in values}
+
+
+def _from_text(text: str, types: set[str]) -> Any:
+    """The value a command-line string stands for under the schema's types, or the text."""
+    lowered = text.strip().lower()
+    converters = ([int] if {"integer", "number"} & types else []) + ([float] if "number" in types else [])
+    for convert in converters:
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    if "boolean" in types and lowered in _BOOLEANS:
+        return _BOOLEANS[lowered]
+    if "null" in types and lowered in ("null", "~", "none"):
+        return None
+    return text
+
+
+def coerce_command_line_values(config: dict, schema: str | Path | Mapping) -> None:
+    """Turn strings into the numbers, booleans and nulls the schema asks for, in place.
+
+    Snakemake reads a nested ``--config 'train={batch_size: 8}'`` value as YAML with every
+    scalar a string; a string where the schema allows no string is read as the type it allows.
+    """
+    root = yaml.safe_load(Path(schema).read_text()) if not isinstance(schema, Mapping) else schema
+
+    def walk(value: Any, schema: Mapping) -> Any:
+        alternatives = _alternatives(schema, root)
+        if isinstance(value, str):
+            types = set().union(*(_types(alt) for alt in alternatives))
+            return value if "string" in types else _from_text(value, types)
+        for alt in alternatives:
+            if isinstance(value, dict) and ("properties" in alt or "additionalProperties" in alt):
+                for key in value:
+                    sub = alt.get("properties", {}).get(str(key), alt.get("additionalProperties"))
+                    if isinstance(sub, Mapping):
+                        value[key] = walk(value[key], sub)
+                return value
+            if isinstance(value, list) and isinstance(alt.get("items"), Mapping):
+                return [walk(item, alt["items"]) for item in value]
+        return value
+
+    walk(config, root)
+
+
 def schema_problems(config: Mapping[str, Any], schema: str | Path | Mapping) -> list[str]:
     """One line per schema violation, ``<key path>: <what is wrong>``, in key order.
 

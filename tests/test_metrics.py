@@ -125,6 +125,33 @@ def test_forgetting_bounds_negative_bwt(values):
         assert metrics["forgetting"] >= -metrics["bwt"] - 1e-9
 
 
+def test_forgetting_max_stops_before_the_last_row():
+    """Task a improves at the last step (60 -> 95): its forgetting is max(80, 85) - 95 = -10, not
+    0 as a max over rows 1..T (the last row included) would give; b: 90 - 85 = 5."""
+    rows = [[20.0, 20.0, 30.0], [80.0, 25.0, 35.0], [85.0, 90.0, 40.0], [95.0, 85.0, 95.0]]
+    assert cl_metrics(make_matrix(rows))["forgetting"] == pytest.approx((-10.0 + 5.0) / 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(square)
+def test_every_metric_equals_its_definition_written_out(values):
+    """AA, LA, BWT, FWT and forgetting against loops over the cells, BENCHMARKS.md's formulas."""
+    base, steps = values[0], values[1:]
+    count = steps.shape[0]
+    tasks = [f"t{j}" for j in range(count)]
+    metrics = cl_metrics(make_matrix(values.tolist(), tasks))
+    assert metrics["aa"] == pytest.approx(sum(steps[-1][j] for j in range(count)) / count)
+    assert metrics["learning_accuracy"] == pytest.approx(sum(steps[j][j] for j in range(count)) / count)
+    if count == 1:
+        return
+    earlier = range(count - 1)
+    assert metrics["bwt"] == pytest.approx(sum(steps[-1][j] - steps[j][j] for j in earlier) / (count - 1))
+    assert metrics["fwt"] == pytest.approx(
+        sum(steps[j - 1][j] - base[j] for j in range(1, count)) / (count - 1))
+    assert metrics["forgetting"] == pytest.approx(
+        sum(max(steps[i][j] for i in range(count - 1)) - steps[-1][j] for j in earlier) / (count - 1))
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(0, 100), min_size=2, max_size=6))
 def test_constant_rows_have_no_transfer(row):

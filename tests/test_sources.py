@@ -87,7 +87,14 @@ BAD_FILES = {
     "invalid JSON": ('[{"sentence": "a", "label": "World"},\n oops]', "invalid JSON at line 2"),
     "not an array": ('{"sentence": "a"}', "expected a JSON array"),
     "truncated file": ('[{"sentence": "a", "label": "World"}, {"sentence": "b", "lab', "invalid JSON at line 1"),
-    "record without sentence": ([{"label": "World"}], "record 1 is not"),
+    "record without sentence": ([{"label": "World"}], "record 1 has 'sentence' = None, not a string"),
+    "non-string label": ([{"sentence": "a", "label": 3}], "record 1 has 'label' = 3, not a string"),
+    "empty text": ([{"sentence": "a", "label": "World"}, {"sentence": " ", "label": "World"}],
+                   "record 2 has an empty 'sentence'"),
+    "not UTF-8": (b'[{"sentence": "caf\xe9", "label": "World"}]', "not UTF-8 text"),
+    "lone surrogate": ('[{"sentence": "a\\ud800", "label": "World"}]',
+                       "record 1 has a lone surrogate in 'sentence'"),
+    "nested too deeply": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
     "label not in label set": ([{"sentence": "a", "label": "World"},
                                 {"sentence": "b", "label": "Weather"}], "record 2 has label 'Weather'"),
     "empty split": ([], "empty split"),
@@ -101,7 +108,10 @@ def test_bad_olora_data_names_the_file_and_record_and_writes_nothing(tmp_path, c
     root = tmp_path / "CL_Benchmark"
     folder = write_task(root, AGNEWS, {"test": examples(AGNEWS, 2)})
     if content is not None:
-        (folder / "train.json").write_text(content if isinstance(content, str) else json.dumps(content))
+        if isinstance(content, bytes):
+            (folder / "train.json").write_bytes(content)
+        else:
+            (folder / "train.json").write_text(content if isinstance(content, str) else json.dumps(content))
     out = tmp_path / "out"
     with pytest.raises((ValueError, FileNotFoundError), match=message) as err:
         data.prepare_task(benchmark(root), "agnews", "seed", 0, out / "train.jsonl", out / "test.jsonl")

@@ -313,6 +313,10 @@ BAD_CONFIGS = {
     ),
     "seed not an integer": ({"run": {"seeds": [0.5]}}, ["run.seeds.0", "not of type 'integer'"]),
     "unknown processes": ({"train": {"num_processes": 0}}, ["train.num_processes"]),
+    "experiment outside results/": ({"experiment": ".."}, ["experiment: '..' does not match"]),
+    "order key with a leading zero": ({"orders": {"01": ["alpha"]}}, ["orders: '01' does not match"]),
+    "order key not a number": ({"orders": {"x": ["alpha"]}}, ["orders: 'x' does not match"]),
+    "seed beyond 2**32 - 1": ({"run": {"seeds": [2**32]}}, ["run.seeds.0", "4294967296 is greater than"]),
     "reference run named like a method, at no path": (
         {"reference_runs": {"seqft": {"path": "nowhere", "order": 1}}},
         ["reference_runs.seqft: the name is a method's", "reference_runs.seqft.path: 'nowhere'"],
@@ -332,6 +336,20 @@ BAD_CONFIGS = {
         ["constraint_benchmark", "sizes", "t5-xxl"],
     ),
 }
+
+
+def test_nested_command_line_values_are_read_as_the_schemas_types(tmp_path):
+    """--config 'train={batch_size: 8}' reaches Snakemake as text ('8'); it must plan as 8, and
+    an order given on the command line replaces the config file's order of that number."""
+    result = run_snakemake(tmp_path, "all_train", "-n", "--config", "train={batch_size: 8, lr: 1e-3}",
+                           "orders={1: [beta, alpha]}", "run={methods: [seqft], orders: [1], seeds: [0]}",
+                           configfiles=[TEST_CONFIGS / "tiny.yaml"])
+    log = result.stdout + result.stderr
+    assert job_stats(log)["finetune_task"] == 2  # before, the schema refused batch_size '8'
+    [step1] = [job for job in dry_run_jobs(log)
+               if "results/tiny/seqft/order1/seed0/step1/model" in job.outputs]
+    assert "results/tiny/data/beta/train.jsonl" in step1.inputs
+    assert "results/tiny/data/alpha/train.jsonl" not in step1.inputs
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
@@ -473,6 +491,15 @@ def test_e2e_a_published_run_sits_beside_the_methods_in_the_table_and_figures(e2
     assert "results/e2e/reference_runs/published/summary.json" in plan
 
 
+def test_e2e_each_run_records_the_environment_it_was_trained_in(e2e):
+    summary = json.loads((e2e.run_dir("asvd") / "summary.json").read_text())
+    env = summary["environment"]
+    assert env["torch_threads"] == e2e.config["threads"]["finetune_task"]  # fixed by the config
+    assert env["packages"]["torch"] and env["cpu"] and "gpu" in env
+    table = pd.read_csv(e2e.results / "tables" / "environment.csv")
+    assert table["runs"].sum() == len(e2e.config["run"]["methods"])  # the published run has none
+
+
 def test_e2e_asvd_freezes_at_least_mrr_of_every_target_and_logs_what_set_it(e2e):
     """From task 2 on every target keeps k >= floor(mrr * rank); each log holds the importance
     and retention ratio per block that set k; the diagnostics figures exist."""
@@ -513,7 +540,10 @@ def test_e2e_forcing_one_task_reruns_exactly_it_and_its_dependents(e2e):
     assert ("svd_cache", (("checkpoint", checkpoint),)) in rerun
     assert ("evaluate_checkpoint", (("checkpoint", checkpoint),)) in rerun
     assert rules["evaluate_checkpoint"] == rules["svd_cache"] == 1
-    assert [dict(w)["method"] for rule, w in rerun if rule == "collect_metrics"] == ["asvd"]
+    # collect_metrics' label omits the wildcards its training logs' jobs show: take them there
+    collected = [n for n in needrun if nodes[n].rule == "collect_metrics"]
+    assert [{nodes[dep].get("method") for dep, job in edges if job == n and nodes[dep].rule == "finetune_task"}
+            for n in collected] == [{"asvd"}]
     assert rules["summary_tables"] == 1 and rules["all_figures"] == 1
     assert {"accuracy_matrix_asvd", "task_curves", "aa_bwt", "frozen_ranks"} <= figures
     assert "accuracy_matrix_seqft" not in figures
@@ -645,6 +675,37 @@ def test_e2e_training_jobs_on_two_processes_give_the_same_checkpoints(e2e, tmp_p
         assert ours.keys() == reference.keys()
         for name in ours:
             assert torch.allclose(ours[name], reference[name], atol=1e-5, rtol=0), (step, name)
+
+
+def test_e2e_damaged_results_are_moved_aside_and_rebuilt(e2e, tmp_path):
+    """A truncated SVD cache that only a figure reads, a checkpoint without its checksum file and
+    a file where a checkpoint directory belongs: the next run moves each aside, rebuilds it and
+    what depends on it, ends green with every output whole and the same matrices, and writes
+    nothing outside results/."""
+    import shutil
+
+    from asvd.damage import damage
+
+    work = tmp_path / "work"
+    shutil.copytree(e2e.workdir, work, symlinks=True, ignore=shutil.ignore_patterns("locks"))
+    asvd_step2 = work / e2e.run_dir("asvd").relative_to(e2e.workdir) / "step2"
+    seqft_step2 = work / e2e.run_dir("seqft").relative_to(e2e.workdir) / "step2"
+    cache = asvd_step2 / "svd.safetensors"
+    cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    (seqft_step2 / "model" / "sha256sums.txt").unlink()
+    shutil.rmtree(asvd_step2 / "model")
+    (asvd_step2 / "model").write_text("not a checkpoint")
+    before = {p.name for p in work.iterdir()}
+    result = run_snakemake(work, "all_figures", "--cores", "2", configfiles=[e2e.configfile])
+    log = result.stdout + result.stderr
+    for moved in ("svd.safetensors.corrupt-1", "model.corrupt-1"):
+        assert (asvd_step2 / moved).exists() and f"moved to {moved}" in log
+    assert (seqft_step2 / "model.corrupt-1" / "model.safetensors").is_file()
+    assert "without its sha256sums.txt" in log and "a file where a checkpoint directory belongs" in log
+    for output in e2e.outputs:
+        assert damage(work / output) is None, output
+    assert matrices_of(work, e2e.config) == matrices_of(e2e.workdir, e2e.config)
+    assert {p.name for p in work.iterdir()} == before
 
 
 def matrices_of(workdir: Path, config: dict) -> dict[str, bytes]:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 # the workflow's own light modules (validation, rank rules, task registry) check the config
 sys.path.insert(0, workflow.basedir)
-from asvd.validation import schema_problems
+from asvd.validation import coerce_command_line_values, schema_problems
 
-_schema_problems = schema_problems(
-    config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-)
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+coerce_command_line_values(config, SCHEMA)
+_schema_problems = schema_problems(config, SCHEMA)
 if _schema_problems:
     raise ValueError("invalid config:\n  " + "\n  ".join(_schema_problems))
 
@@ -30,7 +30,15 @@ LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 GENERAL = "general"
 
-ORDERS = {int(key): list(tasks) for key, tasks in config["orders"].items()}
+
+def _orders():
+    """Order number -> tasks. A --config override names an order as text ("1"), config files
+    as a number (1): the override wins (the schema refused "01" and "x")."""
+    keys = sorted(config["orders"], key=lambda key: isinstance(key, str))
+    return {int(key): list(config["orders"][key]) for key in keys}
+
+
+ORDERS = config["orders"] = _orders()
 BENCHMARK_TASKS = [task["name"] for task in config["benchmark"]["tasks"]]
 # The synthetic benchmark generates a general-ability set; a real one may draw it from tasks
 # outside the study (benchmark.general), to instruction-tune a pretrained base and to measure
@@ -183,6 +191,17 @@ def _check_study():
 
 
 _check_study()
+
+# Damaged results (truncated, emptied, a checkpoint without its checksum file, a file where a
+# directory belongs) are moved aside before the DAG is built; rebuilt_results() makes them
+# targets of this run.
+DAMAGED = []
+if workflow.is_main_process:
+    from asvd.damage import sweep
+
+    for _path, _line in sweep(RESULTS):
+        print(f"damaged result: {_line}", file=sys.stderr)
+        DAMAGED.append(_path)
 
 # `all_baselines` runs every method the config declares (not only run.methods); the retention
 # ablation's variants join the methods after that (a wildcard value each).
@@ -385,6 +404,52 @@ def figure_outputs():
     return table_outputs() + expand(
         f"{RESULTS}/figures/{{name}}.{{ext}}", name=figure_names(), ext=["png", "pdf"]
     )
+
+
+def study_outputs():
+    """Every result a public target of this study can make (damaged ones outside it, left by
+    another config, are moved aside but not rebuilt)."""
+    runs = all_runs(list(dict.fromkeys(ALL_METHODS + ABLATION_METHODS)))
+    checkpoint_files = ["model", "svd.safetensors", "eval.json", "train_log.json"]
+    return {
+        *(
+            path
+            for run in runs
+            for name in checkpoint_files
+            for path in step_paths(run, name)
+        ),
+        *(
+            f"{RUN.format(**run)}/{name}"
+            for run in runs
+            for name in ("accuracy_matrix.csv", "summary.json")
+        ),
+        *(f"{BASE}/{name}" for name in checkpoint_files),
+        *expand(
+            f"{RESULTS}/data/{{task}}/{{name}}",
+            task=[*BENCHMARK_TASKS, *([GENERAL] if HAS_GENERAL else [])],
+            name=["train.jsonl", "test.jsonl", "stats.json"],
+        ),
+        *(
+            f"{REFERENCE.format(reference=name)}/{file}"
+            for name in REFERENCE_RUNS
+            for file in ("accuracy_matrix.csv", "summary.json")
+        ),
+        *figure_outputs(),
+        *baseline_outputs(),
+        *(ablation_outputs() if ABLATION_METHODS else []),
+        *(
+            f"{RESULTS}/{part}tables/environment.csv"
+            for part in ("", "baselines/", "ablations/")
+        ),
+    }
+
+
+def rebuilt_results():
+    """The damaged results moved aside at this start that this study makes: extra inputs of
+    every public target, so they are rebuilt (a missing intermediate alone would not make
+    Snakemake rerun anything) and, being newer, rebuild what was made from them."""
+    known = study_outputs() if DAMAGED else set()
+    return [path for path in DAMAGED if path in known]
 
 
 def run_of(wildcards):

@@ -20,6 +20,11 @@ rule summary_tables:
         ),
         md=f"{RESULTS}/tables/summary.md",
         tex=f"{RESULTS}/tables/summary.tex",
+        environment=report(
+            f"{RESULTS}/tables/environment.csv",
+            caption="../report/environment.rst",
+            category="Tables",
+        ),
     log:
         f"{LOGS}/summary_tables.log",
     conda:
@@ -96,6 +101,11 @@ use rule summary_tables as baseline_tables with:
         ),
         md=f"{RESULTS}/baselines/tables/summary.md",
         tex=f"{RESULTS}/baselines/tables/summary.tex",
+        environment=report(
+            f"{RESULTS}/baselines/tables/environment.csv",
+            caption="../report/environment.rst",
+            category="Every baseline",
+        ),
     log:
         f"{LOGS}/baseline_tables.log",
     message:
@@ -134,6 +144,11 @@ use rule summary_tables as ablation_tables with:
         ),
         md=f"{RESULTS}/ablations/tables/summary.md",
         tex=f"{RESULTS}/ablations/tables/summary.tex",
+        environment=report(
+            f"{RESULTS}/ablations/tables/environment.csv",
+            caption="../report/environment.rst",
+            category="Retention ablation",
+        ),
     log:
         f"{LOGS}/ablation_tables.log",
     message:

@@ -12,4 +12,5 @@ with stage(snakemake):
         snakemake.output.summary,
         snakemake.params.meta,
         schedule=snakemake.params.schedule,
+        train_logs=list(snakemake.input.train_logs),
     )

@@ -9,4 +9,5 @@ with stage(snakemake):
         snakemake.output.csv,
         snakemake.output.md,
         snakemake.output.tex,
+        snakemake.output.environment,
     )

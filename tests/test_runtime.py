@@ -1,0 +1,59 @@
+"""How a stage runs under Snakemake: thread counts fixed by the config, the environment recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from asvd.metrics import run_environment
+from asvd.runtime import environment, job_threads
+from asvd.tables import environment_table
+
+
+@pytest.mark.parametrize("scheduled", [1, 2, 8])
+def test_a_rules_threads_come_from_the_config_whatever_cores_snakemake_gives(scheduled):
+    smk = SimpleNamespace(rule="finetune_task", threads=scheduled,
+                          config={"threads": {"finetune_task": 2, "svd_cache": 1}})
+    assert job_threads(smk) == 2
+    # a rule the config does not fix (the cost benchmark) computes with what it was given
+    assert job_threads(SimpleNamespace(rule="constraint_benchmark", threads=scheduled, config=smk.config)) == scheduled
+
+
+def test_the_stage_sets_torch_threads_before_torch_starts(tmp_path):
+    """In a fresh process (as Snakemake starts a script job) torch computes with the config's
+    count, not the scheduler's nor the one inherited from the environment."""
+    code = (
+        "from types import SimpleNamespace\n"
+        "from asvd.runtime import stage\n"
+        f"smk = SimpleNamespace(rule='svd_cache', threads=2, log=[{str(tmp_path / 'job.log')!r}],"
+        " config={'threads': {'svd_cache': 1}})\n"
+        "with stage(smk):\n"
+        "    import torch\n"
+        "    print('threads', torch.get_num_threads())\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert "threads 1" in (tmp_path / "job.log").read_text()
+
+
+def test_the_environment_names_versions_threads_cpu_and_gpu(tmp_path):
+    env = environment()
+    assert env["packages"]["torch"] and env["packages"]["transformers"] and env["cpu"]
+    assert env["torch_threads"] >= 1 and "gpu" in env
+    logs = []
+    for step, threads in enumerate([1, 1, 2], start=1):
+        logs.append(tmp_path / f"log{step}.json")
+        logs[-1].write_text(json.dumps({"environment": {**env, "torch_threads": threads}}))
+    assert run_environment(logs[:2]) == {**env, "torch_threads": 1}
+    assert [e["torch_threads"] for e in run_environment(logs)] == [1, 2]  # distinct ones, in order
+    summaries = []
+    for i, recorded in enumerate([run_environment(logs[:2]), run_environment(logs[:2]), None]):
+        summaries.append(tmp_path / f"summary{i}.json")
+        summaries[-1].write_text(json.dumps({"environment": recorded}))
+    table = environment_table(summaries)
+    assert table["runs"].tolist() == [2] and table["torch_threads"].tolist() == [1]
+    assert table["torch"].tolist() == [env["packages"]["torch"]]

@@ -1,0 +1,103 @@
+"""Command-line config values read as the schema's types; lengths a model cannot embed refused."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import (
+    BartConfig,
+    BartForConditionalGeneration,
+    GPT2Config,
+    GPT2LMHeadModel,
+    T5Config,
+    T5ForConditionalGeneration,
+)
+
+from asvd.models import check_lengths, position_limit
+from asvd.validation import coerce_command_line_values, schema_problems
+from conftest import DEFAULT_CONFIG, REPO, load_yaml
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_DOC = load_yaml(SCHEMA)
+
+
+def test_nested_command_line_strings_become_the_schemas_types():
+    """What Snakemake makes of --config 'train={batch_size: 8, lr: 1e-3, ...}': every scalar a string."""
+    config = load_yaml(DEFAULT_CONFIG)
+    config["train"].update(batch_size="8", lr="1e-3", gradient_checkpointing="true", num_processes="null")
+    config["run"]["seeds"] = ["0", "7"]
+    config["methods"]["asvd"]["rank_rule"]["mrr"] = "0.1"
+    config["base_model"]["pretrained"] = "null"  # a string is allowed here: kept as written
+    coerce_command_line_values(config, SCHEMA)
+    assert {key: config["train"][key] for key in ("batch_size", "lr", "gradient_checkpointing",
+                                                  "num_processes")} == {
+        "batch_size": 8, "lr": 1e-3, "gradient_checkpointing": True, "num_processes": None}
+    assert config["run"]["seeds"] == [0, 7] and config["methods"]["asvd"]["rank_rule"]["mrr"] == 0.1
+    assert config["base_model"]["pretrained"] == "null"
+    assert schema_problems(config, SCHEMA) == []
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(min_value=1, max_value=10**6), st.floats(min_value=1e-9, max_value=1e3))
+def test_any_number_written_as_text_is_read_back(batch, lr):
+    config = {"train": {"batch_size": str(batch), "lr": repr(lr)}}
+    coerce_command_line_values(config, SCHEMA_DOC)
+    assert config["train"]["batch_size"] == batch and config["train"]["lr"] == lr
+
+
+def test_text_that_is_no_number_stays_text_and_the_schema_names_it():
+    config = load_yaml(DEFAULT_CONFIG)
+    config["train"]["batch_size"] = "eight"
+    coerce_command_line_values(config, SCHEMA)
+    assert schema_problems(config, SCHEMA) == ["train.batch_size: 'eight' is not of type 'integer'"]
+
+
+def test_coercion_leaves_a_config_of_the_right_types_alone():
+    config = load_yaml(DEFAULT_CONFIG)
+    before = copy.deepcopy(config)
+    coerce_command_line_values(config, SCHEMA)
+    assert config == before
+
+
+def test_lengths_beyond_a_models_positions_are_refused_naming_the_key():
+    bart = BartForConditionalGeneration(BartConfig(
+        vocab_size=20, d_model=8, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8, max_position_embeddings=16))
+    assert position_limit(bart) == 16
+    # a length setting beyond the limit is harmless while no sequence reaches it
+    check_lengths(bart, ("train.max_source_length", 128, 16), ("train.max_target_length", 16, 16))
+    with pytest.raises(ValueError, match="^train.max_source_length: 128 lets sequences of 17 tokens "
+                                         "through, beyond the 16 positions of this bart model"):
+        check_lengths(bart, ("train.max_source_length", 128, 17), ("train.max_target_length", 4, 4))
+    with pytest.raises(ValueError, match="^evaluation.max_new_tokens: 20 lets sequences of 20 tokens"):
+        check_lengths(bart, ("evaluation.max_source_length", 8, 8), ("evaluation.max_new_tokens", 20, 20))
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=20, n_embd=8, n_layer=1, n_head=2, n_positions=32))
+    check_lengths(gpt2, ("evaluation.max_source_length", 64, 28), ("evaluation.max_new_tokens", 4, 4))
+    with pytest.raises(ValueError, match=r"^evaluation.max_source_length: prompts of up to 30 tokens "
+                                         r"\(it is 64\) and answers of up to 4 .* exceed the 32"):
+        check_lengths(gpt2, ("evaluation.max_source_length", 64, 30), ("evaluation.max_new_tokens", 4, 4))
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=20, d_model=8, d_kv=4, d_ff=8, num_layers=1, num_heads=2))
+    assert position_limit(t5) is None  # relative positions: any length
+    check_lengths(t5, ("train.max_source_length", 10_000, 10_000), ("train.max_target_length", 10, 10))
+
+
+def test_training_on_prompts_longer_than_the_positions_names_the_key_before_any_step(tmp_path):
+    """The IndexError the embedding would raise becomes an error naming the setting."""
+    from asvd.models import build_word_tokenizer
+    from asvd.training import TrainSettings, train
+
+    records = [{"input": " ".join(["word"] * 40), "target": "yes"}] * 2
+    tokenizer = build_word_tokenizer([records[0]["input"], "yes"])
+    bart = BartForConditionalGeneration(BartConfig(
+        vocab_size=len(tokenizer), d_model=8, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8,
+        max_position_embeddings=32, pad_token_id=tokenizer.pad_token_id,
+        decoder_start_token_id=tokenizer.bos_token_id or 0))
+    before = {k: v.clone() for k, v in bart.state_dict().items()}
+    settings = TrainSettings(epochs=1, batch_size=2, max_source_length=128)
+    with pytest.raises(ValueError, match="^base_model.train.max_source_length: 128 lets sequences of"):
+        train(bart, tokenizer, records, settings, seed=0, settings_key="base_model.train")
+    assert all(v.equal(before[k]) for k, v in bart.state_dict().items())  # not one step taken

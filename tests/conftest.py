@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import subprocess
@@ -111,3 +112,14 @@ def write_olora_run(run_dir: Path, rows: list[list[float]], tasks: list[str]) ->
         step_dir.mkdir(parents=True)
         (step_dir / "all_results.json").write_text(json.dumps(results))
     return run_dir
+
+
+def learned_files(results: Path) -> dict[str, str]:
+    """Hash of every checkpoint's weights and every accuracy matrix under an experiment's
+    results, by relative path: what byte-identity checks compare (a study that learns little
+    may score the same by chance; its weights differ whenever its training does)."""
+    files = [*results.glob("**/model/model.safetensors"), *results.glob("*/order*/seed*/accuracy_matrix.csv")]
+    learned = {str(path.relative_to(results)): hashlib.sha256(path.read_bytes()).hexdigest()
+               for path in sorted(files) if ".corrupt-" not in str(path)}
+    assert any(name.endswith("model.safetensors") for name in learned), f"no checkpoint under {results}"
+    return learned

@@ -211,9 +211,10 @@ def test_baselines_do_what_their_config_says(baseline_study):
         assert "penalty" not in log(method, 1) and len(log(method, 2)["penalty"]) == log(method, 2)["steps"]
     assert "penalty" not in log("seqft", 2) and log("seqft", 2)["replayed"] == 0
     assert log("pertask", 2)["replayed"] == 0
-    for method in ("seqlora", "inclora", "olora"):  # only the adapters train: r (16 + 16) on
-        # the q and v projections of the encoder's and decoder's self-attention and cross-attention
-        assert log(method, 2)["trained_parameters"] == 6 * 8 * (16 + 16)
+    for method in ("seqlora", "inclora", "olora"):  # only the adapters train: r (32 + 32) on
+        # the q and v projections of the 2 encoder layers' self-attention and the 2 decoder
+        # layers' self-attention and cross-attention
+        assert log(method, 2)["trained_parameters"] == 12 * 8 * (32 + 32)
     assert len(log("olora", 2)["penalty"]) == log("olora", 2)["steps"]
 
 

@@ -30,6 +30,7 @@ from conftest import (
     SNAKEFILE,
     TEST_CONFIGS,
     effective_config,
+    learned_files,
     run_snakemake,
     write_olora_run,
 )
@@ -460,6 +461,16 @@ def e2e(tmp_path_factory) -> EndToEnd:
     return EndToEnd(workdir, Path(data["configfile"]), config, data["outputs"])
 
 
+def test_e2e_the_tiny_study_learns_and_forgets(e2e):
+    """Guard: every comparison of the tiny study's matrices compares something learned. seqft
+    learns each task it trains (its own step beats the base by 25 points or more) and its
+    matrix is not flat."""
+    matrix = pd.read_csv(e2e.run_dir("seqft") / "accuracy_matrix.csv", index_col=0)
+    for task in matrix.columns:
+        assert matrix.loc[task, task] >= matrix.loc["base", task] + 25, matrix
+    assert matrix.to_numpy().std() > 0, matrix
+
+
 def test_e2e_every_declared_output_exists(e2e):
     expected_figures = {f"results/e2e/figures/{name}.{ext}"
                         for name in ["task_curves", "aa_bwt", "accuracy_matrix_asvd"]
@@ -507,7 +518,8 @@ def test_e2e_asvd_freezes_at_least_mrr_of_every_target_and_logs_what_set_it(e2e)
     for step in (1, 2):
         log = json.loads((e2e.run_dir("asvd") / f"step{step}" / "train_log.json").read_text())
         assert log["granularity"] == "block" and log["mrr"] == rule["mrr"]
-        assert set(log["importance"]) == {"model.encoder.layers.0", "model.decoder.layers.0"}
+        assert set(log["importance"]) == {f"model.{side}.layers.{i}" for side in ("encoder", "decoder")
+                                          for i in (0, 1)}
         assert all(0 < value <= 1 for value in log["importance"].values())
         for target, k in log["frozen_ranks"].items():
             assert k >= int(rule["mrr"] * log["ranks"][target]), (step, target, k)
@@ -674,7 +686,8 @@ def test_e2e_training_jobs_on_two_processes_give_the_same_checkpoints(e2e, tmp_p
         reference = load_file(e2e.run_dir("asvd") / step / "model" / "model.safetensors")
         assert ours.keys() == reference.keys()
         for name in ours:
-            assert torch.allclose(ours[name], reference[name], atol=1e-5, rtol=0), (step, name)
+            # 120 Adam steps: summation order moves weights of size ~1 by ~1e-4 (measured 8e-5)
+            assert torch.allclose(ours[name], reference[name], atol=1e-3, rtol=0), (step, name)
 
 
 def test_e2e_damaged_results_are_moved_aside_and_rebuilt(e2e, tmp_path):
@@ -704,14 +717,16 @@ def test_e2e_damaged_results_are_moved_aside_and_rebuilt(e2e, tmp_path):
     assert "without its sha256sums.txt" in log and "a file where a checkpoint directory belongs" in log
     for output in e2e.outputs:
         assert damage(work / output) is None, output
-    assert matrices_of(work, e2e.config) == matrices_of(e2e.workdir, e2e.config)
+    assert learned_of(work, e2e.config) == learned_of(e2e.workdir, e2e.config)
     assert {p.name for p in work.iterdir()} == before
 
 
-def matrices_of(workdir: Path, config: dict) -> dict[str, bytes]:
-    results = workdir / "results" / config["experiment"]
-    return {str(path.relative_to(results)): path.read_bytes()
-            for path in sorted(results.glob("*/order*/seed*/accuracy_matrix.csv"))}
+def learned_of(workdir: Path, config: dict) -> dict[str, str]:
+    """What a study learned (every checkpoint's weights, every accuracy matrix), every run there."""
+    learned = learned_files(workdir / "results" / config["experiment"])
+    runs = len(config["run"]["methods"]) * len(config["run"]["orders"]) * len(config["run"]["seeds"])
+    assert sum(name.endswith("accuracy_matrix.csv") for name in learned) == runs, sorted(learned)
+    return learned
 
 
 def start_snakemake(workdir: Path, configfile: Path) -> subprocess.Popen:
@@ -722,33 +737,58 @@ def start_snakemake(workdir: Path, configfile: Path) -> subprocess.Popen:
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+# What a job's log shows once its work (not its imports) is under way, and the output it is making.
+WORK_MARKERS = {
+    "finetune_task": re.compile(r"\(\d+/\d+\):\s+\d+%\|"),  # "alpha (1/2):   0%|" training bar
+    "svd_cache": re.compile(r"SVD:\s+\d+%\|"),
+    "evaluate_checkpoint": re.compile(r"evaluate:\s+\d+%\|"),
+}
+
+
+def output_of_log(rule: str, log: Path, logs: Path, workdir: Path) -> Path:
+    job = log.relative_to(logs / rule).with_suffix("")
+    if rule == "finetune_task":  # logs/finetune_task/<method>/order<o>/seed<s>/step<t>.log
+        return workdir / "results" / logs.parent.name / job / "model"
+    return workdir / job / {"svd_cache": "svd.safetensors", "evaluate_checkpoint": "eval.json"}[rule]
+
+
 def test_e2e_sigkilled_at_random_points_of_training_svd_and_evaluation_then_rerun_gives_the_same_results(
         e2e, tmp_path):
-    """SIGKILL the whole workflow (Snakemake and its jobs) a random moment after a job of each
-    kind started, rerun each time; the finished study equals an uninterrupted run byte for byte
-    (its accuracy matrices: two runs of one config are identical) and no temporary is left."""
+    """SIGKILL the whole workflow (Snakemake and its jobs) while a training, an SVD and an
+    evaluation job are at work (their progress bar shows; for training and evaluation, checked:
+    their output is not written yet), rerun each time; the finished study equals an
+    uninterrupted run byte for byte (every checkpoint's weights and the accuracy matrices) and no
+    temporary is left."""
     import random
     import signal
     import time
 
     rng = random.Random(7)
     logs = tmp_path / "results" / e2e.config["experiment"] / "logs"
-    for rule in ("finetune_task", "svd_cache", "evaluate_checkpoint"):
-        started = time.time()
-        process = start_snakemake(tmp_path, e2e.configfile)
-        deadline = time.monotonic() + 600
-        while process.poll() is None and time.monotonic() < deadline and not any(
-                log.stat().st_mtime > started for log in (logs / rule).rglob("*.log")):
-            time.sleep(0.05)
-        assert process.poll() is None, f"the workflow ended before a {rule} job started"
-        time.sleep(rng.uniform(0.0, 1.5))  # somewhere inside the job (or just after it)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        # a killed Snakemake leaves its lock; it names this command when run again
-        run_snakemake(tmp_path, "all_figures", "--unlock", configfiles=[e2e.configfile])
+    killed_at_work = {}
+    for rule, marker in WORK_MARKERS.items():
+        for _attempt in range(4):  # a job may finish between two looks; try the next one
+            started = time.time()
+            process = start_snakemake(tmp_path, e2e.configfile)
+            deadline, working = time.monotonic() + 600, None
+            while working is None and process.poll() is None and time.monotonic() < deadline:
+                for log in (logs / rule).rglob("*.log"):
+                    if log.stat().st_mtime > started and marker.search(log.read_text(errors="replace")):
+                        working = log
+                time.sleep(0.01)
+            assert working is not None, f"the workflow ended before a {rule} job was at work"
+            time.sleep(rng.uniform(0.0, 0.05))
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            # a killed Snakemake leaves its lock; it names this command when run again
+            run_snakemake(tmp_path, "all_figures", "--unlock", configfiles=[e2e.configfile])
+            if not output_of_log(rule, working, logs, tmp_path).exists():
+                killed_at_work[rule] = str(working.relative_to(logs))
+                break
+    # the tiny model's SVD takes milliseconds: its job is killed once at work, maybe after it wrote
+    assert {"finetune_task", "evaluate_checkpoint"} <= set(killed_at_work), killed_at_work
     run_snakemake(tmp_path, "all_figures", "--cores", "2", configfiles=[e2e.configfile])
-    assert matrices_of(tmp_path, e2e.config) == matrices_of(e2e.workdir, e2e.config)
-    assert len(matrices_of(tmp_path, e2e.config)) == 2
+    assert learned_of(tmp_path, e2e.config) == learned_of(e2e.workdir, e2e.config)
     for output in e2e.outputs:
         assert (tmp_path / output).exists(), output
     assert not [p for p in (tmp_path / "results").rglob("*") if ".tmp" in p.name]
@@ -778,4 +818,4 @@ def test_e2e_a_tampered_checkpoint_is_refused_then_recomputed(e2e, tmp_path):
     assert "model.safetensors: content does not match its recorded sha256" in logs
     assert not weights.parent.exists() and weights.parent.with_name("model.corrupt-1").is_dir()
     run_snakemake(work, "all_figures", "--cores", "2", configfiles=[e2e.configfile])
-    assert matrices_of(work, e2e.config) == matrices_of(e2e.workdir, e2e.config)
+    assert learned_of(work, e2e.config) == learned_of(e2e.workdir, e2e.config)

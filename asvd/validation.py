@@ -100,5 +100,13 @@ def schema_problems(config: Mapping[str, Any], schema: str | Path | Mapping) -> 
     problems = []
     for error in sorted(validator.iter_errors(dict(config)), key=lambda e: [str(p) for p in e.absolute_path]):
         specific = best_match([error]) if error.context else error
-        problems.append(f"{key_path(specific)}: {specific.message}")
+        # a pattern says little to a reader; its schema's description says what is allowed
+        hint = specific.schema.get("description") if specific.validator == "pattern" else None
+        problems.append(f"{key_path(specific)}: {specific.message}" + (f" ({hint})" if hint else ""))
     return problems
+
+
+def config_error(problems: list[str]) -> ValueError:
+    """One error for every problem found, the first named on its first line."""
+    rest = "".join(f"\n  {problem}" for problem in problems[1:])
+    return ValueError(f"invalid config: {problems[0]}{rest}")

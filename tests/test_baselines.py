@@ -185,11 +185,13 @@ METHODS = list(effective_config(TINY)["methods"])  # all_baselines runs every de
 def baseline_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("baselines")
     override = root / "one_order.yaml"
-    override.write_text("run: {orders: [1]}\n")
+    # what each baseline does is checked here, not how well it learns: 2 epochs keep 13 methods quick
+    override.write_text("run: {orders: [1]}\ntrain: {epochs: 2}\n")
     run_snakemake(root, "all_baselines", "--cores", "2", configfiles=[TINY, override], timeout=1200)
     return root / "results" / "tiny"
 
 
+@pytest.mark.xdist_group("baseline_study")  # one worker builds the study once
 def test_every_baseline_runs_end_to_end(baseline_study):
     for method in METHODS:
         matrix = pd.read_csv(baseline_study / method / "order1" / "seed0" / "accuracy_matrix.csv",
@@ -201,6 +203,7 @@ def test_every_baseline_runs_end_to_end(baseline_study):
         assert (baseline_study / "baselines" / "figures" / f"{name}.png").stat().st_size > 5000
 
 
+@pytest.mark.xdist_group("baseline_study")  # one worker builds the study once
 def test_baselines_do_what_their_config_says(baseline_study):
     def log(method, step):
         return read_json(baseline_study / method / "order1" / "seed0" / f"step{step}" / "train_log.json")
@@ -218,6 +221,7 @@ def test_baselines_do_what_their_config_says(baseline_study):
     assert len(log("olora", 2)["penalty"]) == log("olora", 2)["steps"]
 
 
+@pytest.mark.xdist_group("baseline_study")  # one worker builds the study once
 def test_pertask_scores_every_task_with_its_own_model(baseline_study):
     run = baseline_study / "pertask" / "order1" / "seed0"
     matrix = pd.read_csv(run / "accuracy_matrix.csv", index_col=0)
@@ -370,6 +374,7 @@ def test_olora_pushes_the_new_adapter_orthogonal_to_the_old(lora_runs):
     assert overlap("olora") < overlap("inclora")
 
 
+@pytest.mark.xdist_group("baseline_study")  # one worker builds the study once
 def test_mtl_trains_one_model_on_every_task(baseline_study):
     run = baseline_study / "mtl" / "order1" / "seed0"
     assert not (run / "step1").exists()

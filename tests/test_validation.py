@@ -17,7 +17,7 @@ from transformers import (
 )
 
 from asvd.models import check_lengths, position_limit
-from asvd.validation import coerce_command_line_values, schema_problems
+from asvd.validation import coerce_command_line_values, config_error, schema_problems
 from conftest import DEFAULT_CONFIG, REPO, load_yaml
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -101,3 +101,13 @@ def test_training_on_prompts_longer_than_the_positions_names_the_key_before_any_
     with pytest.raises(ValueError, match="^base_model.train.max_source_length: 128 lets sequences of"):
         train(bart, tokenizer, records, settings, seed=0, settings_key="base_model.train")
     assert all(v.equal(before[k]) for k, v in bart.state_dict().items())  # not one step taken
+
+
+def test_the_first_problem_is_named_on_the_errors_first_line():
+    error = config_error(["experiment: '..' does not match", "run.seeds.0: -1 is less than the minimum of 0"])
+    assert str(error).splitlines() == ["invalid config: experiment: '..' does not match",
+                                       "  run.seeds.0: -1 is less than the minimum of 0"]
+    config = load_yaml(DEFAULT_CONFIG)
+    config["experiment"] = ".."
+    [problem] = schema_problems(config, SCHEMA)
+    assert problem.startswith("experiment: '..' does not match") and "(not . or ..)" in problem

@@ -7,13 +7,13 @@ from pathlib import Path
 
 # the workflow's own light modules (validation, rank rules, task registry) check the config
 sys.path.insert(0, workflow.basedir)
-from asvd.validation import coerce_command_line_values, schema_problems
+from asvd.validation import coerce_command_line_values, config_error, schema_problems
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 coerce_command_line_values(config, SCHEMA)
 _schema_problems = schema_problems(config, SCHEMA)
 if _schema_problems:
-    raise ValueError("invalid config:\n  " + "\n  ".join(_schema_problems))
+    raise config_error(_schema_problems)
 
 PACKAGE = Path(workflow.basedir) / "asvd"
 # Jobs (script subprocesses, conda envs, cluster jobs) import the package from this checkout.
@@ -187,7 +187,7 @@ def _check_study():
             f"benchmark.tasks: {GENERAL!r} is reserved for the general-ability set"
         )
     if problems:
-        raise ValueError("invalid config:\n  " + "\n  ".join(problems))
+        raise config_error(problems)
 
 
 _check_study()

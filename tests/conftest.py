@@ -123,3 +123,13 @@ def learned_files(results: Path) -> dict[str, str]:
                for path in sorted(files) if ".corrupt-" not in str(path)}
     assert any(name.endswith("model.safetensors") for name in learned), f"no checkpoint under {results}"
     return learned
+
+
+def pytest_collection_modifyitems(config, items):
+    """Start the tests marked ``long(rank)`` first, by rank: under ``-n 2`` the two workers each
+    take one and the short tests fill in, instead of one long test running alone at the end."""
+    def rank(item):
+        marker = item.get_closest_marker("long")
+        return (0, marker.args[0]) if marker else (1, 0)
+
+    items.sort(key=rank)

@@ -191,7 +191,7 @@ def baseline_study(tmp_path_factory):
     return root / "results" / "tiny"
 
 
-@pytest.mark.xdist_group("baseline_study")  # one worker builds the study once
+@pytest.mark.long(1)
 def test_every_baseline_runs_end_to_end(baseline_study):
     for method in METHODS:
         matrix = pd.read_csv(baseline_study / method / "order1" / "seed0" / "accuracy_matrix.csv",
@@ -203,7 +203,6 @@ def test_every_baseline_runs_end_to_end(baseline_study):
         assert (baseline_study / "baselines" / "figures" / f"{name}.png").stat().st_size > 5000
 
 
-@pytest.mark.xdist_group("baseline_study")  # one worker builds the study once
 def test_baselines_do_what_their_config_says(baseline_study):
     def log(method, step):
         return read_json(baseline_study / method / "order1" / "seed0" / f"step{step}" / "train_log.json")
@@ -221,7 +220,6 @@ def test_baselines_do_what_their_config_says(baseline_study):
     assert len(log("olora", 2)["penalty"]) == log("olora", 2)["steps"]
 
 
-@pytest.mark.xdist_group("baseline_study")  # one worker builds the study once
 def test_pertask_scores_every_task_with_its_own_model(baseline_study):
     run = baseline_study / "pertask" / "order1" / "seed0"
     matrix = pd.read_csv(run / "accuracy_matrix.csv", index_col=0)
@@ -374,7 +372,6 @@ def test_olora_pushes_the_new_adapter_orthogonal_to_the_old(lora_runs):
     assert overlap("olora") < overlap("inclora")
 
 
-@pytest.mark.xdist_group("baseline_study")  # one worker builds the study once
 def test_mtl_trains_one_model_on_every_task(baseline_study):
     run = baseline_study / "mtl" / "order1" / "seed0"
     assert not (run / "step1").exists()

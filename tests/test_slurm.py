@@ -105,6 +105,7 @@ def slurm_cluster(tmp_path_factory):
     CONF.unlink(missing_ok=True)
 
 
+@pytest.mark.long(2)
 def test_the_tiny_study_through_slurm_matches_a_local_run(slurm_cluster, tmp_path, monkeypatch):
     override = tmp_path / "two_runs.yaml"
     override.write_text("run: {methods: [seqft, asvd], orders: [1], seeds: [0]}\n")

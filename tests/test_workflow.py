@@ -667,6 +667,7 @@ def test_e2e_finetune_task_is_bit_identical_when_repeated(e2e, tmp_path):
         assert not different, (other, different)
 
 
+@pytest.mark.long(3)
 def test_e2e_training_jobs_on_two_processes_give_the_same_checkpoints(e2e, tmp_path):
     """The workflow's training jobs started with train.num_processes: 2 (the adapter's spawned
     processes must not run the stage again) end with the 1-process run's weights."""
@@ -691,6 +692,7 @@ def test_e2e_training_jobs_on_two_processes_give_the_same_checkpoints(e2e, tmp_p
             assert torch.allclose(ours[name], reference[name], atol=1e-3, rtol=0), (step, name)
 
 
+@pytest.mark.long(4)
 def test_e2e_damaged_results_are_moved_aside_and_rebuilt(e2e, tmp_path):
     """A truncated SVD cache that only a figure reads, a checkpoint without its checksum file and
     a file where a checkpoint directory belongs: the next run moves each aside, rebuilds it and
@@ -753,6 +755,7 @@ def output_of_log(rule: str, log: Path, logs: Path, workdir: Path) -> Path:
     return workdir / job / {"svd_cache": "svd.safetensors", "evaluate_checkpoint": "eval.json"}[rule]
 
 
+@pytest.mark.long(0)
 def test_e2e_sigkilled_at_random_points_of_training_svd_and_evaluation_then_rerun_gives_the_same_results(
         e2e, tmp_path):
     """SIGKILL the whole workflow (Snakemake and its jobs) while a training, an SVD and an

@@ -1,4 +1,4 @@
-"""LoRA baselines through peft (BENCHMARKS.md s8): SeqLoRA, IncLoRA and O-LoRA.
+"""LoRA baselines through peft (docs/benchmarks.md §7): SeqLoRA, IncLoRA and O-LoRA.
 
 A LoRA method's checkpoint is a full model with its adapters merged (evaluation and the SVD
 cache read it like any other) plus ``lora_state.safetensors``:

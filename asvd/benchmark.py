@@ -126,7 +126,7 @@ def run_case(size: str, method: str, fraction: float, batch: int, source_length:
     import torch
 
     from asvd import OrthogonalSubspace, ranks
-    from asvd.models import find_targets
+    from asvd.targets import find_targets
 
     _check_known([size], [method])
     device = torch.device(device)
@@ -202,7 +202,7 @@ def svd_timing(size: str, fraction: float, seed: int = 0, oversample: int = 10,
     """
     import torch
 
-    from asvd.models import find_targets
+    from asvd.targets import find_targets
     from asvd.svd import thin_svd
 
     weights = [m.weight.detach() for m in find_targets(build_model(size, seed), "auto").values()]

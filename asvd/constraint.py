@@ -1,4 +1,4 @@
-"""The orthogonal-subspace constraint with W itself as the trainable parameter (METHOD.md s4).
+"""The orthogonal-subspace constraint with W itself as the trainable parameter (docs/method.md §4).
 
 For each target weight W = U S V^T the top-k triplets (U_h, S_h, V_h) are frozen. After backward
 the gradient is projected away from them; after every optimizer step the frozen block is
@@ -19,9 +19,9 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor, Shard
 
-from asvd.models import find_targets
 from asvd.ranks import Uniform
 from asvd.svd import cached_svd, thin_svd
+from asvd.targets import find_targets
 
 PROJECTIONS = ("two_sided", "paper_block")
 PROJECT_POINTS = ("gradient", "update")
@@ -287,7 +287,7 @@ class OrthogonalSubspace:
     def _apply(self, tensor_of: Callable[[torch.nn.Parameter], torch.Tensor | None],
                anchored: bool) -> None:
         """Every group's projection. Row-sharded weights (FSDP2) first share their partial
-        U^T X products in one all-reduce for all targets (METHOD.md s4.6); the rest is row-local."""
+        U^T X products in one all-reduce for all targets (docs/method.md §4.6); the rest is row-local."""
         products = [group.partial_left(tensor_of) for group in self.groups]
         shared = [product for product in products if product is not None]
         if shared:

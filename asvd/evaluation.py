@@ -10,7 +10,8 @@ from tqdm.auto import tqdm
 
 from asvd.data import load_records
 from asvd.io import write_json
-from asvd.models import check_lengths, compute_device, is_causal, load_checkpoint
+from asvd.models import check_lengths, is_causal, load_checkpoint
+from asvd.runtime import compute_device
 from asvd.scoring import metric_of, score
 
 

@@ -1,4 +1,4 @@
-"""Continual-learning metrics from the accuracy matrix (BENCHMARKS.md section 6).
+"""Continual-learning metrics from the accuracy matrix (docs/benchmarks.md §5).
 
 The accuracy matrix ``R`` is a DataFrame whose index (named ``after``) holds the checkpoint a row
 was measured on -- ``base`` (before any continual training) and then one label per training task,
@@ -157,7 +157,7 @@ def _mean_of_present(terms: np.ndarray) -> float:
 def cl_metrics(matrix: pd.DataFrame) -> dict[str, float | None]:
     """AA, BWT, FWT, forgetting and learning accuracy of ``R``, all in percent.
 
-    With rows 1..T the states after each task and row 0 the base model (BENCHMARKS.md 6):
+    With rows 1..T the states after each task and row 0 the base model (docs/benchmarks.md §5):
 
     - ``aa`` = mean_j R[T][j]; ``learning_accuracy`` = mean_j R[j][j].
     - ``bwt`` = mean_{j<T} (R[T][j] - R[j][j]).

@@ -8,9 +8,8 @@ files) so any user can ``from_pretrained`` them; they are written atomically.
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -30,20 +29,6 @@ from transformers import (
 from asvd.io import atomic_dir, verify_checksums, write_checksums
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
-
-# METHOD.md section 2: the matrices the reference implementations decompose, per model family.
-AUTO_TARGETS = {
-    "t5": [r"SelfAttention\.(q|k|v|o)$", r"DenseReluDense\.(wi|wi_0|wi_1|wo)$"],
-    "mt5": [r"SelfAttention\.(q|k|v|o)$", r"DenseReluDense\.(wi|wi_0|wi_1|wo)$"],
-    "llama": [r"self_attn\.(q|k|v|o)_proj$", r"mlp\.(gate|up|down)_proj$"],
-    "mistral": [r"self_attn\.(q|k|v|o)_proj$", r"mlp\.(gate|up|down)_proj$"],
-    "qwen2": [r"self_attn\.(q|k|v|o)_proj$", r"mlp\.(gate|up|down)_proj$"],
-    "bert": [r"attention\.self\.(query|key|value)$", r"attention\.output\.dense$",
-             r"intermediate\.dense$", r"layer\.\d+\.output\.dense$"],
-    "bart": [r"self_attn\.(q|k|v|out)_proj$", r"fc1$", r"fc2$"],
-    "gpt2": [r"attn\.c_attn$", r"attn\.c_proj$", r"mlp\.c_fc$", r"mlp\.c_proj$"],
-}
-
 
 def build_word_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
     """A word-level tokenizer over the given texts (the embedded default needs no hub download)."""
@@ -128,12 +113,6 @@ def _ready_tokenizer(tokenizer, causal: bool, source: str | Path = "the checkpoi
     if causal:
         tokenizer.padding_side = "left"
     return tokenizer
-
-
-def compute_device() -> torch.device:
-    """Where a single-process stage (SVD, evaluation) runs: the job's first GPU if any, else CPU.
-    Training places itself (accelerate, :mod:`asvd.parallel`)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def position_limit(model) -> int | None:
@@ -226,50 +205,3 @@ def read_extra_tensors(checkpoint: str | Path, name: str) -> dict[str, torch.Ten
     checkpoint has none, e.g. the base model)."""
     path = Path(checkpoint) / name
     return load_file(path) if path.is_file() else {}
-
-
-def resolve_target_patterns(model, targets: str | Sequence[str]) -> list[str]:
-    """Module-name regexes for ``targets``; the entry ``auto`` expands to the model family's."""
-    patterns = []
-    for entry in [targets] if isinstance(targets, str) else list(targets):
-        if entry != "auto":
-            patterns.append(entry)
-            continue
-        config = getattr(model, "config", None)
-        model_type = getattr(config, "model_type", None)
-        if model_type == "encoder-decoder":  # a warm-started pair: the encoder's family names both
-            model_type = config.encoder.model_type
-        if model_type not in AUTO_TARGETS:
-            raise ValueError(
-                f"target_modules: 'auto' does not know model type {model_type!r}; "
-                f"give module-name patterns (known: {sorted(AUTO_TARGETS)})"
-            )
-        patterns.extend(AUTO_TARGETS[model_type])
-    return patterns
-
-
-def find_targets(model: torch.nn.Module, targets: str | Sequence[str] = "auto") -> dict[str, torch.nn.Module]:
-    """Modules whose name matches a target pattern and that hold a 2-D ``weight``, in model order."""
-    patterns = [re.compile(p) for p in resolve_target_patterns(model, targets)]
-    found = {
-        name: module
-        for name, module in model.named_modules()
-        if any(p.search(name) for p in patterns)
-        and isinstance(getattr(module, "weight", None), torch.Tensor)
-        and module.weight.dim() == 2
-    }
-    if not found:
-        raise ValueError(f"target_modules: no 2-D weight matches {[p.pattern for p in patterns]}; "
-                         f"this model's 2-D weights are {weight_names(model)}")
-    return found
-
-
-def weight_names(model: torch.nn.Module, limit: int = 16) -> list[str]:
-    """The distinct names of modules with a 2-D weight, layer numbers shown as N (for messages)."""
-    names = []
-    for name, module in model.named_modules():
-        weight = getattr(module, "weight", None)
-        general = re.sub(r"\.\d+(?=\.|$)", ".N", name)
-        if isinstance(weight, torch.Tensor) and weight.dim() == 2 and general not in names:
-            names.append(general)
-    return names[:limit] + (["..."] if len(names) > limit else [])

@@ -1,4 +1,4 @@
-"""Rank rules: how many top singular directions of each target are frozen (METHOD.md section 3).
+"""Rank rules: how many top singular directions of each target are frozen (docs/method.md §3).
 
 Every rule maps ``{target name: (d_out, d_in)}`` (plus, for ``Importance``, per-target importance
 scores) to ``{target name: k}`` with k clamped to [0, r - 1], r = min(d_out, d_in) (the released

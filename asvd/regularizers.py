@@ -1,5 +1,5 @@
 """Loss terms that baselines add to the task loss: EWC's Fisher-weighted anchor and LwF's
-distillation from the previous model (BENCHMARKS.md s8).
+distillation from the previous model (docs/benchmarks.md §7).
 
 Each is built at the start of a task from the checkpoint the task starts from, and called once
 per training step as ``term(model, batch, outputs) -> scalar tensor`` (see

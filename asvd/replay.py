@@ -1,4 +1,4 @@
-"""Experience replay (BENCHMARKS.md s8): a fixed, seeded memory of each earlier task's training
+"""Experience replay (docs/benchmarks.md §7): a fixed, seeded memory of each earlier task's training
 samples, a share of which is mixed into the new task's training set.
 
 Each earlier task keeps ``buffer_per_task`` samples, chosen once from its own training set with a

@@ -56,6 +56,14 @@ def environment() -> dict:
     }
 
 
+def compute_device():
+    """Where a single-process stage (SVD, evaluation) runs: the job's first GPU if any, else CPU.
+    Training places itself (accelerate, :mod:`asvd.parallel`)."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 @contextlib.contextmanager
 def stage(smk) -> Iterator[None]:
     """Send stdout/stderr and logging to ``smk.log[0]``; cap math libraries at

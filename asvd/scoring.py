@@ -1,7 +1,7 @@
 """Per-task scores of generated answers, in percent: the metric each benchmark prescribes.
 
-Classification tasks use exact match after normalisation (BENCHMARKS.md s5). TRACE's tasks use
-their own metrics (BENCHMARKS.md s4): accuracy, accuracy of the option letter after "Answer: "
+Classification tasks use exact match after normalisation (docs/benchmarks.md §3). TRACE's tasks use
+their own metrics (docs/benchmarks.md §4): accuracy, accuracy of the option letter after "Answer: "
 (ScienceQA, whose answers also carry a rationale), ROUGE-L F1 (``rouge-score``, Google's
 reference implementation), edit similarity (``rapidfuzz``'s Indel ratio, the maintained successor
 of the fuzzywuzzy ratio TRACE used, after TRACE's substitution of literal tokens) and SARI.

@@ -18,8 +18,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from asvd.io import atomic_path, sha256_bytes
-from asvd.models import compute_device, find_targets, load_checkpoint
+from asvd.io import atomic_path, read_json, sha256_bytes, verify_checksums
+from asvd.runtime import compute_device
+from asvd.targets import family, select_weights
 
 FORMAT = "asvd-svd-v1"
 log = logging.getLogger(__name__)
@@ -39,20 +40,25 @@ def library_versions() -> dict[str, str]:
     return {"asvd": __version__, "torch": torch.__version__, "safetensors": safetensors.__version__}
 
 
-def weights_hash(modules: Mapping[str, torch.nn.Module]) -> str:
-    """Content hash of the target weights (name, shape and fp32 bytes, in name order)."""
+def weights_hash(weights: Mapping[str, torch.Tensor]) -> str:
+    """Content hash of target weights (name -> weight: name, shape and fp32 bytes, in name order)."""
     def chunks():
-        for name in sorted(modules):
-            weight = modules[name].weight.detach().float().cpu().contiguous()
+        for name in sorted(weights):
+            weight = weights[name].detach().float().cpu().contiguous()
             yield f"{name}:{tuple(weight.shape)}".encode()
             yield weight.numpy().tobytes()
     return sha256_bytes(chunks())
 
 
-def compute_svd(modules: Mapping[str, torch.nn.Module], progress: bool = True) -> SVD:
+def module_weights(modules: Mapping[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    return {name: module.weight for name, module in modules.items()}
+
+
+def compute_svd(weights: Mapping[str, torch.Tensor], progress: bool = True) -> SVD:
+    """Thin SVD of each weight (name -> weight)."""
     return {
-        name: tuple(t.contiguous() for t in thin_svd(module.weight))
-        for name, module in tqdm(modules.items(), desc="SVD", disable=not progress)
+        name: tuple(t.contiguous() for t in thin_svd(weight))
+        for name, weight in tqdm(weights.items(), desc="SVD", disable=not progress)
     }
 
 
@@ -95,19 +101,37 @@ def cached_svd(path: str | Path | None, model: torch.nn.Module,
             names = cached_names(path)
             named = dict(model.named_modules())
             if set(modules) <= set(names) and all(n in named for n in names):
-                if read_stamp(path) == weights_hash({n: named[n] for n in names}):
+                if read_stamp(path) == weights_hash({n: named[n].weight for n in names}):
                     return load_svd(path, modules)
             log.warning("%s: SVD cache does not match the checkpoint's weights; recomputing", path)
         except Exception as err:  # a truncated or foreign file is recomputed, not trusted
             log.warning("%s: unreadable SVD cache (%s); recomputing", path, err)
-    return compute_svd(modules)
+    return compute_svd(module_weights(modules))
+
+
+def checkpoint_weights(checkpoint: str | Path) -> dict[str, torch.Tensor]:
+    """The 2-D weights of a checkpoint directory as module name -> tensor, read from its
+    safetensors files without building the model (checksums verified first)."""
+    checkpoint = Path(checkpoint)
+    verify_checksums(checkpoint)
+    index = checkpoint / "model.safetensors.index.json"
+    files = (sorted(set(read_json(index)["weight_map"].values())) if index.is_file()
+             else ["model.safetensors"])
+    weights = {}
+    for name in files:
+        with safe_open(str(checkpoint / name), framework="pt") as handle:
+            for key in handle.keys():
+                if key.endswith(".weight") and len(handle.get_slice(key).get_shape()) == 2:
+                    weights[key.removesuffix(".weight")] = handle.get_tensor(key)
+    return weights
 
 
 def build_cache(checkpoint: str | Path, out: str | Path, targets="auto") -> dict:
-    """Compute and write the SVD cache of a checkpoint; return a short summary."""
-    model, _ = load_checkpoint(checkpoint)
-    model.to(compute_device())
-    modules = find_targets(model, targets)
-    stamp = weights_hash(modules)
-    save_svd(out, compute_svd(modules), stamp)
-    return {"targets": len(modules), "weights_sha256": stamp}
+    """Compute and write the SVD cache of a checkpoint's targets; return a short summary."""
+    weights = checkpoint_weights(checkpoint)
+    names = select_weights(weights, family(read_json(Path(checkpoint) / "config.json")), targets)
+    device = compute_device()
+    targets_only = {name: weights[name].to(device) for name in names}
+    stamp = weights_hash(targets_only)
+    save_svd(out, compute_svd(targets_only), stamp)
+    return {"targets": len(names), "weights_sha256": stamp}

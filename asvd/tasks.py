@@ -1,4 +1,4 @@
-"""The 15 text-classification tasks of the CL benchmarks (BENCHMARKS.md s1-s5) and TRACE as data.
+"""The 15 text-classification tasks of the CL benchmarks (docs/benchmarks.md §2-§4) and TRACE as data.
 
 For each task: its label strings (targets are generated text), the seed-style instruction, where
 it lives in O-LoRA's ``CL_Benchmark`` directory, and how to build the same records from the
@@ -122,7 +122,7 @@ TASKS: dict[str, Task] = {task.name: task for task in [
           olora_labels=("False", "True")),
 ]}
 
-# The papers' task orders (BENCHMARKS.md s1-s2); configs copy them, this is the reference.
+# The papers' task orders (docs/benchmarks.md §2); configs copy them, this is the reference.
 ORDERS: dict[int, list[str]] = {
     1: ["dbpedia", "amazon", "yahoo", "agnews"],
     2: ["dbpedia", "amazon", "agnews", "yahoo"],
@@ -143,7 +143,7 @@ def task(name: str) -> Task:
     return TASKS[name]
 
 
-# TRACE (BENCHMARKS.md s4): eight generation tasks, each a folder of ``{"prompt", "answer"}``
+# TRACE (docs/benchmarks.md §4): eight generation tasks, each a folder of ``{"prompt", "answer"}``
 # records; the metric that scores it (asvd.scoring) and its place in TRACE's order.
 TRACE_METRICS: dict[str, str] = {
     "C-STANCE": "exact_match",

@@ -45,7 +45,6 @@ from asvd.models import (
     build_seq2seq,
     build_word_tokenizer,
     check_lengths,
-    find_targets,
     is_causal,
     load_checkpoint,
     resolve_pretrained,
@@ -64,6 +63,7 @@ from asvd.replay import replay_mix
 from asvd.resume import fingerprint, load_state, save_state
 from asvd.runtime import environment
 from asvd.svd import cached_svd
+from asvd.targets import find_targets
 
 log = logging.getLogger(__name__)
 
@@ -433,7 +433,7 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
     """Train one task of a sequence from the previous checkpoint; write checkpoint and log.
 
     Importance (if the rank rule needs it) and EWC's Fisher use the previous task's training
-    samples; the first task uses its own samples for importance (METHOD.md s3.1).
+    samples; the first task uses its own samples for importance (docs/method.md §3).
     ``earlier_train_files`` (task -> train file, in training order) feed a method's replay memory
     or, for a ``joint`` method (MTL), join this task's data;
     ``base_checkpoint`` is where a shared LoRA adapter (SeqLoRA) is attached again.

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from asvd import ranks
 from asvd.importance import importance_scores
-from asvd.models import find_targets, load_checkpoint
+from asvd.models import load_checkpoint
+from asvd.targets import find_targets
 from asvd.training import TrainSettings, _sample_batches, fetch_base_model
 
 WORDS = ("the a film book song plot cast scene music story was is felt seemed very rather quite "

@@ -59,16 +59,17 @@ def run_snakemake(
     configfiles: Sequence[str | Path] = (),
     check: bool = True,
     timeout: float = 600,
+    snakefile: str | Path = SNAKEFILE,
 ) -> subprocess.CompletedProcess:
     """``python -m snakemake`` on the repository's Snakefile with ``--directory workdir``.
 
     Targets and flags go in ``args``; the config files follow them all as the values of one
-    ``--configfile`` (merged in order). stdout and stderr are
+    ``--configfile`` (merged in order); ``snakefile`` runs a copy of the workflow. stdout and stderr are
     captured as text; with ``check`` a non-zero exit fails the calling test with both shown.
     """
     command = [
         sys.executable, "-m", "snakemake",
-        "--snakefile", str(SNAKEFILE),
+        "--snakefile", str(snakefile),
         "--directory", str(workdir),
         *args,
         # last, so the option's several values swallow nothing (a repeated --configfile=PATH

@@ -11,7 +11,8 @@ from asvd import ranks
 from asvd.constraint import OrthogonalSubspace
 from asvd.evaluation import generate
 from asvd.scoring import score
-from asvd.models import build_word_tokenizer, find_targets, load_checkpoint, resolve_pretrained, save_checkpoint
+from asvd.models import build_word_tokenizer, load_checkpoint, resolve_pretrained, save_checkpoint
+from asvd.targets import find_targets
 from asvd.training import TrainSettings, encode, fetch_base_model, train
 from conftest import random_llama
 

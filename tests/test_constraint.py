@@ -1,4 +1,4 @@
-"""Invariants of the orthogonal-subspace constraint (METHOD.md section 4.5), fp32 on CPU."""
+"""Invariants of the orthogonal-subspace constraint (docs/method.md §4.5), fp32 on CPU."""
 
 import copy
 

@@ -1,7 +1,7 @@
 """Under DDP (accelerate, 2 CPU processes over gloo) the constrained run equals a 1-process run.
 
 The projection needs no communication under DDP because gradients are all-reduced before the
-optimizer step hooks run (METHOD.md s4.6); this test would catch a hook that ran too early.
+optimizer step hooks run (docs/method.md §4.6); this test would catch a hook that ran too early.
 """
 
 import subprocess

@@ -135,7 +135,7 @@ def test_forgetting_max_stops_before_the_last_row():
 @settings(max_examples=60, deadline=None)
 @given(square)
 def test_every_metric_equals_its_definition_written_out(values):
-    """AA, LA, BWT, FWT and forgetting against loops over the cells, BENCHMARKS.md's formulas."""
+    """AA, LA, BWT, FWT and forgetting against loops over the cells, docs/benchmarks.md §5's formulas."""
     base, steps = values[0], values[1:]
     count = steps.shape[0]
     tasks = [f"t{j}" for j in range(count)]

@@ -11,7 +11,8 @@ from transformers import (
 from asvd import ranks
 from asvd.constraint import OrthogonalSubspace
 from asvd.importance import importance_scores
-from asvd.models import build_word_tokenizer, find_targets
+from asvd.models import build_word_tokenizer
+from asvd.targets import find_targets
 
 SMALL = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
              num_key_value_heads=2, vocab_size=64)
@@ -204,3 +205,21 @@ def test_a_tokenizer_without_the_needed_special_tokens_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"model: the tokenizer has no eos_token .*; no pad_token and no "
                                          r"eos_token to pad with \(its special tokens: \{'unk_token'"):
         load_checkpoint(tmp_path / "model")
+
+
+@pytest.mark.parametrize("family", sorted(MODELS))
+def test_the_svd_stage_finds_the_same_targets_in_the_saved_tensors(family, tmp_path):
+    """The SVD stage reads a checkpoint's safetensors without building the model: same targets,
+    same weights (the cache stamp), as the live model gives."""
+    from asvd import svd
+    from asvd.io import write_checksums
+
+    build, _, _ = MODELS[family]
+    torch.manual_seed(0)
+    model = build()
+    model.save_pretrained(tmp_path / "model", safe_serialization=True)
+    write_checksums(tmp_path / "model")
+    summary = svd.build_cache(tmp_path / "model", tmp_path / "svd.safetensors")
+    modules = find_targets(model, "auto")
+    assert svd.cached_names(tmp_path / "svd.safetensors") == sorted(modules)
+    assert summary["weights_sha256"] == svd.weights_hash(svd.module_weights(modules))

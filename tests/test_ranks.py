@@ -1,4 +1,4 @@
-"""Rank rules on worked cases (METHOD.md section 3)."""
+"""Rank rules on worked cases (docs/method.md §3)."""
 
 import math
 

@@ -10,7 +10,8 @@ from transformers import AutoModelForSeq2SeqLM
 from asvd import data, evaluation, scoring, svd, synthetic
 from asvd.data import load_records
 from asvd.io import read_json, write_jsonl
-from asvd.models import find_targets, load_checkpoint
+from asvd.models import load_checkpoint
+from asvd.targets import find_targets
 from asvd.training import finetune_task, train_base_model
 
 BENCHMARK = {
@@ -123,7 +124,7 @@ def test_svd_cache_stamp_detects_tampering(tmp_path, prepared):
     summary = svd.build_cache(root / "base" / "model", cache)
     model, _ = load_checkpoint(root / "base" / "model")
     modules = find_targets(model)
-    assert summary["weights_sha256"] == svd.weights_hash(modules) == svd.read_stamp(cache)
+    assert summary["weights_sha256"] == svd.weights_hash(svd.module_weights(modules)) == svd.read_stamp(cache)
     name = next(iter(modules))
     stored = {key: value.clone() for key, value in load_file(cache).items()}  # the file is truncated below
     U, S, Vh = stored[f"{name}.U"], stored[f"{name}.S"], stored[f"{name}.Vh"]

@@ -21,7 +21,7 @@ rule base_model:
         architecture=config["base_model"]["architecture"],
         train=config["base_model"]["train"],
         seed=config["base_model"]["seed"],
-        code=code_version("io", "data", "models", "training"),
+        code=code_version("base_model"),
     message:
         "Base model: loading the pretrained one (instruction-tuned on the general mixture if "
         "asked) or pretraining one on it"

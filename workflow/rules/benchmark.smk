@@ -22,7 +22,7 @@ rule constraint_benchmark:
         runtime=60,
     params:
         settings=config["constraint_benchmark"],
-        code=code_version("benchmark", "constraint", "models", "ranks", "svd"),
+        code=code_version("constraint_benchmark"),
     message:
         "Constraint cost benchmark (plain AdamW vs asvd vs peft OSF)"
     script:
@@ -41,7 +41,7 @@ rule constraint_benchmark_report:
     conda:
         "../envs/asvd.yaml"
     params:
-        code=code_version("benchmark", "figures", "io"),
+        code=code_version("constraint_benchmark_report"),
     message:
         "Constraint cost benchmark: table and figure"
     script:

@@ -1,5 +1,4 @@
 # Config validation, path scheme, task-chain input functions and code fingerprints.
-import hashlib
 import os
 import re
 import sys
@@ -7,6 +6,7 @@ from pathlib import Path
 
 # the workflow's own light modules (validation, rank rules, task registry) check the config
 sys.path.insert(0, workflow.basedir)
+from asvd.fingerprints import code_fingerprint
 from asvd.validation import coerce_command_line_values, config_error, schema_problems
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -15,7 +15,7 @@ _schema_problems = schema_problems(config, SCHEMA)
 if _schema_problems:
     raise config_error(_schema_problems)
 
-PACKAGE = Path(workflow.basedir) / "asvd"
+SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 # Jobs (script subprocesses, conda envs, cluster jobs) import the package from this checkout.
 os.environ.update(
     PYTHONPATH=os.pathsep.join(
@@ -227,12 +227,9 @@ wildcard_constraints:
     reference="[A-Za-z0-9_.-]+",
 
 
-def code_version(*modules):
-    """Content hash of the package modules a rule runs, so editing them reruns that rule."""
-    digest = hashlib.sha256()
-    for module in sorted(modules):
-        digest.update((PACKAGE / f"{module}.py").read_bytes())
-    return digest.hexdigest()[:16]
+def code_version(script):
+    """Hash of a rule's script and every package module it imports, so editing one reruns it."""
+    return code_fingerprint(SCRIPTS / f"{script}.py", Path(workflow.basedir))
 
 
 def run_tasks(wildcards):

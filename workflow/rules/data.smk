@@ -18,7 +18,7 @@ rule prepare_dataset:
         benchmark=config["benchmark"],
         template=config["data"]["template"],
         seed=config["data"]["seed"],
-        code=code_version("io", "data", "sources", "synthetic", "tasks"),
+        code=code_version("prepare_dataset"),
     message:
         "Preparing the {wildcards.task} train/test files"
     script:

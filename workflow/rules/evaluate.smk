@@ -17,7 +17,7 @@ rule evaluate_checkpoint:
     params:
         names=checkpoint_eval_names,
         evaluation=config["evaluation"],
-        code=code_version("data", "evaluation", "io", "models", "scoring"),
+        code=code_version("evaluate_checkpoint"),
     message:
         "Evaluating {wildcards.checkpoint} on every task and the general set"
     script:

@@ -19,7 +19,7 @@ rule collect_metrics:
         tasks=run_tasks,
         meta=lambda wildcards: dict(run_of(wildcards)),
         schedule=lambda wildcards: schedule(wildcards.method),
-        code=code_version("data", "io", "metrics"),
+        code=code_version("collect_metrics"),
     message:
         "Accuracy matrix and metrics of {wildcards.method} order {wildcards.order} seed {wildcards.seed}"
     script:
@@ -39,7 +39,7 @@ rule reference_run:
     params:
         source=lambda wildcards: reference_source(wildcards.reference),
         order=lambda wildcards: REFERENCE_RUNS[wildcards.reference]["order"],
-        code=code_version("io", "metrics", "reference_runs"),
+        code=code_version("reference_run"),
     message:
         "Published run {wildcards.reference} as an accuracy matrix and summary"
     script:

@@ -30,7 +30,7 @@ rule summary_tables:
     conda:
         "../envs/asvd.yaml"
     params:
-        code=code_version("io", "tables"),
+        code=code_version("summary_tables"),
     message:
         "Summary tables (CSV, Markdown, LaTeX)"
     script:
@@ -55,7 +55,7 @@ rule paper_tables:
         "../envs/asvd.yaml"
     params:
         method_names=lambda wildcards: config["paper_table"]["method_names"],
-        code=code_version("io", "tables"),
+        code=code_version("paper_tables"),
     message:
         "The paper's table with this study's values beside it"
     script:
@@ -81,7 +81,7 @@ rule plot_figure:
     params:
         inputs=figure_inputs,
         spectra_targets=config["figures"]["spectra_targets"],
-        code=code_version("data", "figures", "io", "metrics", "subspaces", "tables"),
+        code=code_version("plot_figure"),
     message:
         "Figure {wildcards.figure}"
     script:
@@ -127,7 +127,7 @@ use rule plot_figure as baseline_figure with:
     params:
         inputs=lambda wildcards: figure_inputs(wildcards, ALL_METHODS),
         spectra_targets=config["figures"]["spectra_targets"],
-        code=code_version("data", "figures", "io", "metrics", "subspaces", "tables"),
+        code=code_version("plot_figure"),
     message:
         "Figure {wildcards.figure} of every method"
 
@@ -170,6 +170,6 @@ use rule plot_figure as ablation_figure with:
     params:
         inputs=lambda wildcards: figure_inputs(wildcards, ABLATION_METHODS),
         spectra_targets=config["figures"]["spectra_targets"],
-        code=code_version("data", "figures", "io", "metrics", "subspaces", "tables"),
+        code=code_version("plot_figure"),
     message:
         "Figure {wildcards.figure} of the retention ablation"

@@ -16,7 +16,7 @@ rule svd_cache:
         **config["resources"]["svd_cache"],
     params:
         targets=svd_targets(),
-        code=code_version("io", "models", "svd"),
+        code=code_version("svd_cache"),
     message:
         "SVD of every target of {wildcards.checkpoint}"
     script:

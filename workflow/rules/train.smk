@@ -26,20 +26,7 @@ rule finetune_task:
         task_count=lambda wildcards: len(run_tasks(wildcards)),
         # intra-task state of a killed job, outside the outputs so a rerun resumes from it
         resume=f"{RESULTS}/resume/{{method}}/order{{order}}/seed{{seed}}/step{{step}}/train_state.pt",
-        code=code_version(
-            "adapters",
-            "constraint",
-            "data",
-            "importance",
-            "io",
-            "models",
-            "ranks",
-            "regularizers",
-            "replay",
-            "resume",
-            "svd",
-            "training",
-        ),
+        code=code_version("finetune_task"),
     message:
         "Training {wildcards.method} order {wildcards.order} seed {wildcards.seed}: task {wildcards.step}"
     script:

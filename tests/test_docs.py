@@ -1,0 +1,94 @@
+"""Every file, module and documentation section the code and docs cite exists in the repository."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+TEXT_SUFFIXES = {".py", ".md", ".smk", ".yaml", ".yml", ".rst", ".toml", ".cfg", ".txt", ""}
+# a repository path: one of the project's folders, then path characters
+PATH = re.compile(r"(?<![\w./-])((?:asvd|docs|config|tests|workflow|benchmarks|profiles|\.ci)/"
+                  r"[\w.-]+(?:/[\w.-]+)*/?)")
+# a top-level document such as README.md, or a reference file outside the project
+DOCUMENT = re.compile(r"(?<![\w./-])([A-Z][A-Z_]+\.md)\b")
+MODULE = re.compile(r"(?<![\w./-])asvd\.([a-z_]+)\b")
+SECTION = re.compile(r"docs/(\w+)\.md §(\d+(?:\.\d+)?)(?:-§(\d+(?:\.\d+)?))?")
+ATTRIBUTES = {"OrthogonalSubspace", "ranks", "__version__"}
+
+
+def _sources() -> list[Path]:
+    """The repository's tracked text files (what a clean clone has), this test's file aside."""
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True)
+    found = []
+    for name in listed.stdout.decode().split("\0"):
+        path = REPO / name
+        if name and path.is_file() and path.suffix in TEXT_SUFFIXES and path != Path(__file__):
+            found.append(path)
+    return sorted(found)
+
+
+SOURCES = _sources()
+
+
+def _citations(pattern: re.Pattern) -> list[tuple[str, str]]:
+    cited = []
+    for path in SOURCES:
+        text = path.read_text(errors="replace")
+        cited += [(str(path.relative_to(REPO)), match.group(1)) for match in pattern.finditer(text)]
+    return cited
+
+
+def _missing_path(cited: str) -> bool:
+    path = REPO / cited.rstrip(".")
+    return not (path.exists() or any(path.parent.glob(path.name + "*")))
+
+
+def test_cited_repository_paths_exist():
+    missing = [(where, cited) for where, cited in _citations(PATH) if _missing_path(cited)]
+    assert not missing, missing
+
+
+def test_cited_documents_exist():
+    missing = sorted({(where, cited) for where, cited in _citations(DOCUMENT)
+                      if not (REPO / cited).exists()})
+    assert not missing, missing
+
+
+def test_cited_package_modules_exist():
+    missing = sorted({(where, name) for where, name in _citations(MODULE)
+                      if name not in ATTRIBUTES and not (REPO / "asvd" / f"{name}.py").exists()
+                      and not (REPO / "asvd" / name).is_dir()})
+    assert not missing, missing
+
+
+def _headings(doc: str) -> set[str]:
+    text = (REPO / "docs" / f"{doc}.md").read_text()
+    return {match.group(1) for match in re.finditer(r"^#+ (\d+(?:\.\d+)?)\.? ", text, re.M)}
+
+
+def test_cited_documentation_sections_exist():
+    cited = []
+    for path in SOURCES:
+        for match in SECTION.finditer(path.read_text(errors="replace")):
+            doc, *sections = match.groups()
+            cited += [(str(path.relative_to(REPO)), doc, section) for section in sections if section]
+    assert cited, "no code cites the docs"
+    missing = [entry for entry in cited if entry[2] not in _headings(entry[1])]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("pattern, text, found", [
+    (PATH, "see asvd/ranks.py and docs/method.md.", ["asvd/ranks.py", "docs/method.md."]),
+    (PATH, "results/x/asvd/y", []),
+    (DOCUMENT, "as METHOD.md s4 says", ["METHOD.md"]),
+    (MODULE, "`asvd.tables` reads; myasvd.x no", ["tables"]),
+    (SECTION, "docs/benchmarks.md §2-§4", ["benchmarks"]),
+])
+def test_the_citation_patterns_find_what_they_should(pattern, text, found):
+    assert [match.group(1) for match in pattern.finditer(text)] == found

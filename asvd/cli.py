@@ -88,7 +88,7 @@ def _configure_metrics(parser: argparse.ArgumentParser) -> None:
 def _metrics(args: argparse.Namespace) -> int:
     """Accepts partial matrices (published logs): a metric whose cells are missing is null, and
     ``notes`` says which cells it lacked."""
-    from asvd.metrics import cl_metrics, metric_notes, read_accuracy_csv
+    from asvd.analysis.metrics import cl_metrics, metric_notes, read_accuracy_csv
 
     try:
         matrix = read_accuracy_csv(args.matrix_csv, partial=True)
@@ -108,7 +108,7 @@ def _configure_import_olora(parser: argparse.ArgumentParser) -> None:
 @command("import-olora", "turn O-LoRA's per-step all_results.json files into an accuracy-matrix "
          "CSV", _configure_import_olora)
 def _import_olora(args: argparse.Namespace) -> int:
-    from asvd.metrics import read_olora_results, write_accuracy_csv
+    from asvd.analysis.metrics import read_olora_results, write_accuracy_csv
 
     try:
         matrix = read_olora_results(args.run_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from asvd.benchmark import run_suite, write_report
+from asvd.cost.overhead import run_suite, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,11 +15,12 @@ import random
 import tempfile
 from pathlib import Path
 
-from asvd import ranks
-from asvd.importance import importance_scores
-from asvd.models import load_checkpoint
-from asvd.targets import find_targets
-from asvd.training import TrainSettings, _sample_batches, fetch_base_model
+from asvd.method import ranks
+from asvd.method.importance import importance_scores
+from asvd.method.targets import find_targets
+from asvd.train.base import fetch_base_model
+from asvd.train.loop import TrainSettings, sample_batches
+from asvd.train.models import load_checkpoint
 
 WORDS = ("the a film book song plot cast scene music story was is felt seemed very rather quite "
          "good bad dull bright long short slow warm cold clever flat moving and but").split()
@@ -57,7 +58,7 @@ def main() -> None:
         rule = ranks.Importance(granularity=granularity)
         runs = []
         for seed in (1, 2):
-            batches = _sample_batches(model, tokenizer, sample_set(seed, args.samples), settings,
+            batches = sample_batches(model, tokenizer, sample_set(seed, args.samples), settings,
                                       args.samples, seed)
             scores = importance_scores(model, targets, batches, granularity)
             runs.append((scores, rule.retention_ratios(scores), rule.frozen_ranks(shapes, scores)))

@@ -8,11 +8,13 @@ import json
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pytest
 import yaml
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -90,6 +92,27 @@ def run_snakemake(
     return result
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], Any]) -> Any:
+    """``build(folder)`` run once per test session, however many xdist workers need it: the
+    first builds under a file lock while the others wait, then all read its (JSON) result. A
+    failed build fails every test that needs it, showing the first traceback."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this session
+    record, failed = root / f"{name}.json", root / f"{name}.failed"
+    with FileLock(str(root / f"{name}.lock")):
+        if failed.exists():
+            pytest.fail(f"{name}: the build failed in another worker:\n{failed.read_text()}",
+                        pytrace=False)
+        if not record.exists():
+            try:
+                record.write_text(json.dumps(build(root / name)))
+            except BaseException:
+                failed.write_text(traceback.format_exc())
+                raise
+    return json.loads(record.read_text())
+
+
 def random_llama(tokenizer, hidden_size: int = 32, layers: int = 2, heads: int = 4):
     """A tiny randomly initialised LLaMA (seed 0) over ``tokenizer``'s vocabulary."""
     import torch
@@ -127,10 +150,22 @@ def learned_files(results: Path) -> dict[str, str]:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Start the tests marked ``long(rank)`` first, by rank: under ``-n 2`` the two workers each
-    take one and the short tests fill in, instead of one long test running alone at the end."""
-    def rank(item):
-        marker = item.get_closest_marker("long")
-        return (0, marker.args[0]) if marker else (1, 0)
+    """Spread the tests marked ``long(rank)`` over the xdist workers and start them first.
 
-    items.sort(key=rank)
+    xdist's load scheduler first hands each worker a chunk of consecutive tests (a quarter of its
+    share) and then feeds whichever worker runs short. So each worker's chunk starts with its
+    share of the long tests (by rank, round robin), followed by short tests; one long test never
+    runs alone at the end while the other worker idles, and two never queue on one worker."""
+    def rank(item):
+        return item.get_closest_marker("long").args[0]
+
+    long = sorted((item for item in items if item.get_closest_marker("long")), key=rank)
+    short = [item for item in items if not item.get_closest_marker("long")]
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    chunk = max(2, len(items) // workers // 4)  # xdist's LoadScheduling: its first chunk size
+    ordered = []
+    for worker in range(workers):
+        share = long[worker::workers]
+        ordered += share + short[: max(0, chunk - len(share))]
+        short = short[max(0, chunk - len(share)):]
+    items[:] = ordered + short

@@ -2,16 +2,18 @@
 breaks (EWC's anchor, LwF's frozen teacher, replay's exact seeded memory), and every method runs
 end to end through the workflow on a 2-task config."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
 
+from asvd.baselines.regularizers import DistillationLoss, EWCPenalty, fisher_diagonal
+from asvd.baselines.replay import replay_mix, task_memory
 from asvd.io import read_json
-from asvd.models import build_word_tokenizer
-from asvd.regularizers import DistillationLoss, EWCPenalty, fisher_diagonal
-from asvd.replay import replay_mix, task_memory
-from asvd.training import TrainSettings, encode
-from conftest import REPO, effective_config, random_llama, run_snakemake
+from asvd.train.loop import TrainSettings, encode
+from asvd.train.models import build_word_tokenizer
+from conftest import REPO, built_once, effective_config, random_llama, run_snakemake
 
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 
@@ -63,10 +65,11 @@ def test_ewc_penalty_is_zero_at_the_anchor_and_fisher_weighted_away_from_it():
 
 def test_online_ewc_keeps_every_earlier_tasks_fisher_in_the_penalty(tmp_path):
     """Three tasks: the third task's penalty holds decay x task 1's Fisher + task 2's."""
+    from asvd.baselines.regularizers import FISHER_FILE, read_fisher
     from asvd.io import write_jsonl
-    from asvd.models import load_checkpoint, save_checkpoint
-    from asvd.regularizers import FISHER_FILE, read_fisher
-    from asvd.training import _sample_batches, finetune_task
+    from asvd.train.finetune import finetune_task
+    from asvd.train.loop import sample_batches
+    from asvd.train.models import load_checkpoint, save_checkpoint
 
     model, _ = tiny_model()
     tokenizer = build_word_tokenizer([t for r in RECORDS for t in (r["input"], r["target"])])
@@ -87,7 +90,7 @@ def test_online_ewc_keeps_every_earlier_tasks_fisher_in_the_penalty(tmp_path):
 
     def fisher_of(checkpoint, records):
         model, tokenizer = load_checkpoint(checkpoint)
-        batches = _sample_batches(model, tokenizer, records, TrainSettings(**settings), 2, 0)
+        batches = sample_batches(model, tokenizer, records, TrainSettings(**settings), 2, 0)
         return fisher_diagonal(model, batches)
 
     torch.testing.assert_close(task1, fisher_of(tmp_path / "step1", tasks["one"]))
@@ -181,14 +184,19 @@ def test_no_replay_on_the_first_task_or_at_ratio_zero():
 METHODS = list(effective_config(TINY)["methods"])  # all_baselines runs every defined method
 
 
-@pytest.fixture(scope="module")
-def baseline_study(tmp_path_factory):
-    root = tmp_path_factory.mktemp("baselines")
+def _run_every_baseline(root: Path) -> str:
+    root.mkdir(parents=True)
     override = root / "one_order.yaml"
     # what each baseline does is checked here, not how well it learns: 2 epochs keep 13 methods quick
     override.write_text("run: {orders: [1]}\ntrain: {epochs: 2}\n")
     run_snakemake(root, "all_baselines", "--cores", "2", configfiles=[TINY, override], timeout=1200)
-    return root / "results" / "tiny"
+    return str(root / "results" / "tiny")
+
+
+@pytest.fixture(scope="module")
+def baseline_study(tmp_path_factory) -> Path:
+    """Every method of the tiny study through ``all_baselines``, once per session."""
+    return Path(built_once(tmp_path_factory, "baselines", _run_every_baseline))
 
 
 @pytest.mark.long(1)
@@ -258,7 +266,7 @@ class TinyLoRALayer(torch.nn.Module):
 
 
 def test_olora_orthogonality_term_value_and_gradient_by_hand():
-    from asvd.adapters import OrthogonalLoRA
+    from asvd.baselines.lora import OrthogonalLoRA
 
     layer = TinyLoRALayer()
     with torch.no_grad():
@@ -277,7 +285,7 @@ def test_olora_orthogonality_term_value_and_gradient_by_hand():
     pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")),
 ])
 def test_olora_compares_with_the_stored_adapters_on_the_new_adapters_device(device):
-    from asvd.adapters import OrthogonalLoRA
+    from asvd.baselines.lora import OrthogonalLoRA
 
     term = OrthogonalLoRA({"q": TinyLoRALayer(device)}, {"q": torch.ones(2, 2)}, lambda1=0.5,
                           lambda2=0.1)
@@ -286,7 +294,7 @@ def test_olora_compares_with_the_stored_adapters_on_the_new_adapters_device(devi
 
 
 def test_every_tasks_adapter_starts_from_its_own_seeded_init():
-    from asvd.adapters import adapter_seed, attach_lora, lora_layers
+    from asvd.baselines.lora import adapter_seed, attach_lora, lora_layers
 
     assert adapter_seed(0, 2) == adapter_seed(0, 2)
     assert len({adapter_seed(seed, task) for seed in (0, 1) for task in (1, 2, 3)}) == 6
@@ -301,8 +309,8 @@ def test_every_tasks_adapter_starts_from_its_own_seeded_init():
 def lora_runs(tmp_path_factory):
     """Two tasks of SeqLoRA, IncLoRA and O-LoRA (r = 2) from one tiny LLaMA checkpoint."""
     from asvd.io import write_jsonl
-    from asvd.models import save_checkpoint
-    from asvd.training import finetune_task
+    from asvd.train.finetune import finetune_task
+    from asvd.train.models import save_checkpoint
 
     root = tmp_path_factory.mktemp("lora")
     model, _ = tiny_model()
@@ -345,7 +353,7 @@ def test_lora_methods_change_only_their_targets_by_low_rank_updates(lora_runs):
 
 
 def test_incremental_adapters_keep_the_earlier_ones_frozen(lora_runs):
-    from asvd.adapters import read_state
+    from asvd.baselines.lora import read_state
 
     q = "model.layers.0.self_attn.q_proj"
     for method in ("inclora", "olora"):
@@ -361,7 +369,7 @@ def test_incremental_adapters_keep_the_earlier_ones_frozen(lora_runs):
 
 
 def test_olora_pushes_the_new_adapter_orthogonal_to_the_old(lora_runs):
-    from asvd.adapters import read_state
+    from asvd.baselines.lora import read_state
 
     def overlap(method):
         total = 0.0

@@ -1,10 +1,10 @@
-"""The constraint cost benchmark (asvd.benchmark): each case measures what it says it does."""
+"""The constraint cost benchmark (asvd.cost.overhead): each case measures what it says it does."""
 
 import json
 
 import pytest
 
-from asvd import benchmark
+from asvd.cost import overhead as benchmark
 
 TINY = dict(batch=2, source_length=8, target_length=4, steps=3, warmup=1)
 

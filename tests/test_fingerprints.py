@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from asvd.fingerprints import code_fingerprint, import_closure
+from asvd.pipeline.fingerprints import code_fingerprint, import_closure
 from conftest import REPO
 
 MODULES = {
@@ -79,18 +79,19 @@ def imports_of(statement: str) -> tuple[set[Path], set[str]]:
 
 # The stages' entry modules, each imported alone in a fresh interpreter: every package module
 # Python loads must be in the static closure (a miss would let an edit go unnoticed).
-@pytest.mark.parametrize("stage", ["training", "svd", "figures", "metrics"])
+@pytest.mark.parametrize("stage", ["train.finetune", "train.base", "method.svd", "analysis.figures",
+                                   "analysis.metrics"])
 def test_the_closure_contains_every_module_python_imports(stage):
     imported, _ = imports_of(f"import asvd.{stage}")
-    entry = REPO / "asvd" / f"{stage}.py"
+    entry = REPO / "asvd" / f"{stage.replace('.', '/')}.py"
     static = {path.resolve() for path in import_closure(entry, REPO)} | {entry}
     assert entry in imported
     assert imported <= static, sorted(imported - static)
 
 
 @pytest.mark.parametrize("statement", [
-    "import asvd; asvd.OrthogonalSubspace", "import asvd.svd", "import asvd.metrics",
-    "import asvd.tables", "import asvd.figures", "import asvd.reference_runs",
+    "import asvd; asvd.OrthogonalSubspace", "import asvd.method.svd", "import asvd.analysis.metrics",
+    "import asvd.analysis.tables", "import asvd.analysis.figures", "import asvd.analysis.reference_runs",
 ])
 def test_the_method_and_the_analysis_stages_need_no_model_library(statement):
     """The constraint and the SVD stage need torch only; metrics, tables and figures not even that."""

@@ -16,9 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from asvd.cli import main
-from conftest import write_olora_run
-from asvd.metrics import (
+from asvd.analysis.metrics import (
     accuracy_matrix,
     cl_metrics,
     collect_run,
@@ -28,6 +26,8 @@ from asvd.metrics import (
     summarise_run,
     write_accuracy_csv,
 )
+from asvd.cli import main
+from conftest import write_olora_run
 
 REPO = Path(__file__).resolve().parents[1]
 OLORA_RESULTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "olora_results"

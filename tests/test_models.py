@@ -3,16 +3,25 @@
 import pytest
 import torch
 from transformers import (
-    BartConfig, BartForConditionalGeneration, BertConfig, BertModel, GPT2Config, GPT2LMHeadModel,
-    LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, T5Config,
+    BartConfig,
+    BartForConditionalGeneration,
+    BertConfig,
+    BertModel,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    T5Config,
     T5ForConditionalGeneration,
 )
 
-from asvd import ranks
-from asvd.constraint import OrthogonalSubspace
-from asvd.importance import importance_scores
-from asvd.models import build_word_tokenizer
-from asvd.targets import find_targets
+from asvd.method import ranks
+from asvd.method.constraint import OrthogonalSubspace
+from asvd.method.importance import importance_scores
+from asvd.method.targets import find_targets
+from asvd.train.models import build_word_tokenizer
 
 SMALL = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
              num_key_value_heads=2, vocab_size=64)
@@ -184,7 +193,7 @@ def test_targets_matching_nothing_list_what_was_looked_for_and_what_exists():
 
 
 def test_a_missing_model_is_named(tmp_path):
-    from asvd.models import load_checkpoint
+    from asvd.train.models import load_checkpoint
 
     with pytest.raises(ValueError, match=f"{tmp_path / 'absent'}: no such model directory"):
         load_checkpoint(tmp_path / "absent")
@@ -196,7 +205,7 @@ def test_a_missing_model_is_named(tmp_path):
 def test_a_tokenizer_without_the_needed_special_tokens_is_named(tmp_path):
     from transformers import PreTrainedTokenizerFast
 
-    from asvd.models import load_checkpoint, save_checkpoint
+    from asvd.train.models import load_checkpoint, save_checkpoint
     from conftest import random_llama
 
     complete = build_word_tokenizer(["map one to red"])
@@ -211,8 +220,8 @@ def test_a_tokenizer_without_the_needed_special_tokens_is_named(tmp_path):
 def test_the_svd_stage_finds_the_same_targets_in_the_saved_tensors(family, tmp_path):
     """The SVD stage reads a checkpoint's safetensors without building the model: same targets,
     same weights (the cache stamp), as the live model gives."""
-    from asvd import svd
     from asvd.io import write_checksums
+    from asvd.method import svd
 
     build, _, _ = MODELS[family]
     torch.manual_seed(0)

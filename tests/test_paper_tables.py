@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from asvd.tables import load_runs, paper_comparison, write_paper_tables
+from asvd.analysis.tables import load_runs, paper_comparison, write_paper_tables
 from conftest import REPO
 
 REFERENCE = REPO / "config" / "reference"

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asvd import ranks
+from asvd.method import ranks
 
 
 def test_importance_worked_case():
@@ -102,7 +102,7 @@ def test_linear_uses_max_dimension_like_the_released_script():
 
 
 def test_a_completely_frozen_matrix_does_not_move():
-    from asvd.constraint import OrthogonalSubspace
+    from asvd.method.constraint import OrthogonalSubspace
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(4, 8))

@@ -4,10 +4,10 @@ benchmark's missing pieces are named before any job starts."""
 import json
 
 import pytest
-
-from conftest import REPO, effective_config, run_snakemake, shared_dir
 from test_trace import write_trace_dir
 from test_workflow import job_stats
+
+from conftest import REPO, effective_config, run_snakemake, shared_dir
 
 PAPER = sorted((REPO / "config" / "paper").glob("*.yaml"))
 SMALL_REAL = REPO / "config" / "small_real.yaml"
@@ -33,7 +33,7 @@ def test_paper_configuration_dry_runs_to_its_full_dag(tmp_path, configfile):
 def write_olora_dir(root):
     """small_real's tasks and its general mixture's in O-LoRA's layout, made by the test (a few
     records each)."""
-    from asvd.tasks import task
+    from asvd.data.tasks import task
 
     small_real = effective_config(SMALL_REAL)["benchmark"]
     names = [t["name"] for t in small_real["tasks"]] + small_real["general"]["tasks"]

@@ -9,10 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from asvd.figures import plot_aa_bwt, plot_learnability_retention, plot_method_matrices, plot_task_curves
-from asvd.metrics import read_accuracy_csv, write_accuracy_csv
-from asvd.reference_runs import collect_reference_run, load_reference_matrix, source_files
-from asvd.tables import write_summary_tables
+from asvd.analysis.figures import (
+    plot_aa_bwt,
+    plot_learnability_retention,
+    plot_method_matrices,
+    plot_task_curves,
+)
+from asvd.analysis.metrics import read_accuracy_csv, write_accuracy_csv
+from asvd.analysis.reference_runs import collect_reference_run, load_reference_matrix, source_files
+from asvd.analysis.tables import write_summary_tables
 from conftest import shared_dir, write_olora_run
 
 PUBLISHED = ["dbpedia", "amazon", "yahoo"]

@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from asvd.io import write_jsonl
-from asvd.models import build_word_tokenizer, save_checkpoint
-from asvd.training import finetune_task
+from asvd.train.finetune import finetune_task
+from asvd.train.models import build_word_tokenizer, save_checkpoint
 from conftest import REPO, random_llama
 
 RECORDS = [{"id": f"r{i}", "task": "t", "labels": None, "input": f"map {w} to", "target": a}
@@ -54,7 +54,7 @@ class Crash(Exception):
 
 def crash_at(monkeypatch, batch_number):
     """Make training raise inside its ``batch_number``-th batch (1-based); return the undo."""
-    import asvd.training as training
+    import asvd.train.loop as training
 
     real_trim, calls = training._trim, {"n": 0}
 
@@ -68,6 +68,7 @@ def crash_at(monkeypatch, batch_number):
     return lambda: monkeypatch.setattr(training, "_trim", real_trim)
 
 
+@pytest.mark.long(4)
 def test_a_run_interrupted_after_a_saved_step_resumes_to_the_same_weights(start, monkeypatch):
     reference = run(start, "reference", resume=False)
     undo = crash_at(monkeypatch, 135)  # inside step 135, after step 130's state was saved

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from asvd.metrics import run_environment
-from asvd.runtime import environment, job_threads
-from asvd.tables import environment_table
+from asvd.analysis.metrics import run_environment
+from asvd.analysis.tables import environment_table
+from asvd.pipeline.runtime import environment, job_threads
 
 
 @pytest.mark.parametrize("scheduled", [1, 2, 8])
@@ -29,7 +29,7 @@ def test_the_stage_sets_torch_threads_before_torch_starts(tmp_path):
     count, not the scheduler's nor the one inherited from the environment."""
     code = (
         "from types import SimpleNamespace\n"
-        "from asvd.runtime import stage\n"
+        "from asvd.pipeline.runtime import stage\n"
         f"smk = SimpleNamespace(rule='svd_cache', threads=2, log=[{str(tmp_path / 'job.log')!r}],"
         " config={'threads': {'svd_cache': 1}})\n"
         "with stage(smk):\n"

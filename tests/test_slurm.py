@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, learned_files, run_snakemake
+from test_workflow import e2e  # noqa: F401  (the fixture: the tiny study run locally)
 
 CONF = Path("/etc/slurm/slurm.conf")
 MARKER = "# written by asvd's test suite"
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
 RUNS = [("seqft", 1), ("asvd", 1)]
 
 
@@ -106,24 +106,23 @@ def slurm_cluster(tmp_path_factory):
 
 
 @pytest.mark.long(2)
-def test_the_tiny_study_through_slurm_matches_a_local_run(slurm_cluster, tmp_path, monkeypatch):
-    override = tmp_path / "two_runs.yaml"
-    override.write_text("run: {methods: [seqft, asvd], orders: [1], seeds: [0]}\n")
-    local, cluster = tmp_path / "local", tmp_path / "cluster"
-    local.mkdir(), cluster.mkdir()
-    run_snakemake(local, "all_figures", "--cores", "2", configfiles=[TINY, override], timeout=900)
+def test_the_tiny_study_through_slurm_matches_a_local_run(slurm_cluster, e2e, tmp_path, monkeypatch):
+    """The end-to-end tiny study again, every job through sbatch: the same weights and matrices
+    as its local run (the ``e2e`` fixture's)."""
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
     for key, value in slurm_cluster.items():
         monkeypatch.setenv(key, value)
     # the profile's first status check waits 40 s, right for a busy cluster; seconds suffice here
     result = run_snakemake(cluster, "all_figures", "--workflow-profile",
                            str(REPO / "profiles" / "slurm"),
                            "--slurm-init-seconds-before-status-checks", "2",
-                           configfiles=[TINY, override], timeout=1800)
+                           configfiles=[e2e.configfile], timeout=1800)
     assert "external_jobid" not in result.stderr  # no job failed and was retried
     # the jobs really went through sbatch: 4 trainings among the submissions
     log = result.stdout + result.stderr
     submitted = [line for line in log.splitlines() if "has been submitted with SLURM jobid" in line]
     assert sum("rule_finetune_task" in line for line in submitted) == 4, log[-3000:]
-    learned = learned_files(local / "results" / "tiny")
+    learned = learned_files(e2e.results)
     assert sum(name.endswith("accuracy_matrix.csv") for name in learned) == len(RUNS)
-    assert learned_files(cluster / "results" / "tiny") == learned  # weights and matrices
+    assert learned_files(cluster / "results" / e2e.config["experiment"]) == learned

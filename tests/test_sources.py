@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from asvd import data, sources, tasks
-from asvd.scoring import score
+from asvd.data import prepare, sources, tasks
+from asvd.evaluation.scoring import score
 from asvd.io import read_jsonl
 from conftest import shared_dir
 
@@ -43,7 +43,7 @@ def benchmark(root, train=5, test=None, name="olora"):
 
 
 def test_olora_task_is_sampled_per_class_with_a_seed_and_templated(olora_dir, tmp_path):
-    stats = data.prepare_task(benchmark(olora_dir), "agnews", "olora", 0,
+    stats = prepare.prepare_task(benchmark(olora_dir), "agnews", "olora", 0,
                               tmp_path / "train.jsonl", tmp_path / "test.jsonl")
     train = read_jsonl(tmp_path / "train.jsonl")
     assert stats["train"]["labels"] == {label: 5 for label in AGNEWS.labels}
@@ -52,26 +52,26 @@ def test_olora_task_is_sampled_per_class_with_a_seed_and_templated(olora_dir, tm
     assert first["input"].startswith("Task:TC\nDataset:agnews\nWhat is the topic of the following")
     assert first["input"].endswith("\nAnswer:") and first["target"] in AGNEWS.labels
     assert first["labels"] == list(AGNEWS.labels) and first["answerable"]
-    again = data.real_records(benchmark(olora_dir), "agnews", "olora", 0)
+    again = prepare.real_records(benchmark(olora_dir), "agnews", "olora", 0)
     assert again["train"] == train
-    other_seed = data.real_records(benchmark(olora_dir), "agnews", "olora", 1)
+    other_seed = prepare.real_records(benchmark(olora_dir), "agnews", "olora", 1)
     assert [r["input"] for r in other_seed["train"]] != [r["input"] for r in train]
 
 
 def test_seed_template_and_copa_without_instruction():
-    prompt = data.apply_template("seed", task="agnews", category="TC", instruction="What?",
+    prompt = prepare.apply_template("seed", task="agnews", category="TC", instruction="What?",
                                  labels=["A", "B"], text="x")
     assert prompt == "What? Choose one from the following options [A, B]. x"
-    copa = data.apply_template("olora", task="COPA", category="COPA", instruction=None,
+    copa = prepare.apply_template("olora", task="COPA", category="COPA", instruction=None,
                                labels=["A", "B"], text="premise")
     assert copa == "Task:COPA\nDataset:COPA\npremise\nAnswer:"  # no instruction, no options
-    nli = data.apply_template("olora", task="CB", category="NLI", instruction="Why?",
+    nli = prepare.apply_template("olora", task="CB", category="NLI", instruction="Why?",
                               labels=["x", "y"], text="s")
     assert nli == "Task:NLI\nDataset:CB\nWhy? Choose one from the option.\nOption: x, y \ns\nAnswer:"
 
 
 def test_unanswerable_mnli_items_are_kept_counted_and_never_correct(olora_dir, tmp_path):
-    stats = data.prepare_task(benchmark(olora_dir), "mnli", "seed", 0, tmp_path / "tr.jsonl",
+    stats = prepare.prepare_task(benchmark(olora_dir), "mnli", "seed", 0, tmp_path / "tr.jsonl",
                               tmp_path / "te.jsonl")
     assert stats["test"]["unanswerable"] == 2 and stats["train"]["unanswerable"] == 0
     test = read_jsonl(tmp_path / "te.jsonl")
@@ -114,7 +114,7 @@ def test_bad_olora_data_names_the_file_and_record_and_writes_nothing(tmp_path, c
             (folder / "train.json").write_text(content if isinstance(content, str) else json.dumps(content))
     out = tmp_path / "out"
     with pytest.raises((ValueError, FileNotFoundError), match=message) as err:
-        data.prepare_task(benchmark(root), "agnews", "seed", 0, out / "train.jsonl", out / "test.jsonl")
+        prepare.prepare_task(benchmark(root), "agnews", "seed", 0, out / "train.jsonl", out / "test.jsonl")
     assert "train.json" in str(err.value)
     assert not out.exists()
 
@@ -159,7 +159,7 @@ def test_hub_path_formats_maps_labels_and_balances_like_olora(tmp_path):
     hub = FakeHub({"train": rows, "validation_matched": rows[:12] + hidden})
     spec = {"name": "hub", "train_per_class": 4, "test_per_class": None,
             "hub": {"mnli": {"path": "my-mirror/glue"}}}
-    stats = data.prepare_task(spec, "mnli", "seed", 0, tmp_path / "tr.jsonl", tmp_path / "te.jsonl",
+    stats = prepare.prepare_task(spec, "mnli", "seed", 0, tmp_path / "tr.jsonl", tmp_path / "te.jsonl",
                               load_dataset=hub)
     assert hub.calls == [("my-mirror/glue", "mnli", "train"),
                          ("my-mirror/glue", "mnli", "validation_matched")]
@@ -224,7 +224,7 @@ def test_general_mixture_is_held_out_per_class_and_drawn_from_the_split_a_task_s
                                                                                      tmp_path):
     write_task(olora_dir, SST2, {"train": examples(SST2, 10)})
     write_task(olora_dir, DBPEDIA, {"test": examples(DBPEDIA, 10, 500)})  # a test file only
-    stats = data.prepare_task(general_benchmark(olora_dir), data.GENERAL, "seed", 0,
+    stats = prepare.prepare_task(general_benchmark(olora_dir), prepare.GENERAL, "seed", 0,
                               tmp_path / "train.jsonl", tmp_path / "test.jsonl")
     train, test = read_jsonl(tmp_path / "train.jsonl"), read_jsonl(tmp_path / "test.jsonl")
     assert stats["train"]["records"] == 4 * (2 + 14) and stats["test"]["records"] == 2 * (2 + 14)
@@ -232,22 +232,22 @@ def test_general_mixture_is_held_out_per_class_and_drawn_from_the_split_a_task_s
     for part, per_class in ((train, 4), (test, 2)):
         counts = Counter((r["skill"], r["target"]) for r in part)
         assert set(counts.values()) == {per_class} and len(counts) == 2 + 14
-    assert {r["task"] for r in train + test} == {data.GENERAL}
+    assert {r["task"] for r in train + test} == {prepare.GENERAL}
     assert all(r["labels"] is None for r in train + test)  # scored by exact match, like the default's
     dbpedia = next(r for r in train if r["skill"] == "dbpedia")
     assert dbpedia["input"].startswith(DBPEDIA.seed_instruction) and "example 5" in dbpedia["input"]
     assert [r["id"] for r in train] == [f"general-train-{i}" for i in range(len(train))]
     sst2_at = [i for i, r in enumerate(train) if r["skill"] == "sst-2"]
     assert sst2_at != list(range(sst2_at[0], sst2_at[0] + 8))  # interleaved, not in a block
-    again = data.general_records(general_benchmark(olora_dir), "seed", 0)
+    again = prepare.general_records(general_benchmark(olora_dir), "seed", 0)
     assert again == {"train": train, "test": test}
-    other = data.general_records(general_benchmark(olora_dir), "seed", 1)
+    other = prepare.general_records(general_benchmark(olora_dir), "seed", 1)
     assert {r["input"] for r in other["test"]} != {r["input"] for r in test}
 
 
 def test_a_small_class_keeps_three_quarters_for_training_and_mnli_dashes_stay_out(olora_dir):
     write_task(olora_dir, SST2, {"train": examples(SST2, 4)})
-    mixture = data.general_records(general_benchmark(olora_dir, train=10, test=3,
+    mixture = prepare.general_records(general_benchmark(olora_dir, train=10, test=3,
                                                      general_tasks=("sst-2", "mnli")), "seed", 0)
     counts = Counter((r["skill"], r["target"], split) for split in ("train", "test")
                      for r in mixture[split])
@@ -262,7 +262,7 @@ def test_general_mixture_from_the_hub_uses_each_tasks_train_split():
         requested.append(split)
         return [{"sentence": f"s{i}", "label": i % 2} for i in range(20)]
 
-    mixture = data.general_records({"name": "hub", "general": {
+    mixture = prepare.general_records({"name": "hub", "general": {
         "tasks": ["sst-2"], "train_per_class": 5, "test_per_class": 2}}, "olora", 0,
         load_dataset=fake_load)
     assert requested == ["train"]
@@ -273,14 +273,14 @@ def test_general_mixture_from_the_hub_uses_each_tasks_train_split():
 def test_a_task_without_a_train_file_splits_its_test_file_disjointly(olora_dir):
     write_task(olora_dir, DBPEDIA, {"test": examples(DBPEDIA, 6)})
     spec = {**benchmark(olora_dir, train=4, test=2), "from_test_file": ["dbpedia"]}
-    records = data.real_records(spec, "dbpedia", "seed", 0)
+    records = prepare.real_records(spec, "dbpedia", "seed", 0)
     assert Counter(r["target"] for r in records["train"]) == {label: 4 for label in DBPEDIA.labels}
     assert Counter(r["target"] for r in records["test"]) == {label: 2 for label in DBPEDIA.labels}
     assert not {r["input"] for r in records["train"]} & {r["input"] for r in records["test"]}
     own = {**spec, "tasks": [{"name": "dbpedia", "train_per_class": 3}]}  # the task's own count
-    assert len(data.real_records(own, "dbpedia", "seed", 0)["train"]) == 3 * 14
+    assert len(prepare.real_records(own, "dbpedia", "seed", 0)["train"]) == 3 * 14
     with pytest.raises(FileNotFoundError, match="train.json"):  # not listed: the train file is needed
-        data.real_records(benchmark(olora_dir, train=4, test=2), "dbpedia", "seed", 0)
+        prepare.real_records(benchmark(olora_dir, train=4, test=2), "dbpedia", "seed", 0)
 
 
 # --------------------------------------------------------------------------- O-LoRA's own prompts
@@ -339,9 +339,9 @@ def assert_prompts_equal_olora(root, names, splits=("train", "test")):
                 continue
             expected = olora_reference_prompts(root, info, split)
             records, _ = sources.read_olora_split(root, info, split)
-            labels = data.prompt_labels({"name": "olora", "olora_dir": str(root)}, info, "olora")
+            labels = prepare.prompt_labels({"name": "olora", "olora_dir": str(root)}, info, "olora")
             for record in records:
-                prompt = data.apply_template("olora", task=info.olora_path.split("/")[1],
+                prompt = prepare.apply_template("olora", task=info.olora_path.split("/")[1],
                                              category=info.category, instruction=info.instruction,
                                              labels=labels, text=record["sentence"])
                 assert prompt == expected[record["sentence"]], (name, split, record)

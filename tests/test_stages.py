@@ -7,12 +7,15 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM
 
-from asvd import data, evaluation, scoring, svd, synthetic
-from asvd.data import load_records
+from asvd.data import prepare, synthetic
+from asvd.data.prepare import load_records
+from asvd.evaluation import evaluate, scoring
 from asvd.io import read_json, write_jsonl
-from asvd.models import load_checkpoint
-from asvd.targets import find_targets
-from asvd.training import finetune_task, train_base_model
+from asvd.method import svd
+from asvd.method.targets import find_targets
+from asvd.train.base import train_base_model
+from asvd.train.finetune import finetune_task
+from asvd.train.models import load_checkpoint
 
 BENCHMARK = {
     "name": "synthetic",
@@ -39,11 +42,11 @@ ASVD = {"rank_rule": {"name": "importance", "mrr": 0.1, "trr": 0.8, "samples": 8
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("stages")
     files = {}
-    for task in ["alpha", "beta", data.GENERAL]:
+    for task in ["alpha", "beta", prepare.GENERAL]:
         files[task] = {split: root / "data" / task / f"{split}.jsonl" for split in ("train", "test")}
-        data.prepare_task(BENCHMARK, task, "seed", 0, files[task]["train"], files[task]["test"])
+        prepare.prepare_task(BENCHMARK, task, "seed", 0, files[task]["train"], files[task]["test"])
     vocabulary = [path for splits in files.values() for path in splits.values()]
-    train_base_model(files[data.GENERAL]["train"], vocabulary, "bart", ARCHITECTURE,
+    train_base_model(files[prepare.GENERAL]["train"], vocabulary, "bart", ARCHITECTURE,
                      {"epochs": 1, "batch_size": 32, "lr": 1e-3}, 0, root / "base" / "model",
                      root / "base" / "train_log.json")
     return root, files
@@ -81,26 +84,26 @@ def test_tasks_compete_for_the_same_outputs():
 
 def test_prepared_records_and_bad_data_errors(tmp_path, prepared):
     _, files = prepared
-    records = data.load_records(files["alpha"]["train"])
+    records = prepare.load_records(files["alpha"]["train"])
     assert records[0]["input"].startswith("Task alpha")
     assert "[red, blue]" in records[0]["input"]
     assert records[0]["labels"] == ["red", "blue"]
     broken = tmp_path / "broken.jsonl"
     write_jsonl(broken, [{"id": "x", "task": "alpha", "input": "a"}])
     with pytest.raises(ValueError, match=r"broken.jsonl: record 1 lacks keys \['target', 'labels'\]"):
-        data.load_records(broken)
+        prepare.load_records(broken)
     broken.write_text('{"id": 1}\nnot json\n')
     with pytest.raises(ValueError, match="broken.jsonl:2"):
-        data.load_records(broken)
+        prepare.load_records(broken)
 
 
 def test_olora_template():
-    text = data.apply_template("olora", task="agnews", category="TC", instruction="What is the topic?",
+    text = prepare.apply_template("olora", task="agnews", category="TC", instruction="What is the topic?",
                                labels=["World", "Sports"], text="Some news")
     assert text == ("Task:TC\nDataset:agnews\nWhat is the topic? Choose one from the option.\n"
                     "Option: World, Sports \nSome news\nAnswer:")
     with pytest.raises(ValueError, match="data.template"):
-        data.apply_template("fancy", task="a", category="b", instruction="c", labels=["d"], text="e")
+        prepare.apply_template("fancy", task="a", category="b", instruction="c", labels=["d"], text="e")
 
 
 def test_normalised_exact_match():
@@ -143,7 +146,8 @@ def test_svd_cache_stamp_detects_tampering(tmp_path, prepared):
 def test_svd_cache_is_what_the_constraint_accepts(tmp_path, prepared):
     from safetensors import safe_open
 
-    from asvd import OrthogonalSubspace, ranks
+    from asvd.method import ranks
+    from asvd.method.constraint import OrthogonalSubspace
 
     root, _ = prepared
     cache = tmp_path / "svd.safetensors"
@@ -220,7 +224,7 @@ def test_train_other_params_false_freezes_non_targets(tmp_path, prepared):
 def test_evaluate_checkpoint_writes_scores(tmp_path, prepared):
     root, files = prepared
     out = tmp_path / "eval.json"
-    result = evaluation.evaluate_checkpoint(
+    result = evaluate.evaluate_checkpoint(
         root / "base" / "model", {"alpha": files["alpha"]["test"], "general": files["general"]["test"]},
         out, batch_size=8, max_new_tokens=8)
     assert json.loads(out.read_text()) == result
@@ -229,7 +233,7 @@ def test_evaluate_checkpoint_writes_scores(tmp_path, prepared):
     model, tokenizer = load_checkpoint(root / "base" / "model")
     for name in ("alpha", "general"):
         records = load_records(files[name]["test"])
-        answers = evaluation.generate(model, tokenizer, [r["input"] for r in records], 8, 8, 128)
+        answers = evaluate.generate(model, tokenizer, [r["input"] for r in records], 8, 8, 128)
         expected = scoring.score(records, answers)
         assert result["scores"][name] == expected
         assert expected["correct"] == sum(scoring.normalise(a) == scoring.normalise(r["target"])
@@ -238,7 +242,7 @@ def test_evaluate_checkpoint_writes_scores(tmp_path, prepared):
 
 def test_fetch_base_model_loads_by_name_from_a_local_directory(tmp_path, prepared):
     """The real-model path (a hub id for users with network) exercised on local files."""
-    from asvd.training import fetch_base_model
+    from asvd.train.base import fetch_base_model
 
     root, _ = prepared
     result = fetch_base_model(str(root / "base" / "model"), tmp_path / "model", tmp_path / "log.json")

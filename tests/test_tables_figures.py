@@ -10,25 +10,25 @@ import pandas as pd
 import pytest
 from safetensors.numpy import save_file
 
-from asvd.figures import (
+from asvd.analysis.figures import (
     _spread,
     aa_per_order,
     learnability_retention,
     plot_aa_bwt,
     plot_aa_per_order,
     plot_accuracy_matrices,
-    plot_learnability_retention,
-    plot_method_matrices,
     plot_frozen_ranks,
     plot_general_retention,
     plot_importance_ratios,
+    plot_learnability_retention,
+    plot_method_matrices,
     plot_singular_spectra,
     plot_subspace_overlap,
     plot_task_curves,
 )
-from asvd.metrics import write_accuracy_csv
-from asvd.subspaces import overlap_table
-from asvd.tables import load_runs, write_summary_tables
+from asvd.analysis.metrics import write_accuracy_csv
+from asvd.analysis.subspaces import overlap_table
+from asvd.analysis.tables import load_runs, write_summary_tables
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PDF_MAGIC = b"%PDF"

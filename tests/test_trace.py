@@ -3,19 +3,26 @@ published values and hand-computed cases), and a tiny causal LM through the whol
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from asvd.data import prepare_task
+from asvd.analysis.metrics import summarise_run
+from asvd.data.prepare import prepare_task
+from asvd.data.sources import trace_examples
+from asvd.data.tasks import TRACE_METRICS, TRACE_ORDER
+from asvd.evaluation.scoring import (
+    answer_letter,
+    code_literals,
+    edit_similarity,
+    rouge_l,
+    sari_sentence,
+    score,
+)
 from asvd.io import read_json, read_jsonl
-from asvd.metrics import summarise_run
-from asvd.models import build_word_tokenizer, save_checkpoint
-from asvd.scoring import (answer_letter, code_literals, edit_similarity, rouge_l, sari_sentence,
-                          score)
-from asvd.sources import trace_examples
-from asvd.tasks import TRACE_METRICS, TRACE_ORDER
-from conftest import REPO, random_llama, run_snakemake
+from asvd.train.models import build_word_tokenizer, save_checkpoint
+from conftest import REPO, built_once, random_llama, run_snakemake
 
 
 def write_trace_dir(root, tasks=TRACE_ORDER, count=6):
@@ -172,8 +179,12 @@ def tiny_llama_dir(path, texts):
 
 @pytest.fixture(scope="module")
 def trace_study(tmp_path_factory):
-    """A seqft and an asvd run over three TRACE tasks with a tiny random LLaMA."""
-    root = tmp_path_factory.mktemp("trace_study")
+    """A seqft and an asvd run over three TRACE tasks with a tiny random LLaMA, once per session."""
+    return Path(built_once(tmp_path_factory, "trace_study", _run_trace_study))
+
+
+def _run_trace_study(root: Path) -> str:
+    root.mkdir(parents=True)
     trace = write_trace_dir(root / "trace", TASKS, count=8)
     texts = [f"{t} {s} question {i}" for t in TASKS for s in ("train", "test") for i in range(8)]
     model = tiny_llama_dir(root / "llama", texts + ["answer 0 1 2"])
@@ -200,12 +211,13 @@ paper_table:
   reference: {REPO / "config" / "reference" / "trace_llama2_7b_chat.csv"}
   method_names: {{seqft: SeqFT, asvd: Adaptive SVD}}
 """)
-    result = run_snakemake(root, "all_figures", "--cores", "2", configfiles=[config], timeout=900)
-    return root / "results" / "tiny_trace", result
+    run_snakemake(root, "all_figures", "--cores", "2", configfiles=[config], timeout=900)
+    return str(root / "results" / "tiny_trace")
 
 
+@pytest.mark.long(3)
 def test_trace_study_scores_every_task_with_its_metric(trace_study):
-    results, _ = trace_study
+    results = trace_study
     final = read_json(results / "asvd" / "order1" / "seed0" / "step3" / "eval.json")["scores"]
     assert {task: final[task]["metric"] for task in TASKS} == {
         "FOMC": "exact_match", "MeetingBank": "rouge_l", "20Minuten": "sari"}
@@ -219,14 +231,14 @@ def test_trace_study_scores_every_task_with_its_metric(trace_study):
 
 
 def test_trace_study_trains_each_task_for_its_epochs(trace_study):
-    results, _ = trace_study
+    results = trace_study
     steps = [read_json(results / "seqft" / "order1" / "seed0" / f"step{k}" / "train_log.json")["steps"]
              for k in (1, 2, 3)]
     assert steps == [2, 6, 2]  # 6 examples in batches of 4; MeetingBank 3 epochs
 
 
 def test_trace_study_puts_op_and_bwt_beside_the_papers(trace_study):
-    results, _ = trace_study
+    results = trace_study
     table = pd.read_csv(results / "tables" / "paper.csv").set_index("method")
     summary = read_json(results / "asvd" / "order1" / "seed0" / "summary.json")
     assert table.at["Adaptive SVD", "op paper"] == 48.4

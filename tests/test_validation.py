@@ -16,8 +16,8 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from asvd.models import check_lengths, position_limit
-from asvd.validation import coerce_command_line_values, config_error, schema_problems
+from asvd.pipeline.validation import coerce_command_line_values, config_error, schema_problems
+from asvd.train.models import check_lengths, position_limit
 from conftest import DEFAULT_CONFIG, REPO, load_yaml
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -86,8 +86,8 @@ def test_lengths_beyond_a_models_positions_are_refused_naming_the_key():
 
 def test_training_on_prompts_longer_than_the_positions_names_the_key_before_any_step(tmp_path):
     """The IndexError the embedding would raise becomes an error naming the setting."""
-    from asvd.models import build_word_tokenizer
-    from asvd.training import TrainSettings, train
+    from asvd.train.loop import TrainSettings, train
+    from asvd.train.models import build_word_tokenizer
 
     records = [{"input": " ".join(["word"] * 40), "target": "yes"}] * 2
     tokenizer = build_word_tokenizer([records[0]["input"], "yes"])

@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import traceback
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from filelock import FileLock
 
 from conftest import (
     OFFLINE_ENV,
     REPO,
     SNAKEFILE,
     TEST_CONFIGS,
+    built_once,
     effective_config,
     learned_files,
     run_snakemake,
@@ -437,27 +436,14 @@ def _build_end_to_end(workdir: Path) -> dict:
         raise RuntimeError(
             f"end-to-end run failed ({result.returncode}):\n{result.stderr[-5000:]}\n{tails}"
         )
-    return {"configfile": str(configfile), "outputs": outputs}
+    return {"workdir": str(workdir), "configfile": str(configfile), "outputs": outputs}
 
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory) -> EndToEnd:
     """The tiny study (seqft + asvd, order 1, seed 0) run once per session for all workers."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # shared by the workers of this session
-    workdir, record, failed = root / "e2e", root / "e2e.json", root / "e2e.failed"
-    with FileLock(str(root / "e2e.lock")):
-        if failed.exists():
-            pytest.fail(f"end-to-end run failed in another worker:\n{failed.read_text()}",
-                        pytrace=False)
-        if not record.exists():
-            try:
-                record.write_text(json.dumps(_build_end_to_end(workdir)))
-            except BaseException:
-                failed.write_text(traceback.format_exc())
-                raise
-    data = json.loads(record.read_text())
+    data = built_once(tmp_path_factory, "e2e", _build_end_to_end)
+    workdir = Path(data["workdir"])
     config = yaml.safe_load((workdir / "effective_config.yaml").read_text())
     return EndToEnd(workdir, Path(data["configfile"]), config, data["outputs"])
 
@@ -548,15 +534,17 @@ def _workflow_copy(destination: Path) -> Path:
 
 
 def test_e2e_editing_a_module_reruns_exactly_the_rules_that_import_it(e2e, tmp_path):
-    """Fingerprints follow imports: ``parallel`` is imported by training only (through
-    ``asvd.training``), ``metrics`` by the metrics, reference-run and figure stages."""
+    """Fingerprints follow imports: the constraint is imported by continual training only, the
+    shared loop also by the base-model stage, the metrics by the metrics, reference-run and
+    figure stages."""
     snakefile = _workflow_copy(tmp_path)
     unchanged = run_snakemake(e2e.workdir, "all_figures", "-n", configfiles=[e2e.configfile],
                               snakefile=snakefile)
     assert "Nothing to be done" in unchanged.stdout + unchanged.stderr, unchanged.stdout[-3000:]
 
-    def changed_rules(module: str) -> set[str]:
-        path = tmp_path / "asvd" / f"{module}.py"
+    def changed(module: str) -> tuple[set[str], set[str]]:
+        """(outputs whose rule's params changed, rules planned) after editing ``module``."""
+        path = tmp_path / "asvd" / module
         original = path.read_text()
         path.write_text(original + "\n# an edit\n")
         try:
@@ -568,20 +556,25 @@ def test_e2e_editing_a_module_reruns_exactly_the_rules_that_import_it(e2e, tmp_p
             path.write_text(original)
         files = {line.strip() for line in listed.splitlines() if line.strip().startswith("results/")}
         assert files, listed
-        rules = {rule for rule, count in re.findall(r"^(\w+)\s+(\d+)$", plan, re.M)}
-        return files, rules
+        return files, {rule for rule, _ in re.findall(r"^(\w+)\s+(\d+)$", plan, re.M)}
 
-    files, planned = changed_rules("parallel")
-    trained = {str(path.relative_to(e2e.workdir))
-               for path in [e2e.results / "base", *e2e.results.glob("*/order*/seed*/step*")]}
-    assert files == {f"{folder}/{name}" for folder in trained for name in ("model", "train_log.json")}
+    def outputs(folders) -> set[str]:
+        return {f"{folder.relative_to(e2e.workdir)}/{name}" for folder in folders
+                for name in ("model", "train_log.json")}
+
+    steps = list(e2e.results.glob("*/order*/seed*/step*"))
+    files, planned = changed("method/constraint.py")
+    assert files == outputs(steps)
     assert {"finetune_task", "svd_cache", "evaluate_checkpoint"} <= planned
-    assert "prepare_dataset" not in planned
+    assert "base_model" not in planned and "prepare_dataset" not in planned
 
-    files, planned = changed_rules("metrics")
+    files, _ = changed("train/loop.py")
+    assert files == outputs([e2e.results / "base", *steps])
+
+    files, planned = changed("analysis/metrics.py")
     assert "finetune_task" not in planned and "evaluate_checkpoint" not in planned
     assert any(path.endswith("accuracy_matrix.csv") for path in files)
-    assert not any("/step" in path for path in files), files
+    assert not any("/step" in path or "/base/" in path for path in files), files
 
 
 def test_e2e_forcing_one_task_reruns_exactly_it_and_its_dependents(e2e):
@@ -653,7 +646,7 @@ def test_e2e_svd_cache_stamp_matches_weights(e2e):
     from safetensors import safe_open
     from transformers import AutoModelForSeq2SeqLM
 
-    from asvd.svd import weights_hash
+    from asvd.method.svd import weights_hash
 
     caches = [e2e.workdir / o for o in e2e.outputs if o.endswith("svd.safetensors")]
     assert caches
@@ -685,7 +678,7 @@ def test_e2e_finetune_task_is_bit_identical_when_repeated(e2e, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from asvd.training import finetune_task
+    from asvd.train.finetune import finetune_task
 
     config, run = e2e.config, e2e.run_dir("asvd")
     order = config["orders"][config["run"]["orders"][0]]
@@ -718,7 +711,7 @@ def test_e2e_finetune_task_is_bit_identical_when_repeated(e2e, tmp_path):
         assert not different, (other, different)
 
 
-@pytest.mark.long(3)
+@pytest.mark.long(7)
 def test_e2e_training_jobs_on_two_processes_give_the_same_checkpoints(e2e, tmp_path):
     """The workflow's training jobs started with train.num_processes: 2 (the adapter's spawned
     processes must not run the stage again) end with the 1-process run's weights."""
@@ -743,7 +736,7 @@ def test_e2e_training_jobs_on_two_processes_give_the_same_checkpoints(e2e, tmp_p
             assert torch.allclose(ours[name], reference[name], atol=1e-3, rtol=0), (step, name)
 
 
-@pytest.mark.long(4)
+@pytest.mark.long(8)
 def test_e2e_damaged_results_are_moved_aside_and_rebuilt(e2e, tmp_path):
     """A truncated SVD cache that only a figure reads, a checkpoint without its checksum file and
     a file where a checkpoint directory belongs: the next run moves each aside, rebuilds it and
@@ -751,7 +744,7 @@ def test_e2e_damaged_results_are_moved_aside_and_rebuilt(e2e, tmp_path):
     nothing outside results/."""
     import shutil
 
-    from asvd.damage import damage
+    from asvd.pipeline.damage import damage
 
     work = tmp_path / "work"
     shutil.copytree(e2e.workdir, work, symlinks=True, ignore=shutil.ignore_patterns("locks"))
@@ -850,6 +843,7 @@ def test_e2e_sigkilled_at_random_points_of_training_svd_and_evaluation_then_reru
     assert not [p for p in (tmp_path / "results").rglob("*") if ".tmp" in p.name]
 
 
+@pytest.mark.long(5)
 def test_e2e_a_tampered_checkpoint_is_refused_then_recomputed(e2e, tmp_path):
     """A checkpoint whose weights change on disk before a stage reads it (here its evaluation,
     not yet run): the stage refuses it and moves it aside; the next run recomputes it and the

@@ -11,7 +11,8 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import save_file
 
-from asvd import OrthogonalSubspace, ranks
+from asvd.method import ranks
+from asvd.method.constraint import OrthogonalSubspace
 
 GLOBAL_BATCH, STEPS = 16, 20
 

@@ -1,4 +1,4 @@
-# The constraint's cost side by side with plain AdamW and PEFT's OSF (asvd/benchmark.py).
+# The constraint's cost side by side with plain AdamW and PEFT's OSF (asvd/cost/overhead.py).
 # Outside the study's results directory: it does not depend on the study's config.
 COST = "results/benchmarks"
 

@@ -6,8 +6,13 @@ from pathlib import Path
 
 # the workflow's own light modules (validation, rank rules, task registry) check the config
 sys.path.insert(0, workflow.basedir)
-from asvd.fingerprints import code_fingerprint
-from asvd.validation import coerce_command_line_values, config_error, schema_problems
+from asvd.analysis.figure_specs import FIGURES, PER_METHOD_PREFIX, figure_spec
+from asvd.pipeline.fingerprints import code_fingerprint
+from asvd.pipeline.validation import (
+    coerce_command_line_values,
+    config_error,
+    schema_problems,
+)
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 coerce_command_line_values(config, SCHEMA)
@@ -47,7 +52,7 @@ HAS_GENERAL = config["benchmark"]["name"] == "synthetic" or bool(
     config["benchmark"].get("general")
 )
 INSTRUCTION_TUNED = bool(config["base_model"].get("instruction_tune"))
-# Published runs shown beside the study's methods (asvd/reference_runs.py).
+# Published runs shown beside the study's methods (asvd/analysis/reference_runs.py).
 REFERENCE_RUNS = config.get("reference_runs") or {}
 REFERENCE = f"{RESULTS}/reference_runs/{{reference}}"
 
@@ -60,7 +65,7 @@ def reference_source(name):
 
 def _real_benchmark_problems():
     """A real benchmark needs known task names, a pretrained base and its data directory."""
-    from asvd.tasks import TASKS, TRACE_METRICS
+    from asvd.data.tasks import TASKS, TRACE_METRICS
 
     benchmark = config["benchmark"]
     known = TRACE_METRICS if benchmark["name"] == "trace" else TASKS
@@ -116,7 +121,7 @@ def _real_benchmark_problems():
 
 def _rank_rule_problems(method, spec):
     """A rule's parameters must be its own and consistent (mrr <= trr), as the rule checks them."""
-    from asvd import ranks
+    from asvd.method import ranks
 
     if not spec:
         return []
@@ -197,7 +202,7 @@ _check_study()
 # targets of this run.
 DAMAGED = []
 if workflow.is_main_process:
-    from asvd.damage import sweep
+    from asvd.pipeline.damage import sweep
 
     for _path, _line in sweep(RESULTS):
         print(f"damaged result: {_line}", file=sys.stderr)
@@ -208,7 +213,7 @@ if workflow.is_main_process:
 ALL_METHODS = list(config["methods"])
 ABLATION_METHODS = []
 if config.get("ablations"):
-    from asvd.ablations import retention_variants
+    from asvd.pipeline.ablations import retention_variants
 
     _variants = retention_variants(config["methods"], config["ablations"])
     config["methods"].update(_variants)
@@ -360,7 +365,7 @@ def paper_reference():
 
 
 def reference_inputs(wildcards):
-    from asvd.reference_runs import source_files
+    from asvd.analysis.reference_runs import source_files
 
     return [str(path) for path in source_files(reference_source(wildcards.reference))]
 
@@ -387,14 +392,32 @@ def table_outputs():
     )
 
 
+def drawn_methods(spec, methods):
+    """The methods of ``methods`` a figure shows (its registry entry says which qualify)."""
+    qualifies = {
+        "all": lambda method: True,
+        "constrained": is_constrained,
+        "importance": uses_importance,
+    }[spec.methods]
+    return [method for method in methods if qualifies(method)]
+
+
+def registered_figures(where, methods):
+    """The registry's figures drawn ``where`` (study, comparison or ablation) over ``methods``."""
+    return [
+        name
+        for name, spec in FIGURES.items()
+        if (where == "study" or getattr(spec, where))
+        and (HAS_GENERAL or not spec.needs_general)
+        and drawn_methods(spec, methods)
+    ]
+
+
 def figure_names():
-    names = COMPARISON_FIGURES + ["singular_spectra"]
-    names += [f"accuracy_matrix_{method}" for method in config["run"]["methods"]]
-    if any(is_constrained(method) for method in config["run"]["methods"]):
-        names += ["frozen_ranks", "subspace_overlap"]
-    if any(uses_importance(method) for method in config["run"]["methods"]):
-        names.append("importance_ratios")
-    return names
+    methods = config["run"]["methods"]
+    return registered_figures("study", methods) + [
+        f"{PER_METHOD_PREFIX}{method}" for method in methods
+    ]
 
 
 def figure_outputs():
@@ -524,27 +547,14 @@ def _representative_steps(method, name, with_base):
 
 
 # The figures that compare methods, drawn again over every method by `all_baselines`.
-COMPARISON_FIGURES = [
-    "task_curves",
-    "accuracy_matrices",
-    "aa_bwt",
-    "aa_per_order",
-    "learnability_retention",
-] + (["general_retention"] if HAS_GENERAL else [])
-
-
 def baseline_outputs():
     return expand(
         f"{RESULTS}/baselines/tables/summary.{{ext}}", ext=["csv", "md", "tex"]
     ) + expand(
         f"{RESULTS}/baselines/figures/{{name}}.{{ext}}",
-        name=COMPARISON_FIGURES,
+        name=registered_figures("comparison", ALL_METHODS),
         ext=["png", "pdf"],
     )
-
-
-# What the retention ablation draws over its variants and references.
-ABLATION_FIGURES = ["learnability_retention", "aa_bwt"]
 
 
 def ablation_outputs():
@@ -552,64 +562,50 @@ def ablation_outputs():
         f"{RESULTS}/ablations/tables/summary.{{ext}}", ext=["csv", "md", "tex"]
     ) + expand(
         f"{RESULTS}/ablations/figures/{{name}}.{{ext}}",
-        name=ABLATION_FIGURES,
+        name=registered_figures("ablation", ABLATION_METHODS),
         ext=["png", "pdf"],
     )
 
 
 def figure_inputs(wildcards, methods=None):
-    """Per figure, the files it draws (dicts keep the labels the plot functions need);
-    ``methods`` defaults to ``run.methods``."""
-    methods = methods or config["run"]["methods"]
+    """The files figure ``wildcards.figure`` draws, by the data its registry entry reads (dicts
+    keep the labels the plot functions need); ``methods`` defaults to ``run.methods``.
+    """
     name = wildcards.figure
-    if name.startswith("accuracy_matrix_"):
-        return {"matrices": _matrices(name.removeprefix("accuracy_matrix_"))}
-    if name in ("task_curves", "accuracy_matrices"):
-        matrices = {method: _matrices(method) for method in methods}
-        return {"matrices": {**matrices, **_reference_matrices()}}
-    if name in ("aa_bwt", "aa_per_order", "learnability_retention"):
-        return {"summaries": run_summaries(methods) + reference_summaries()}
-    if name == "general_retention":  # published logs do not measure general ability
-        return {"summaries": run_summaries(methods)}
-    if name == "frozen_ranks":
-        return {
-            "train_logs": {
-                method: _representative_steps(method, "train_log.json", with_base=False)
-                for method in methods
-                if is_constrained(method)
-            }
+    spec = figure_spec(name)
+    if name.startswith(PER_METHOD_PREFIX):
+        return {spec.data: _matrices(name.removeprefix(PER_METHOD_PREFIX))}
+    methods = drawn_methods(spec, methods or config["run"]["methods"])
+    if spec.data == "matrices":
+        data = {method: _matrices(method) for method in methods}
+        data.update(_reference_matrices() if spec.references else {})
+    elif spec.data == "summaries":
+        data = run_summaries(methods) + (
+            reference_summaries() if spec.references else []
+        )
+    elif spec.data == "train_logs":
+        data = {
+            method: _representative_steps(method, "train_log.json", with_base=False)
+            for method in methods
         }
-    if name == "importance_ratios":
-        return {
-            "train_logs": {
-                method: _representative_steps(method, "train_log.json", with_base=False)
-                for method in methods
-                if uses_importance(method)
-            }
+    elif spec.data == "svd_caches":
+        data = {
+            method: _representative_steps(method, "svd.safetensors", with_base=True)
+            for method in methods
         }
-    if name == "subspace_overlap":  # task t froze directions of checkpoint t-1
-        return {
-            "runs": {
-                method: {
-                    "svd_caches": _representative_steps(
-                        method, "svd.safetensors", with_base=True
-                    )[:-1],
-                    "train_logs": _representative_steps(
-                        method, "train_log.json", with_base=False
-                    ),
-                }
-                for method in methods
-                if is_constrained(method)
+    else:  # "runs": task t froze directions of checkpoint t-1
+        data = {
+            method: {
+                "svd_caches": _representative_steps(
+                    method, "svd.safetensors", with_base=True
+                )[:-1],
+                "train_logs": _representative_steps(
+                    method, "train_log.json", with_base=False
+                ),
             }
+            for method in methods
         }
-    if name == "singular_spectra":
-        return {
-            "svd_caches": {
-                method: _representative_steps(method, "svd.safetensors", with_base=True)
-                for method in methods
-            }
-        }
-    raise ValueError(f"unknown figure {name!r}")
+    return {spec.data: data}
 
 
 def _flat_inputs(wildcards, methods=None):

@@ -1,9 +1,9 @@
 """Snakemake adapter: the base model, loaded by name (and instruction-tuned) or built and
-pretrained (asvd.training)."""
-from asvd.runtime import stage
+pretrained (asvd.train)."""
+from asvd.pipeline.runtime import stage
 
 with stage(snakemake):
-    from asvd.training import fetch_base_model, train_base_model
+    from asvd.train.base import fetch_base_model, train_base_model
 
     if snakemake.params.pretrained:
         fetch_base_model(snakemake.params.pretrained, snakemake.output.model,

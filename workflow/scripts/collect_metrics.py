@@ -1,8 +1,8 @@
-"""Snakemake adapter: accuracy matrix and summary of one run (asvd.metrics.collect_run)."""
-from asvd.runtime import stage
+"""Snakemake adapter: accuracy matrix and summary of one run (asvd.analysis.metrics.collect_run)."""
+from asvd.pipeline.runtime import stage
 
 with stage(snakemake):
-    from asvd.metrics import collect_run
+    from asvd.analysis.metrics import collect_run
 
     collect_run(
         snakemake.input.base,

@@ -1,8 +1,8 @@
-"""Snakemake adapter: the constraint cost benchmark (asvd.benchmark.run_suite)."""
-from asvd.runtime import stage
+"""Snakemake adapter: the constraint cost benchmark (asvd.cost.overhead.run_suite)."""
+from asvd.pipeline.runtime import stage
 
 with stage(snakemake):
-    from asvd.benchmark import run_suite
+    from asvd.cost.overhead import run_suite
 
     settings = snakemake.params.settings
     run_suite(settings["sizes"], settings["fractions"], snakemake.output[0], seed=settings["seed"],

@@ -1,8 +1,8 @@
 """Snakemake adapter: score one checkpoint on its tasks and the general set."""
-from asvd.runtime import stage
+from asvd.pipeline.runtime import stage
 
 with stage(snakemake):
-    from asvd.evaluation import evaluate_checkpoint
+    from asvd.evaluation.evaluate import evaluate_checkpoint
 
     evaluate_checkpoint(
         snakemake.input.model,

@@ -1,11 +1,11 @@
-"""Snakemake adapter: train one task of a run (asvd.training.finetune_task)."""
-from asvd.runtime import stage
+"""Snakemake adapter: train one task of a run (asvd.train.finetune.finetune_task)."""
+from asvd.pipeline.runtime import stage
 
-# The guard matters: with several training processes (asvd.parallel) each is spawned, and a
+# The guard matters: with several training processes (asvd.train.parallel) each is spawned, and a
 # spawned process imports this file again as __mp_main__; it must not start the stage again.
 if __name__ == "__main__":
     with stage(snakemake):
-        from asvd.training import finetune_task
+        from asvd.train.finetune import finetune_task
 
         finetune_task(
             checkpoint=snakemake.input.checkpoint,

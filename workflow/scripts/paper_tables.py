@@ -1,8 +1,8 @@
-"""Snakemake adapter: the paper's table beside this study's values (asvd.tables.write_paper_tables)."""
-from asvd.runtime import stage
+"""Snakemake adapter: the paper's table beside this study's values (asvd.analysis.tables.write_paper_tables)."""
+from asvd.pipeline.runtime import stage
 
 with stage(snakemake):
-    from asvd.tables import write_paper_tables
+    from asvd.analysis.tables import write_paper_tables
 
     write_paper_tables(
         list(snakemake.input.summaries),

@@ -1,8 +1,8 @@
-"""Snakemake adapter: draw one named figure (asvd.figures.draw)."""
-from asvd.runtime import stage
+"""Snakemake adapter: draw one named figure (asvd.analysis.figures.draw)."""
+from asvd.pipeline.runtime import stage
 
 with stage(snakemake):
-    from asvd.figures import draw
+    from asvd.analysis.figures import draw
 
     draw(
         snakemake.wildcards.figure,

@@ -1,8 +1,8 @@
-"""Snakemake adapter: prepare one task's train/test files (asvd.data.prepare_task)."""
-from asvd.runtime import stage
+"""Snakemake adapter: prepare one task's train/test files (asvd.data.prepare.prepare_task)."""
+from asvd.pipeline.runtime import stage
 
 with stage(snakemake):
-    from asvd.data import prepare_task
+    from asvd.data.prepare import prepare_task
     from asvd.io import write_json
 
     stats = prepare_task(

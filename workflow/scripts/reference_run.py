@@ -1,8 +1,8 @@
-"""Snakemake adapter: a published run's matrix and summary (asvd.reference_runs)."""
-from asvd.runtime import stage
+"""Snakemake adapter: a published run's matrix and summary (asvd.analysis.reference_runs)."""
+from asvd.pipeline.runtime import stage
 
 with stage(snakemake):
-    from asvd.reference_runs import collect_reference_run
+    from asvd.analysis.reference_runs import collect_reference_run
 
     collect_reference_run(
         snakemake.params.source,

@@ -1,8 +1,8 @@
-"""Snakemake adapter: summary tables over all runs (asvd.tables.write_summary_tables)."""
-from asvd.runtime import stage
+"""Snakemake adapter: summary tables over all runs (asvd.analysis.tables.write_summary_tables)."""
+from asvd.pipeline.runtime import stage
 
 with stage(snakemake):
-    from asvd.tables import write_summary_tables
+    from asvd.analysis.tables import write_summary_tables
 
     write_summary_tables(
         list(snakemake.input.summaries),

@@ -1,6 +1,6 @@
 """Results tables: mean ± std over seeds per (method, order), plus a per-method average.
 
-Inputs are the per-run ``summary.json`` files written by :func:`asvd.metrics.collect_run`.
+Inputs are the per-run ``summary.json`` files written by :func:`asvd.analysis.metrics.collect_run`.
 The CSV keeps numbers (``<metric>_mean``, ``<metric>_std``) for further processing; Markdown and
 LaTeX show formatted ``mean ± std`` cells for reading and for the report. Column ``n`` counts the
 seeds of a (method, order) row and the orders of an ``average`` row.

@@ -4,7 +4,7 @@ A prepared record is ``{"id", "task", "input", "target", "labels"}``: ``input`` 
 the prompt template, ``target`` the answer string, ``labels`` the task's label set (``None`` for
 open-ended examples: the general-ability set, TRACE); a general record names its source task in
 ``skill``. Real tasks add ``answerable`` (False for MNLI's "-" items, which stay in the test set
-but can never be scored correct); TRACE's add ``metric``, the :mod:`asvd.scoring` metric of
+but can never be scored correct); TRACE's add ``metric``, the :mod:`asvd.evaluation.scoring` metric of
 their task (absent: exact match).
 """
 
@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from asvd import sources, synthetic, tasks
+from asvd.data import sources, synthetic, tasks
 from asvd.io import read_jsonl, write_jsonl
 
 GENERAL = "general"

@@ -144,7 +144,7 @@ def task(name: str) -> Task:
 
 
 # TRACE (docs/benchmarks.md §4): eight generation tasks, each a folder of ``{"prompt", "answer"}``
-# records; the metric that scores it (asvd.scoring) and its place in TRACE's order.
+# records; the metric that scores it (asvd.evaluation.scoring) and its place in TRACE's order.
 TRACE_METRICS: dict[str, str] = {
     "C-STANCE": "exact_match",
     "FOMC": "exact_match",

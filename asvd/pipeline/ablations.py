@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from asvd import ranks
+from asvd.method import ranks
 
 
 def variant_name(method: str, trr: float, granularity: str) -> str:

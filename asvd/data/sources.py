@@ -3,7 +3,7 @@ or a TRACE directory.
 
 The first two return the same raw form, ``{"sentence": str, "label": str}`` per example, sampled
 with a seed and balanced over classes; TRACE's records are ``{"prompt", "answer"}`` (open-ended,
-sampled without classes). :mod:`asvd.data` turns them into prepared records. Problems are
+sampled without classes). :mod:`asvd.data.prepare` turns them into prepared records. Problems are
 reported with the file and record number before anything is written.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from asvd.tasks import Task
+from asvd.data.tasks import Task
 
 UNANSWERABLE = "-"  # MNLI's test file labels 131 items "-": kept, never matchable, counted
 
@@ -161,7 +161,7 @@ def hub_examples(task: Task, split: str, per_class: int | None, seed: int,
                  load_dataset: Callable | None = None, overrides: Mapping | None = None) -> list[dict]:
     """One split of one task from the Hugging Face hub, formatted like O-LoRA's sentences.
 
-    ``overrides`` may replace any field of the task's :class:`asvd.tasks.HubSource` (e.g. a mirror's
+    ``overrides`` may replace any field of the task's :class:`asvd.data.tasks.HubSource` (e.g. a mirror's
     ``path``); ``load_dataset`` defaults to :func:`datasets.load_dataset` (tests pass a fake).
     """
     source = replace(task.hub, **(overrides or {}))

@@ -118,8 +118,11 @@ def gathered_state(model: torch.nn.Module, optimizer=None) -> tuple[dict, dict |
 def scatter_state(model: torch.nn.Module, optimizer, model_state: dict, optimizer_state: dict) -> None:
     """Load whole states (as :func:`gathered_state` gives them) into a sharded model and its
     optimizer; every process passes the same states."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
 
     options = StateDictOptions(full_state_dict=True)
     # the optimizer first: loading its state into a fresh optimizer runs one zero step, whose

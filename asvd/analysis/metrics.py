@@ -4,7 +4,7 @@ The accuracy matrix ``R`` is a DataFrame whose index (named ``after``) holds the
 was measured on -- ``base`` (before any continual training) and then one label per training task,
 in training order -- and whose columns are the tasks in the same order. ``R.loc[a, t]`` is the
 score in percent on task ``t`` after training through task ``a`` (accuracy for classification;
-TRACE's tasks use their own metric, :mod:`asvd.scoring`, and AA is then TRACE's OP). Every stage
+TRACE's tasks use their own metric, :mod:`asvd.evaluation.scoring`, and AA is then TRACE's OP). Every stage
 that needs the matrix (CLI, tables, figures) goes through this module, so the definitions live in
 one place.
 """
@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from asvd.data import GENERAL
+from asvd.data.prepare import GENERAL
 from asvd.io import read_json, write_json, write_text
 
 BASE_ROW = "base"
@@ -343,7 +343,7 @@ def summarise_run(
 
 
 def run_environment(train_logs: Sequence[str | os.PathLike]) -> dict | list[dict] | None:
-    """The environment the run's training jobs recorded (:func:`asvd.runtime.environment`): one
+    """The environment the run's training jobs recorded (:func:`asvd.pipeline.runtime.environment`): one
     dict, or the distinct ones in step order if jobs ran in different places; None without logs."""
     distinct: list[dict] = []
     for path in train_logs:

@@ -3,7 +3,7 @@ distillation from the previous model (docs/benchmarks.md §7).
 
 Each is built at the start of a task from the checkpoint the task starts from, and called once
 per training step as ``term(model, batch, outputs) -> scalar tensor`` (see
-:func:`asvd.training.train`).
+:func:`asvd.train.loop.train`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Iterable, Mapping
 import torch
 import torch.nn.functional as F
 
-from asvd.models import is_causal, read_extra_tensors
+from asvd.train.models import is_causal, read_extra_tensors
 
 
 def fisher_diagonal(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -81,7 +81,7 @@ def _peft_violation(model) -> float:
     import torch
     from peft.tuners.osf.layer import OSFLayer
 
-    from asvd.constraint import FrozenSubspace
+    from asvd.method.constraint import FrozenSubspace
 
     worst = 0.0
     for module in model.modules():
@@ -125,8 +125,9 @@ def run_case(size: str, method: str, fraction: float, batch: int, source_length:
     """Train ``warmup + steps`` AdamW steps of one case; time, memory and violation."""
     import torch
 
-    from asvd import OrthogonalSubspace, ranks
-    from asvd.targets import find_targets
+    from asvd.method import ranks
+    from asvd.method.constraint import OrthogonalSubspace
+    from asvd.method.targets import find_targets
 
     _check_known([size], [method])
     device = torch.device(device)
@@ -202,8 +203,8 @@ def svd_timing(size: str, fraction: float, seed: int = 0, oversample: int = 10,
     """
     import torch
 
-    from asvd.targets import find_targets
-    from asvd.svd import thin_svd
+    from asvd.method.svd import thin_svd
+    from asvd.method.targets import find_targets
 
     weights = [m.weight.detach() for m in find_targets(build_model(size, seed), "auto").values()]
     start = time.perf_counter()
@@ -264,7 +265,7 @@ def run_suite(sizes: Mapping[str, Mapping], fractions: Sequence[float], out_json
     for size, method, fraction in tqdm(plan, desc="benchmark cases"):
         kwargs = dict(size=size, method=method, fraction=fraction, seed=seed, device=device,
                       dtype=dtype, **sizes[size])
-        result = subprocess.run([sys.executable, "-m", "asvd.benchmark", json.dumps(kwargs)],
+        result = subprocess.run([sys.executable, "-m", "asvd.cost.overhead", json.dumps(kwargs)],
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"benchmark case {kwargs} failed:\n{result.stderr[-4000:]}")
@@ -307,7 +308,7 @@ def markdown_table(report: Mapping) -> str:
 def write_report(report_json: str | Path, out_md: str | Path, out_png: str | Path,
                  out_pdf: str | Path) -> None:
     """The Markdown table and the overhead-vs-size figure of a finished benchmark."""
-    from asvd.figures import plot_constraint_benchmark
+    from asvd.analysis.figures import plot_constraint_benchmark
     from asvd.io import read_json, write_text
 
     write_text(out_md, markdown_table(read_json(report_json)))

@@ -19,8 +19,8 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from asvd.io import atomic_path, read_json, sha256_bytes, verify_checksums
-from asvd.runtime import compute_device
-from asvd.targets import family, select_weights
+from asvd.method.targets import family, select_weights
+from asvd.pipeline.runtime import compute_device
 
 FORMAT = "asvd-svd-v1"
 log = logging.getLogger(__name__)

@@ -58,7 +58,7 @@ def environment() -> dict:
 
 def compute_device():
     """Where a single-process stage (SVD, evaluation) runs: the job's first GPU if any, else CPU.
-    Training places itself (accelerate, :mod:`asvd.parallel`)."""
+    Training places itself (accelerate, :mod:`asvd.train.parallel`)."""
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -24,11 +24,12 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from safetensors import safe_open
 
-from asvd.damage import check_readable
+from asvd.analysis.figure_specs import PER_METHOD_PREFIX, figure_spec
+from asvd.analysis.metrics import BASE_ROW, read_accuracy_csv
+from asvd.analysis.subspaces import overlap_table
+from asvd.analysis.tables import load_runs
 from asvd.io import atomic_path, read_json
-from asvd.metrics import BASE_ROW, read_accuracy_csv
-from asvd.subspaces import overlap_table
-from asvd.tables import load_runs
+from asvd.pipeline.damage import check_readable
 
 PathLike = str | os.PathLike
 F = TypeVar("F", bound=Callable[..., None])
@@ -503,7 +504,7 @@ def plot_subspace_overlap(
     """Per target, the share of task t's frozen subspace that task t+1 keeps frozen, per method.
 
     ``runs[method]`` holds ``svd_caches`` (checkpoints 0..T-1) and ``train_logs`` (tasks 1..T);
-    see :func:`asvd.subspaces.overlap_table`. Blank cells: the target was free in task t.
+    see :func:`asvd.analysis.subspaces.overlap_table`. Blank cells: the target was free in task t.
     """
     tables = {method: overlap_table(files["svd_caches"], files["train_logs"])
               for method, files in runs.items()}
@@ -637,29 +638,9 @@ def plot_constraint_benchmark(report_json: PathLike, out_png: PathLike, out_pdf:
 
 
 def draw(name: str, inputs: Mapping, out_png: PathLike, out_pdf: PathLike, spectra_targets: int = 4) -> None:
-    """Draw the pipeline figure ``name`` from its structured inputs (workflow/rules/report.smk)."""
-    if name.startswith("accuracy_matrix_"):
-        method = name.removeprefix("accuracy_matrix_")
-        plot_accuracy_matrices(inputs["matrices"], method, out_png, out_pdf)
-    elif name == "task_curves":
-        plot_task_curves(inputs["matrices"], out_png, out_pdf)
-    elif name == "accuracy_matrices":
-        plot_method_matrices(inputs["matrices"], out_png, out_pdf)
-    elif name == "aa_bwt":
-        plot_aa_bwt(inputs["summaries"], out_png, out_pdf)
-    elif name == "aa_per_order":
-        plot_aa_per_order(inputs["summaries"], out_png, out_pdf)
-    elif name == "learnability_retention":
-        plot_learnability_retention(inputs["summaries"], out_png, out_pdf)
-    elif name == "general_retention":
-        plot_general_retention(inputs["summaries"], out_png, out_pdf)
-    elif name == "frozen_ranks":
-        plot_frozen_ranks(inputs["train_logs"], out_png, out_pdf)
-    elif name == "importance_ratios":
-        plot_importance_ratios(inputs["train_logs"], out_png, out_pdf)
-    elif name == "subspace_overlap":
-        plot_subspace_overlap(inputs["runs"], out_png, out_pdf)
-    elif name == "singular_spectra":
-        plot_singular_spectra(inputs["svd_caches"], spectra_targets, out_png, out_pdf)
-    else:
-        raise ValueError(f"unknown figure {name!r}")
+    """Draw the pipeline figure ``name`` from its structured inputs, by its registry entry
+    (:mod:`asvd.analysis.figure_specs`)."""
+    spec = figure_spec(name)
+    extra = {"method": [name.removeprefix(PER_METHOD_PREFIX)], "spectra_targets": [spectra_targets],
+             None: []}[spec.extra]
+    globals()[spec.plot](inputs[spec.data], *extra, out_png, out_pdf)

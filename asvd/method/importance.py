@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 import torch.nn.functional as F
 
-from asvd.ranks import GRANULARITIES, block_of
+from asvd.method.ranks import GRANULARITIES, block_of
 
 
 def _hidden_input(args: tuple, kwargs: Mapping) -> torch.Tensor:

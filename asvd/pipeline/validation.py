@@ -1,7 +1,7 @@
 """Study configuration checked against its JSON schema, every problem named by its key path.
 
 The workflow calls this before it builds any job (workflow/rules/common.smk); so can a user
-(``python -c "from asvd.validation import ..."``) or a test, without Snakemake.
+(``python -c "from asvd.pipeline.validation import ..."``) or a test, without Snakemake.
 """
 
 from __future__ import annotations

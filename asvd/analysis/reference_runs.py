@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from asvd.io import write_json
-from asvd.metrics import (
+from asvd.analysis.metrics import (
     cl_metrics,
     metric_notes,
     read_accuracy_csv,
     read_olora_results,
     write_accuracy_csv,
 )
+from asvd.io import write_json
 
 
 def source_files(source: str | os.PathLike) -> list[Path]:

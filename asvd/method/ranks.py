@@ -61,7 +61,7 @@ class Importance:
 
     ``u`` is the target's unit: its block (``granularity: block``, the default) or the target
     itself (``matrix``); the mean runs over units. Importance scores come keyed by unit
-    (:func:`asvd.importance.importance_scores`).
+    (:func:`asvd.method.importance.importance_scores`).
     """
 
     mrr: float = 0.1

@@ -1,4 +1,4 @@
-"""Evaluation: greedy generation, scored by each task's metric (:mod:`asvd.scoring`)."""
+"""Evaluation: greedy generation, scored by each task's metric (:mod:`asvd.evaluation.scoring`)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from asvd.data import load_records
+from asvd.data.prepare import load_records
+from asvd.evaluation.scoring import metric_of, score
 from asvd.io import write_json
-from asvd.models import check_lengths, is_causal, load_checkpoint
-from asvd.runtime import compute_device
-from asvd.scoring import metric_of, score
+from asvd.pipeline.runtime import compute_device
+from asvd.train.models import check_lengths, is_causal, load_checkpoint
 
 
 @torch.no_grad()

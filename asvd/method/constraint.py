@@ -11,17 +11,17 @@ that one batched matmul serves them all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import os
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor, Shard
 
-from asvd.ranks import Uniform
-from asvd.svd import cached_svd, thin_svd
-from asvd.targets import find_targets
+from asvd.method.ranks import Uniform
+from asvd.method.svd import cached_svd, thin_svd
+from asvd.method.targets import find_targets
 
 PROJECTIONS = ("two_sided", "paper_block")
 PROJECT_POINTS = ("gradient", "update")

@@ -1,6 +1,6 @@
 """Intra-task training state, kept outside a job's declared outputs so that a killed job resumes.
 
-Every ``checkpoint_every`` optimizer steps :func:`asvd.training.train` writes (atomically) the
+Every ``checkpoint_every`` optimizer steps :func:`asvd.train.loop.train` writes (atomically) the
 model's and optimizer's state, the scheduler, both random generators (dropout and data order),
 the not yet used part of the data permutation and the loss curve so far. A rerun of the same
 job finds the file and continues from that step, giving the same weights as an uninterrupted

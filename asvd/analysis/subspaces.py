@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from safetensors import safe_open
 
-from asvd.damage import check_readable
 from asvd.io import read_json
+from asvd.pipeline.damage import check_readable
 
 
 def frozen_overlap(previous: np.ndarray, current: np.ndarray) -> float:

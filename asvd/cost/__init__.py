@@ -1,0 +1,1 @@
+"""What the constraint costs beside plain AdamW and peft's OSF (overhead)."""

@@ -24,7 +24,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/benchmark.smk"
+include: "workflow/rules/cost.smk"
 
 
 localrules:
@@ -32,7 +32,7 @@ localrules:
     all_tables,
     all_train,
     all_eval,
-    all_benchmarks,
+    all_costs,
     all_baselines,
     all_ablations,
 
@@ -74,6 +74,6 @@ rule all_ablations:
         rebuilt_results(),
 
 
-rule all_benchmarks:
+rule all_costs:
     input:
-        rules.constraint_benchmark_report.output,
+        rules.constraint_cost_report.output,

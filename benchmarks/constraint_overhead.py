@@ -5,7 +5,7 @@
     python benchmarks/constraint_overhead.py --device cuda --dtype bfloat16
 
 Writes constraint.json, constraint.md and constraint_overhead.{png,pdf} to --out-dir. The same
-measurement runs under Snakemake as `snakemake --cores 2 all_benchmarks`.
+measurement runs under Snakemake as `snakemake --cores 2 all_costs`.
 """
 
 import argparse
@@ -22,17 +22,17 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=ROOT / "config" / "config.yaml", type=Path,
-                        help="YAML file with a constraint_benchmark section")
+                        help="YAML file with a constraint_cost section")
     parser.add_argument("--out-dir", default=ROOT / "results" / "benchmarks", type=Path)
     parser.add_argument("--sizes", nargs="+", help="subset of the configured sizes")
-    parser.add_argument("--device", help="override constraint_benchmark.device (cpu, cuda)")
-    parser.add_argument("--dtype", help="override constraint_benchmark.dtype")
+    parser.add_argument("--device", help="override constraint_cost.device (cpu, cuda)")
+    parser.add_argument("--dtype", help="override constraint_cost.dtype")
     args = parser.parse_args()
-    settings = yaml.safe_load(args.config.read_text())["constraint_benchmark"]
+    settings = yaml.safe_load(args.config.read_text())["constraint_cost"]
     sizes = settings["sizes"]
     unknown = sorted(set(args.sizes or []) - set(sizes))
     if unknown:
-        parser.error(f"--sizes: {unknown} not in constraint_benchmark.sizes of {args.config}")
+        parser.error(f"--sizes: {unknown} not in constraint_cost.sizes of {args.config}")
     sizes = {name: sizes[name] for name in (args.sizes or sizes)}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     report_json = args.out_dir / "constraint.json"

@@ -5,9 +5,9 @@ import json
 
 import pytest
 from test_trace import write_trace_dir
-from test_workflow import job_stats
 
 from conftest import REPO, effective_config, run_snakemake, shared_dir
+from test_workflow import job_stats
 
 PAPER = sorted((REPO / "config" / "paper").glob("*.yaml"))
 SMALL_REAL = REPO / "config" / "small_real.yaml"

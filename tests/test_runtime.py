@@ -21,7 +21,7 @@ def test_a_rules_threads_come_from_the_config_whatever_cores_snakemake_gives(sch
                           config={"threads": {"finetune_task": 2, "svd_cache": 1}})
     assert job_threads(smk) == 2
     # a rule the config does not fix (the cost benchmark) computes with what it was given
-    assert job_threads(SimpleNamespace(rule="constraint_benchmark", threads=scheduled, config=smk.config)) == scheduled
+    assert job_threads(SimpleNamespace(rule="constraint_cost", threads=scheduled, config=smk.config)) == scheduled
 
 
 def test_the_stage_sets_torch_threads_before_torch_starts(tmp_path):

@@ -106,7 +106,7 @@ def slurm_cluster(tmp_path_factory):
 
 
 @pytest.mark.long(2)
-def test_the_tiny_study_through_slurm_matches_a_local_run(slurm_cluster, e2e, tmp_path, monkeypatch):
+def test_the_tiny_study_through_slurm_matches_a_local_run(slurm_cluster, e2e, tmp_path, monkeypatch):  # noqa: F811
     """The end-to-end tiny study again, every job through sbatch: the same weights and matrices
     as its local run (the ``e2e`` fixture's)."""
     cluster = tmp_path / "cluster"

@@ -223,10 +223,10 @@ def test_a_bad_ablation_is_refused_naming_the_key(tmp_path, case, message):
 
 
 def test_dry_run_of_the_benchmark_target_touches_no_study_rule(tmp_path):
-    result = run_snakemake(tmp_path, "all_benchmarks", "-n")
+    result = run_snakemake(tmp_path, "all_costs", "-n")
     stats = job_stats(result.stdout + result.stderr)
-    assert stats == Counter(all_benchmarks=1, constraint_benchmark=1, constraint_benchmark_report=1)
-    assert "results/benchmarks/constraint.json" in result.stdout + result.stderr
+    assert stats == Counter(all_costs=1, constraint_cost=1, constraint_cost_report=1)
+    assert "results/cost/constraint.json" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
@@ -314,6 +314,8 @@ BAD_CONFIGS = {
     "seed not an integer": ({"run": {"seeds": [0.5]}}, ["run.seeds.0", "not of type 'integer'"]),
     "unknown processes": ({"train": {"num_processes": 0}}, ["train.num_processes"]),
     "experiment outside results/": ({"experiment": ".."}, ["experiment: '..' does not match"]),
+    "experiment where the cost measurement writes": (
+        {"experiment": "cost"}, ["experiment: 'cost'", "taken by the constraint's cost measurement"]),
     "order key with a leading zero": ({"orders": {"01": ["alpha"]}}, ["orders: '01' does not match"]),
     "order key not a number": ({"orders": {"x": ["alpha"]}}, ["orders: 'x' does not match"]),
     "seed beyond 2**32 - 1": ({"run": {"seeds": [2**32]}}, ["run.seeds.0", "4294967296 is greater than"]),
@@ -326,14 +328,14 @@ BAD_CONFIGS = {
         ["reference_runs.published", "'order' is a required property"],
     ),
     "benchmark without its reference": (
-        {"constraint_benchmark": {"methods": ["asvd", "peft_osf"]}},
-        ["constraint_benchmark", "methods"],
+        {"constraint_cost": {"methods": ["asvd", "peft_osf"]}},
+        ["constraint_cost", "methods"],
     ),
     "benchmark size unknown": (
-        {"constraint_benchmark": {"sizes": {"t5-xxl": {"batch": 1, "source_length": 8,
+        {"constraint_cost": {"sizes": {"t5-xxl": {"batch": 1, "source_length": 8,
                                                        "target_length": 8, "steps": 1,
                                                        "warmup": 0}}}},
-        ["constraint_benchmark", "sizes", "t5-xxl"],
+        ["constraint_cost", "sizes", "t5-xxl"],
     ),
 }
 
@@ -548,15 +550,14 @@ def test_e2e_editing_a_module_reruns_exactly_the_rules_that_import_it(e2e, tmp_p
         original = path.read_text()
         path.write_text(original + "\n# an edit\n")
         try:
-            listed = run_snakemake(e2e.workdir, "all_figures", "--list-changes", "params",
-                                   configfiles=[e2e.configfile], snakefile=snakefile).stdout
-            plan = run_snakemake(e2e.workdir, "all_figures", "-n", configfiles=[e2e.configfile],
-                                 snakefile=snakefile).stdout
+            summary = run_snakemake(e2e.workdir, "all_figures", "--summary",
+                                    configfiles=[e2e.configfile], snakefile=snakefile).stdout
         finally:
             path.write_text(original)
-        files = {line.strip() for line in listed.splitlines() if line.strip().startswith("results/")}
-        assert files, listed
-        return files, {rule for rule, _ in re.findall(r"^(\w+)\s+(\d+)$", plan, re.M)}
+        rows = [line.split("\t") for line in summary.splitlines() if line.startswith("results/")]
+        files = {row[0] for row in rows if row[4] == "params changed"}
+        assert files, summary[-3000:]
+        return files, {row[2] for row in rows if row[5] == "update pending"}
 
     def outputs(folders) -> set[str]:
         return {f"{folder.relative_to(e2e.workdir)}/{name}" for folder in folders

@@ -603,7 +603,7 @@ _BENCH_LABELS = {"asvd": "asvd (project gradient)", "asvd_update": "asvd (projec
 
 
 @_styled
-def plot_constraint_benchmark(report_json: PathLike, out_png: PathLike, out_pdf: PathLike) -> None:
+def plot_constraint_cost(report_json: PathLike, out_png: PathLike, out_pdf: PathLike) -> None:
     """Step-time and peak-memory ratios to plain AdamW against model size, per method and fraction."""
     report = read_json(report_json)
     rows = pd.DataFrame(report["summary"])

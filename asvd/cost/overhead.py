@@ -101,7 +101,7 @@ def _check_known(sizes: Sequence[str], methods: Sequence[str]) -> None:
     for key, given, known in (("sizes", sizes, SIZES), ("methods", methods, METHODS)):
         unknown = sorted(set(given) - set(known))
         if unknown:
-            raise ValueError(f"constraint_benchmark.{key}: {unknown} not in {sorted(known)}")
+            raise ValueError(f"constraint_cost.{key}: {unknown} not in {sorted(known)}")
 
 
 def flop_floor(shapes: Mapping[str, tuple[int, int]], frozen: Mapping[str, int], method: str) -> int:
@@ -255,7 +255,7 @@ def run_suite(sizes: Mapping[str, Mapping], fractions: Sequence[float], out_json
 
     _check_known(sizes, methods)
     if "plain" not in methods:
-        raise ValueError("constraint_benchmark.methods: must include 'plain' (every ratio is to it)")
+        raise ValueError("constraint_cost.methods: must include 'plain' (every ratio is to it)")
     plan = []
     for size in sizes:
         plan.append((size, "plain", 0.0))
@@ -308,11 +308,11 @@ def markdown_table(report: Mapping) -> str:
 def write_report(report_json: str | Path, out_md: str | Path, out_png: str | Path,
                  out_pdf: str | Path) -> None:
     """The Markdown table and the overhead-vs-size figure of a finished benchmark."""
-    from asvd.analysis.figures import plot_constraint_benchmark
+    from asvd.analysis.figures import plot_constraint_cost
     from asvd.io import read_json, write_text
 
     write_text(out_md, markdown_table(read_json(report_json)))
-    plot_constraint_benchmark(report_json, out_png, out_pdf)
+    plot_constraint_cost(report_json, out_png, out_pdf)
 
 
 def _versions() -> dict[str, str]:

@@ -34,13 +34,14 @@ def _module_name(path: Path, root: Path) -> str | None:
 
 
 def imported_names(path: Path, root: Path) -> set[str]:
-    """Every dotted name an import statement of ``path`` may load (absolute or relative)."""
+    """Every dotted name an import statement of ``path`` may load (absolute or relative); imports
+    under ``if TYPE_CHECKING:`` never run and do not count."""
     tree = ast.parse(path.read_bytes(), filename=str(path))
     module = _module_name(path, root)
     # the package a relative import starts from: the module itself for a package's __init__
     package = (module if path.name == "__init__.py" else module.rpartition(".")[0]) if module else ""
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _executed_nodes(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -52,6 +53,24 @@ def imported_names(path: Path, root: Path) -> set[str]:
             names.add(stem)
             names.update(f"{stem}.{alias.name}" for alias in node.names)
     return names
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _executed_nodes(tree: ast.AST):
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:``, imports for type checkers
+    that never run."""
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        yield node
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            pending.extend(node.orelse)
+        else:
+            pending.extend(ast.iter_child_nodes(node))
 
 
 def import_closure(script: Path, root: Path, package: str = "asvd") -> list[Path]:

@@ -100,8 +100,8 @@ def schema_problems(config: Mapping[str, Any], schema: str | Path | Mapping) -> 
     problems = []
     for error in sorted(validator.iter_errors(dict(config)), key=lambda e: [str(p) for p in e.absolute_path]):
         specific = best_match([error]) if error.context else error
-        # a pattern says little to a reader; its schema's description says what is allowed
-        hint = specific.schema.get("description") if specific.validator == "pattern" else None
+        # a pattern (or a refused value) says little to a reader; the description says what is allowed
+        hint = specific.schema.get("description") if specific.validator in ("pattern", "not") else None
         problems.append(f"{key_path(specific)}: {specific.message}" + (f" ({hint})" if hint else ""))
     return problems
 

@@ -34,6 +34,7 @@ from asvd.method.constraint import OrthogonalSubspace
 from asvd.method.importance import importance_scores
 from asvd.method.svd import cached_svd
 from asvd.method.targets import find_targets
+from asvd.methods import Method
 from asvd.train.loop import TrainSettings, sample_batches, train
 from asvd.train.models import load_checkpoint, save_checkpoint
 from asvd.train.parallel import accelerator as make_accelerator
@@ -41,28 +42,25 @@ from asvd.train.parallel import gathered_state, launch, process_count
 from asvd.train.resume import fingerprint
 
 
-def build_constraint(model, tokenizer, method: Mapping, modules: Mapping[str, torch.nn.Module],
+def build_constraint(model, tokenizer, method: Method, modules: Mapping[str, torch.nn.Module],
                      task_index: int, task_count: int, svd_path: str | Path | None,
                      importance_records: Sequence[Mapping] | None, settings: TrainSettings,
                      seed: int) -> OrthogonalSubspace | None:
-    """The constraint a method's config asks for on this task, or None for plain fine-tuning."""
-    spec = method.get("rank_rule")
-    if spec is None:
+    """The constraint a method asks for on this task, or None for plain fine-tuning."""
+    if not method.constrained_on(task_index):
         return None
-    if task_index == 1 and spec.get("first_task", "constrained") == "full":
-        return None
-    rule = ranks.from_config(spec, task=task_index, tasks=task_count)
+    rule = ranks.from_config(method.rank_rule, task=task_index, tasks=task_count)
     importance = None
     if rule.needs_importance:
         batches = sample_batches(model, tokenizer, importance_records, settings, rule.samples, seed)
         importance = importance_scores(model, modules, batches, rule.granularity)
     svd = cached_svd(svd_path, model, modules)
-    return OrthogonalSubspace(model, targets=method.get("target_modules", "auto"), rank_rule=rule,
-                              projection=method.get("projection", "two_sided"), svd=svd,
-                              importance=importance, project=method.get("project", "gradient"))
+    return OrthogonalSubspace(model, targets=method.target_modules, rank_rule=rule,
+                              projection=method.projection, svd=svd, importance=importance,
+                              project=method.project)
 
 
-def build_penalties(model, tokenizer, method: Mapping, task_index: int,
+def build_penalties(model, tokenizer, method: Method, task_index: int,
                     previous_records: Sequence[Mapping], settings: TrainSettings, seed: int,
                     checkpoint: str | Path) -> tuple[list, dict]:
     """The loss terms a method's ``ewc`` / ``lwf`` blocks add from the second task on, and the
@@ -71,16 +69,16 @@ def build_penalties(model, tokenizer, method: Mapping, task_index: int,
     if task_index == 1:
         return [], {}
     terms, files = [], {}
-    if method.get("ewc"):
-        spec = method["ewc"]
+    if method.ewc:
+        spec = method.ewc
         batches = sample_batches(model, tokenizer, previous_records, settings,
                                   spec["fisher_samples"], seed)
         fisher = online_fisher(read_fisher(checkpoint), fisher_diagonal(model, batches),
                                spec.get("decay", 1.0))
         terms.append(EWCPenalty(model, fisher, spec["strength"]))
         files[FISHER_FILE] = fisher
-    if method.get("lwf"):
-        terms.append(DistillationLoss(model, method["lwf"]["strength"], method["lwf"]["temperature"]))
+    if method.lwf:
+        terms.append(DistillationLoss(model, method.lwf["strength"], method.lwf["temperature"]))
     return terms, files
 
 
@@ -106,7 +104,7 @@ def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_fil
     arguments = {name: value for name, value in locals().items() if name != "gpus"}
     train_settings = TrainSettings.from_config(settings)
     processes = process_count(train_settings.num_processes, gpus)
-    unsharded = [key for key in ("lora", "ewc", "lwf") if method.get(key)]
+    unsharded = Method.from_config(method).whole_model_copies
     if train_settings.sharded(processes) and unsharded:
         raise ValueError(f"train.distributed: fsdp does not support a method with {unsharded} "
                          f"(they hold whole copies of the weights); use ddp")
@@ -117,11 +115,12 @@ def _finetune_task_process(checkpoint, svd_path, train_file, previous_train_file
                            task, task_index, task_count, seed, out_dir, log_json,
                            earlier_train_files, base_checkpoint, resume_file) -> dict:
     """One process of :func:`finetune_task` (the only one, or one rank of several)."""
+    block, method = method, Method.from_config(method)
     train_settings = TrainSettings.from_config(settings)
     accelerator = make_accelerator()
-    lora = method.get("lora")
+    lora = method.lora
     lora_state = read_state(checkpoint) if lora else {}
-    continue_shared = bool(lora) and not lora["per_task"] and bool(lora_state)
+    continue_shared = method.shares_lora and bool(lora_state)
     if continue_shared:  # its adapter state is used, its weights are not loaded (and so not checked)
         verify_checksums(checkpoint)
     model, tokenizer = load_checkpoint(base_checkpoint if continue_shared else checkpoint)
@@ -129,15 +128,15 @@ def _finetune_task_process(checkpoint, svd_path, train_file, previous_train_file
     records = load_records(train_file)
     previous_records = load_records(previous_train_file) if previous_train_file else records
     earlier = {name: load_records(path) for name, path in (earlier_train_files or {}).items()}
-    if method.get("schedule") == "joint":  # MTL: every task of the order in one training set
+    if method.schedule == "joint":  # MTL: every task of the order in one training set
         records = [record for rows in earlier.values() for record in rows] + records
-    elif method.get("replay"):
-        records = replay_mix(records, earlier, method["replay"]["ratio"],
-                             method["replay"].get("buffer_per_task"), seed, task_index)
-    targets = find_targets(model, method.get("target_modules", "auto"))
+    elif method.replay:
+        records = replay_mix(records, earlier, method.replay["ratio"],
+                             method.replay.get("buffer_per_task"), seed, task_index)
+    targets = find_targets(model, method.target_modules)
     constraint = build_constraint(model, tokenizer, method, targets, task_index, task_count, svd_path,
                                   previous_records, train_settings, seed)
-    if not method.get("train_other_params", True):
+    if not method.train_other_params:
         target_weights = {id(m.weight) for m in targets.values()}
         for param in model.parameters():
             param.requires_grad_(id(param) in target_weights)
@@ -154,7 +153,7 @@ def _finetune_task_process(checkpoint, svd_path, train_file, previous_train_file
     trained_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     inputs = [checkpoint, train_file, previous_train_file, base_checkpoint,
               *(earlier_train_files or {}).values(), svd_path]
-    resume_key = fingerprint(settings, seed, [path for path in inputs if path], method=method,
+    resume_key = fingerprint(settings, seed, [path for path in inputs if path], method=block,
                              task=task, step=task_index)
     result = train(model, tokenizer, records, train_settings, seed, constraint=constraint,
                    desc=f"{task} ({task_index}/{task_count})", penalties=penalties,

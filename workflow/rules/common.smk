@@ -7,6 +7,7 @@ from pathlib import Path
 # the workflow's own light modules (validation, rank rules, task registry) check the config
 sys.path.insert(0, workflow.basedir)
 from asvd.analysis.figure_specs import FIGURES, PER_METHOD_PREFIX, figure_spec
+from asvd.methods import declared_methods
 from asvd.pipeline.fingerprints import code_fingerprint
 from asvd.pipeline.validation import (
     coerce_command_line_values,
@@ -220,6 +221,8 @@ if config.get("ablations"):
     ABLATION_METHODS = config["ablations"]["references"] + [
         name for name in _variants if name not in config["ablations"]["references"]
     ]
+# What each method is (its pieces and schedule), read here and by training alike.
+METHODS = declared_methods(config["methods"])
 
 
 wildcard_constraints:
@@ -246,12 +249,11 @@ def method_config(wildcards):
 
 
 def is_constrained(method):
-    return config["methods"][method]["rank_rule"] is not None
+    return METHODS[method].constrained
 
 
 def uses_importance(method):
-    spec = config["methods"][method]["rank_rule"]
-    return spec is not None and spec["name"] == "importance"
+    return METHODS[method].uses_importance
 
 
 def task_of_step(wildcards):
@@ -273,14 +275,14 @@ def task_train_settings(wildcards):
 def schedule(method):
     """``sequential`` (task t from task t-1), ``per_task`` (every task from the base) or
     ``joint`` (MTL: one model trained on every task of the order at once, as step T)."""
-    return config["methods"][method].get("schedule", "sequential")
+    return METHODS[method].schedule
 
 
 def previous_checkpoint(wildcards):
     """Task t trains from task t-1's checkpoint; the first task (and every task of a
     ``per_task`` or ``joint`` method) from the base model."""
     step = int(wildcards.step)
-    if step == 1 or schedule(wildcards.method) in ("per_task", "joint"):
+    if step == 1 or METHODS[wildcards.method].starts_from_base:
         return f"{BASE}/model"
     previous = STEP.format(**{**wildcards, "step": step - 1})
     return f"{previous}/model"
@@ -302,15 +304,13 @@ def previous_train_data(wildcards):
 
 def shared_adapter_base(wildcards):
     """A shared LoRA adapter (SeqLoRA) is attached again to the base model's weights."""
-    lora = config["methods"][wildcards.method].get("lora")
-    return [f"{BASE}/model"] if lora and not lora["per_task"] else []
+    return [f"{BASE}/model"] if METHODS[wildcards.method].shares_lora else []
 
 
 def earlier_tasks(wildcards):
     """Tasks before this step whose training data the step also reads (a replay method's
     memory, a joint method's other tasks), in training order."""
-    method = config["methods"][wildcards.method]
-    if not method.get("replay") and schedule(wildcards.method) != "joint":
+    if not METHODS[wildcards.method].reads_earlier_tasks:
         return []
     return run_tasks(wildcards)[: int(wildcards.step) - 1]
 

@@ -1,4 +1,4 @@
-"""Snakemake adapter: the constraint cost benchmark (asvd.cost.overhead.run_suite)."""
+"""Snakemake adapter: the constraint's cost measurement (asvd.cost.overhead.run_suite)."""
 from asvd.pipeline.runtime import stage
 
 with stage(snakemake):

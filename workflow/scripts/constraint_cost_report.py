@@ -1,4 +1,4 @@
-"""Snakemake adapter: Markdown table and figure of the constraint cost benchmark."""
+"""Snakemake adapter: Markdown table and figure of the constraint's cost measurement."""
 from asvd.pipeline.runtime import stage
 
 with stage(snakemake):

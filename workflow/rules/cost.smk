@@ -1,17 +1,17 @@
 # The constraint's cost side by side with plain AdamW and PEFT's OSF (asvd/cost/overhead.py).
 # Outside the study's results directory: it does not depend on the study's config.
-COST = "results/benchmarks"
+COST = "results/cost"
 
 
 localrules:
-    constraint_benchmark_report,
+    constraint_cost_report,
 
 
-rule constraint_benchmark:
+rule constraint_cost:
     output:
         f"{COST}/constraint.json",
     log:
-        f"{COST}/logs/constraint_benchmark.log",
+        f"{COST}/logs/constraint_cost.log",
     conda:
         "../envs/asvd.yaml"
     # every core: the timings must not share the machine with other jobs (Snakemake caps a
@@ -21,15 +21,15 @@ rule constraint_benchmark:
         mem_mb=24000,
         runtime=60,
     params:
-        settings=config["constraint_benchmark"],
-        code=code_version("constraint_benchmark"),
+        settings=config["constraint_cost"],
+        code=code_version("constraint_cost"),
     message:
-        "Constraint cost benchmark (plain AdamW vs asvd vs peft OSF)"
+        "The constraint's cost (plain AdamW vs asvd vs peft OSF)"
     script:
-        "../scripts/constraint_benchmark.py"
+        "../scripts/constraint_cost.py"
 
 
-rule constraint_benchmark_report:
+rule constraint_cost_report:
     input:
         f"{COST}/constraint.json",
     output:
@@ -37,12 +37,12 @@ rule constraint_benchmark_report:
         png=f"{COST}/constraint_overhead.png",
         pdf=f"{COST}/constraint_overhead.pdf",
     log:
-        f"{COST}/logs/constraint_benchmark_report.log",
+        f"{COST}/logs/constraint_cost_report.log",
     conda:
         "../envs/asvd.yaml"
     params:
-        code=code_version("constraint_benchmark_report"),
+        code=code_version("constraint_cost_report"),
     message:
-        "Constraint cost benchmark: table and figure"
+        "The constraint's cost: table and figure"
     script:
-        "../scripts/constraint_benchmark_report.py"
+        "../scripts/constraint_cost_report.py"

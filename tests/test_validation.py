@@ -16,6 +16,7 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+from asvd.pipeline.study_checks import study_problems
 from asvd.pipeline.validation import coerce_command_line_values, config_error, schema_problems
 from asvd.train.models import check_lengths, position_limit
 from conftest import DEFAULT_CONFIG, REPO, load_yaml
@@ -111,3 +112,18 @@ def test_the_first_problem_is_named_on_the_errors_first_line():
     config["experiment"] = ".."
     [problem] = schema_problems(config, SCHEMA)
     assert problem.startswith("experiment: '..' does not match") and "(not . or ..)" in problem
+
+
+def test_cross_key_checks_pass_the_default_and_name_every_problem():
+    """The checks the schema cannot express, called without Snakemake: one line per problem."""
+    config = load_yaml(DEFAULT_CONFIG)
+    assert study_problems(config, REPO) == []
+    broken = copy.deepcopy(config)
+    broken["run"]["methods"].append("nothing")
+    broken["orders"]["1"] = ["alpha", "omega"]  # a command-line order replaces the file's
+    broken["methods"]["asvd"]["rank_rule"] = {**config["methods"]["asvd"]["rank_rule"], "mrr": 0.9}
+    broken["reference_runs"] = {"seqft": {"path": "no/such/run", "order": 1}}
+    problems = study_problems(broken, REPO)
+    assert [problem.split(":")[0] for problem in problems] == [
+        "run.methods", "orders.1", "methods.asvd.rank_rule", "reference_runs.seqft",
+        "reference_runs.seqft.path"]

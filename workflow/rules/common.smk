@@ -1,4 +1,5 @@
-# Config validation, path scheme, task-chain input functions and code fingerprints.
+# What the rules share: the path scheme, the task chain's input functions, the outputs of the
+# public targets, and the checks and sweeps that run before the DAG is built.
 import os
 import re
 import sys
@@ -7,8 +8,10 @@ from pathlib import Path
 # the workflow's own light modules (validation, rank rules, task registry) check the config
 sys.path.insert(0, workflow.basedir)
 from asvd.analysis.figure_specs import FIGURES, PER_METHOD_PREFIX, figure_spec
+from asvd.data.prepare import GENERAL
 from asvd.methods import declared_methods
 from asvd.pipeline.fingerprints import code_fingerprint
+from asvd.pipeline.study_checks import normalised_orders, reference_path, study_problems
 from asvd.pipeline.validation import (
     coerce_command_line_values,
     config_error,
@@ -17,9 +20,10 @@ from asvd.pipeline.validation import (
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 coerce_command_line_values(config, SCHEMA)
-_schema_problems = schema_problems(config, SCHEMA)
-if _schema_problems:
-    raise config_error(_schema_problems)
+# every problem named by its key before any job: the schema's first, then the cross-key checks
+_problems = schema_problems(config, SCHEMA) or study_problems(config, workflow.basedir)
+if _problems:
+    raise config_error(_problems)
 
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 # Jobs (script subprocesses, conda envs, cluster jobs) import the package from this checkout.
@@ -34,17 +38,9 @@ STEP = f"{RUN}/step{{step}}"
 BASE = f"{RESULTS}/base"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
-GENERAL = "general"
 
 
-def _orders():
-    """Order number -> tasks. A --config override names an order as text ("1"), config files
-    as a number (1): the override wins (the schema refused "01" and "x")."""
-    keys = sorted(config["orders"], key=lambda key: isinstance(key, str))
-    return {int(key): list(config["orders"][key]) for key in keys}
-
-
-ORDERS = config["orders"] = _orders()
+ORDERS = config["orders"] = normalised_orders(config["orders"])
 BENCHMARK_TASKS = [task["name"] for task in config["benchmark"]["tasks"]]
 # The synthetic benchmark generates a general-ability set; a real one may draw it from tasks
 # outside the study (benchmark.general), to instruction-tune a pretrained base and to measure
@@ -59,144 +55,8 @@ REFERENCE = f"{RESULTS}/reference_runs/{{reference}}"
 
 
 def reference_source(name):
-    """A reference run's directory or CSV; a relative path is relative to this checkout."""
-    path = Path(REFERENCE_RUNS[name]["path"])
-    return str(path if path.is_absolute() else Path(workflow.basedir) / path)
+    return str(reference_path(REFERENCE_RUNS[name], workflow.basedir))
 
-
-def _real_benchmark_problems():
-    """A real benchmark needs known task names, a pretrained base and its data directory."""
-    from asvd.data.tasks import TASKS, TRACE_METRICS
-
-    benchmark = config["benchmark"]
-    known = TRACE_METRICS if benchmark["name"] == "trace" else TASKS
-    problems = [
-        f"benchmark.tasks: {task!r} is not a known {benchmark['name']} task "
-        f"(known: {sorted(known)})"
-        for task in BENCHMARK_TASKS
-        if task not in known
-    ]
-    if not config["base_model"].get("pretrained"):
-        problems.append(
-            "base_model.pretrained: a real benchmark builds no model to pretrain; "
-            "name a pretrained model"
-        )
-    for task in benchmark.get("from_test_file") or []:
-        if task not in BENCHMARK_TASKS:
-            problems.append(
-                f"benchmark.from_test_file: {task!r} is not in benchmark.tasks"
-            )
-    for entry in benchmark["tasks"]:
-        counts = [
-            entry.get(f"{split}_per_class", benchmark.get(f"{split}_per_class"))
-            for split in ("train", "test")
-        ]
-        if entry["name"] in (benchmark.get("from_test_file") or []) and not (
-            benchmark["name"] == "olora" and all(counts)
-        ):
-            problems.append(
-                f"benchmark.from_test_file: {entry['name']!r} needs an olora benchmark and "
-                "train_per_class and test_per_class set to split a test file"
-            )
-    general = (benchmark.get("general") or {}).get("tasks", [])
-    studied = set(BENCHMARK_TASKS) | {t for tasks in ORDERS.values() for t in tasks}
-    problems += [
-        f"benchmark.general.tasks: {task!r} is not a known task (known: {sorted(TASKS)})"
-        for task in general
-        if task not in TASKS
-    ]
-    problems += [
-        f"benchmark.general.tasks: {task!r} is also a task of the study; the general set "
-        "must be held out from every order"
-        for task in general
-        if task in studied
-    ]
-    key = {"olora": "olora_dir", "trace": "trace_dir"}.get(benchmark["name"])
-    if key and not (benchmark.get(key) and Path(benchmark[key]).is_dir()):
-        problems.append(
-            f"benchmark.{key}: {benchmark.get(key)!r} is not a directory "
-            f"(set it with --config 'benchmark={{{key}: PATH}}')"
-        )
-    return problems
-
-
-def _rank_rule_problems(method, spec):
-    """A rule's parameters must be its own and consistent (mrr <= trr), as the rule checks them."""
-    from asvd.method import ranks
-
-    if not spec:
-        return []
-    try:
-        ranks.from_config(spec, task=2, tasks=2)
-    except (TypeError, ValueError) as err:
-        note = (
-            " (a --configfile block merges into config/config.yaml's: to change a "
-            "method's rule, define a method under a new name)"
-            if "does not take" in str(err)
-            else ""
-        )
-        return [f"methods.{method}.rank_rule: {err}{note}"]
-    return []
-
-
-def _check_study():
-    """Cross-key checks the schema cannot express, named by key, before any job runs."""
-    problems = []
-    for method in config["run"]["methods"]:
-        if method not in config["methods"]:
-            problems.append(f"run.methods: {method!r} has no entry under methods")
-    for order in config["run"]["orders"]:
-        if order not in ORDERS:
-            problems.append(f"run.orders: order {order} is not defined under orders")
-    # orders a study does not run may name another benchmark's tasks (merged configs keep them)
-    for order in config["run"]["orders"]:
-        for task in ORDERS.get(order, []):
-            if task not in BENCHMARK_TASKS:
-                problems.append(
-                    f"orders.{order}: task {task!r} is not in benchmark.tasks"
-                )
-    for name, method in config["methods"].items():
-        problems += _rank_rule_problems(name, method.get("rank_rule"))
-    for task in config["train"].get("task_epochs") or {}:
-        if task not in BENCHMARK_TASKS:
-            problems.append(f"train.task_epochs: {task!r} is not in benchmark.tasks")
-    if config["benchmark"]["name"] != "synthetic":
-        problems += _real_benchmark_problems()
-    if config["benchmark"].get("general") and config["benchmark"]["name"] not in (
-        "olora",
-        "hub",
-    ):
-        problems.append(
-            "benchmark.general: only the olora and hub benchmarks draw a general mixture from "
-            "their tasks (the synthetic one generates its own)"
-        )
-    if INSTRUCTION_TUNED and not (
-        config["base_model"].get("pretrained") and config["benchmark"].get("general")
-    ):
-        problems.append(
-            "base_model.instruction_tune: needs a pretrained base and a benchmark.general "
-            "mixture to tune it on"
-        )
-    for name, reference in REFERENCE_RUNS.items():
-        if name in config["methods"]:
-            problems.append(
-                f"reference_runs.{name}: the name is a method's; give the published run "
-                "its own name"
-            )
-        if not Path(reference_source(name)).exists():
-            problems.append(
-                f"reference_runs.{name}.path: {reference['path']!r} is neither an O-LoRA run "
-                "directory nor an accuracy-matrix CSV (no such path)"
-            )
-    if GENERAL in BENCHMARK_TASKS:
-        problems.append(
-            f"benchmark.tasks: {GENERAL!r} is reserved for the general-ability set"
-        )
-    if problems:
-        raise config_error(problems)
-
-
-_check_study()
 
 # Damaged results (truncated, emptied, a checkpoint without its checksum file, a file where a
 # directory belongs) are moved aside before the DAG is built; rebuilt_results() makes them

@@ -23,10 +23,10 @@ import pandas as pd
 
 from asvd.data.prepare import GENERAL
 from asvd.io import read_json, write_json, write_text
+from asvd.methods import SCHEDULES
 
 BASE_ROW = "base"
 JOINT_ROW = "joint"  # the one row after base of a jointly trained (MTL) run
-SCHEDULES = ("sequential", "per_task", "joint")
 INDEX_NAME = "after"
 _OLORA_PREFIX = "predict_exact_match_for_"
 _OLORA_STEP_DIR = re.compile(r"^(\d+)-(.+)$")

@@ -7,6 +7,7 @@ used with is recomputed, never silently used.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -109,29 +110,30 @@ def cached_svd(path: str | Path | None, model: torch.nn.Module,
     return compute_svd(module_weights(modules))
 
 
-def checkpoint_weights(checkpoint: str | Path) -> dict[str, torch.Tensor]:
-    """The 2-D weights of a checkpoint directory as module name -> tensor, read from its
-    safetensors files without building the model (checksums verified first)."""
+def checkpoint_weights(checkpoint: str | Path, targets="auto") -> dict[str, torch.Tensor]:
+    """The target weights of a checkpoint directory as module name -> tensor, read from its
+    safetensors files without building the model (checksums verified first). Targets are chosen
+    by name and shape; only their tensors are read."""
     checkpoint = Path(checkpoint)
     verify_checksums(checkpoint)
     index = checkpoint / "model.safetensors.index.json"
     files = (sorted(set(read_json(index)["weight_map"].values())) if index.is_file()
              else ["model.safetensors"])
-    weights = {}
-    for name in files:
-        with safe_open(str(checkpoint / name), framework="pt") as handle:
-            for key in handle.keys():
-                if key.endswith(".weight") and len(handle.get_slice(key).get_shape()) == 2:
-                    weights[key.removesuffix(".weight")] = handle.get_tensor(key)
-    return weights
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(safe_open(str(checkpoint / name), framework="pt"))
+                   for name in files]
+        where = {key.removesuffix(".weight"): handle for handle in handles for key in handle.keys()
+                 if key.endswith(".weight")}
+        shapes = {name: handle.get_slice(f"{name}.weight").get_shape()
+                  for name, handle in where.items()}
+        names = select_weights(shapes, family(read_json(checkpoint / "config.json")), targets)
+        return {name: where[name].get_tensor(f"{name}.weight") for name in names}
 
 
 def build_cache(checkpoint: str | Path, out: str | Path, targets="auto") -> dict:
     """Compute and write the SVD cache of a checkpoint's targets; return a short summary."""
-    weights = checkpoint_weights(checkpoint)
-    names = select_weights(weights, family(read_json(Path(checkpoint) / "config.json")), targets)
     device = compute_device()
-    targets_only = {name: weights[name].to(device) for name in names}
-    stamp = weights_hash(targets_only)
-    save_svd(out, compute_svd(targets_only), stamp)
-    return {"targets": len(names), "weights_sha256": stamp}
+    weights = {name: weight.to(device) for name, weight in checkpoint_weights(checkpoint, targets).items()}
+    stamp = weights_hash(weights)
+    save_svd(out, compute_svd(weights), stamp)
+    return {"targets": len(weights), "weights_sha256": stamp}

@@ -53,15 +53,16 @@ def target_patterns(model_family: str | None, targets: str | Sequence[str]) -> l
     return patterns
 
 
-def select_weights(weights: Mapping[str, torch.Tensor], model_family: str | None,
+def select_weights(shapes: Mapping[str, Sequence[int]], model_family: str | None,
                    targets: str | Sequence[str] = "auto") -> list[str]:
-    """The names in ``weights`` (module name -> weight) that are targets, in the given order."""
+    """The names in ``shapes`` (module name -> weight shape) that are targets, in the given
+    order; shapes, not tensors, so a checkpoint's targets are chosen before any is read."""
     patterns = [re.compile(p) for p in target_patterns(model_family, targets)]
-    found = [name for name, weight in weights.items()
-             if weight.dim() == 2 and any(p.search(name) for p in patterns)]
+    found = [name for name, shape in shapes.items()
+             if len(shape) == 2 and any(p.search(name) for p in patterns)]
     if not found:
         raise ValueError(f"target_modules: no 2-D weight matches {[p.pattern for p in patterns]}; "
-                         f"this model's 2-D weights are {_general_names(weights)}")
+                         f"this model's 2-D weights are {_general_names(shapes)}")
     return found
 
 
@@ -69,16 +70,16 @@ def find_targets(model: torch.nn.Module, targets: str | Sequence[str] = "auto") 
     """Modules whose name matches a target pattern and that hold a 2-D ``weight``, in model order."""
     modules = {name: module for name, module in model.named_modules()
                if isinstance(getattr(module, "weight", None), torch.Tensor)}
-    names = select_weights({name: module.weight for name, module in modules.items()},
+    names = select_weights({name: module.weight.shape for name, module in modules.items()},
                            family(getattr(model, "config", None) or {}), targets)
     return {name: modules[name] for name in names}
 
 
-def _general_names(weights: Mapping[str, torch.Tensor], limit: int = 16) -> list[str]:
+def _general_names(shapes: Mapping[str, Sequence[int]], limit: int = 16) -> list[str]:
     """The distinct names of 2-D weights, layer numbers shown as N (for messages)."""
     names = []
-    for name, weight in weights.items():
+    for name, shape in shapes.items():
         general = re.sub(r"\.\d+(?=\.|$)", ".N", name)
-        if weight.dim() == 2 and general not in names:
+        if len(shape) == 2 and general not in names:
             names.append(general)
     return names[:limit] + (["..."] if len(names) > limit else [])

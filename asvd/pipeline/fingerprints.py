@@ -46,8 +46,8 @@ def imported_names(path: Path, root: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                stem = ".".join(base + ([node.module] if node.module else []))
+                base = package.rsplit(".", node.level - 1)[0]  # level 1: the package itself
+                stem = f"{base}.{node.module}" if node.module else base
             else:
                 stem = node.module
             names.add(stem)

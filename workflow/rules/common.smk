@@ -1,5 +1,6 @@
 # What the rules share: the path scheme, the task chain's input functions, the outputs of the
 # public targets, and the checks and sweeps that run before the DAG is built.
+import functools
 import os
 import re
 import sys
@@ -95,6 +96,7 @@ wildcard_constraints:
     reference="[A-Za-z0-9_.-]+",
 
 
+@functools.cache
 def code_version(script):
     """Hash of a rule's script and every package module it imports, so editing one reruns it."""
     return code_fingerprint(SCRIPTS / f"{script}.py", Path(workflow.basedir))

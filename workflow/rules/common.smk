@@ -110,14 +110,6 @@ def method_config(wildcards):
     return config["methods"][wildcards.method]
 
 
-def is_constrained(method):
-    return METHODS[method].constrained
-
-
-def uses_importance(method):
-    return METHODS[method].uses_importance
-
-
 def task_of_step(wildcards):
     return run_tasks(wildcards)[int(wildcards.step) - 1]
 
@@ -134,12 +126,6 @@ def task_train_settings(wildcards):
     return settings
 
 
-def schedule(method):
-    """``sequential`` (task t from task t-1), ``per_task`` (every task from the base) or
-    ``joint`` (MTL: one model trained on every task of the order at once, as step T)."""
-    return METHODS[method].schedule
-
-
 def previous_checkpoint(wildcards):
     """Task t trains from task t-1's checkpoint; the first task (and every task of a
     ``per_task`` or ``joint`` method) from the base model."""
@@ -152,7 +138,7 @@ def previous_checkpoint(wildcards):
 
 def previous_svd(wildcards):
     """The SVD cache of the checkpoint this task starts from (constrained methods only)."""
-    if not is_constrained(wildcards.method):
+    if not METHODS[wildcards.method].constrained:
         return []
     return str(Path(previous_checkpoint(wildcards)).parent / "svd.safetensors")
 
@@ -193,7 +179,11 @@ def all_runs(methods=None):
 def run_steps(run):
     """The steps a run trains: 1..T, or only T for a joint method (one model for all tasks)."""
     count = len(ORDERS[run["order"]])
-    return [count] if schedule(run["method"]) == "joint" else list(range(1, count + 1))
+    return (
+        [count]
+        if METHODS[run["method"]].schedule == "joint"
+        else list(range(1, count + 1))
+    )
 
 
 def step_paths(run, name):
@@ -258,8 +248,8 @@ def drawn_methods(spec, methods):
     """The methods of ``methods`` a figure shows (its registry entry says which qualify)."""
     qualifies = {
         "all": lambda method: True,
-        "constrained": is_constrained,
-        "importance": uses_importance,
+        "constrained": lambda method: METHODS[method].constrained,
+        "importance": lambda method: METHODS[method].uses_importance,
     }[spec.methods]
     return [method for method in methods if qualifies(method)]
 

@@ -18,7 +18,7 @@ rule collect_metrics:
     params:
         tasks=run_tasks,
         meta=lambda wildcards: dict(run_of(wildcards)),
-        schedule=lambda wildcards: schedule(wildcards.method),
+        schedule=lambda wildcards: METHODS[wildcards.method].schedule,
         code=code_version("collect_metrics"),
     message:
         "Accuracy matrix and metrics of {wildcards.method} order {wildcards.order} seed {wildcards.seed}"

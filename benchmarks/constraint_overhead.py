@@ -38,7 +38,7 @@ def main() -> None:
     report_json = args.out_dir / "constraint.json"
     run_suite(sizes, settings["fractions"], report_json, seed=settings["seed"],
               device=args.device or settings["device"], dtype=args.dtype or settings["dtype"],
-              methods=settings["methods"])
+              methods=settings["methods"], repeats=settings["repeats"])
     write_report(report_json, args.out_dir / "constraint.md",
                  args.out_dir / "constraint_overhead.png", args.out_dir / "constraint_overhead.pdf")
 

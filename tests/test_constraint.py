@@ -297,19 +297,59 @@ def test_complements_are_stored_where_cheaper_and_train_exactly_like_the_frozen_
                for g in OrthogonalSubspace(TwoLayer(), TARGETS, ranks.Uniform(0.6)).groups)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(m=st.integers(2, 16), n=st.integers(2, 16), k_fraction=st.floats(0.0, 1.0),
-       anchored=st.booleans(), seed=st.integers(0, 2**16))
-def test_complement_form_equals_frozen_basis_form_for_any_shape(m, n, k_fraction, anchored, seed):
+       anchored=st.booleans(), sides=st.sampled_from([(True, False), (False, True), (True, True)]),
+       rows=st.integers(1, 16), seed=st.integers(0, 2**16))
+def test_every_complement_form_equals_the_frozen_basis_form(m, n, k_fraction, anchored, sides,
+                                                           rows, seed):
+    """Each side's complement where its basis is complete, alone or with the other's; and a
+    block of rows with U^T X given (FSDP's shards) on the right complement."""
     from asvd.method.constraint import remove_frozen
 
     generator = torch.Generator().manual_seed(seed)
     W, X = torch.randn(m, n, generator=generator), torch.randn(m, n, generator=generator)
     k = max(1, ranks.clamp_rank(int(k_fraction * min(m, n)), (m, n)))
     U, S, Vh = thin_svd(W)
-    left = U[:, k:] if m <= n else None
-    right = Vh[k:].T if n <= m else None
+    left = U if sides[0] and m <= n else None  # complete bases, the frozen columns first
+    right = Vh.T if sides[1] and n <= m else None
     S_k = S[:k] if anchored else None
     expected = remove_frozen(X.clone(), U[:, :k], Vh[:k].T, S_k, "two_sided")
     got = remove_frozen(X.clone(), U[:, :k], Vh[:k].T, S_k, "two_sided", left, right)
     assert torch.allclose(got, expected, atol=1e-4)
+    block = slice(0, min(rows, m))  # a row shard: no left complement, U^T X summed elsewhere
+    sharded = remove_frozen(X[block].clone(), U[block, :k], Vh[:k].T, S_k, "two_sided", None,
+                            right, UtX=U[:, :k].T @ X)
+    assert torch.allclose(sharded, expected[block], atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (2048, 512), (512, 2048), (128, 256)])
+@pytest.mark.parametrize("project", ["gradient", "update"])
+def test_the_chosen_projection_gets_cheaper_as_more_is_frozen(shape, project):
+    from asvd.method.constraint import complement_sides, projection_flops
+
+    def step(fraction):
+        k = int(fraction * min(shape))
+        sides = complement_sides(*shape, k, "two_sided", project)
+        flops = projection_flops(*shape, k, *sides, anchored=True)
+        if project == "gradient":
+            flops += projection_flops(*shape, k, *sides, anchored=False)
+        basis = projection_flops(*shape, k, False, False, True) * (2 if project == "gradient" else 1)
+        assert flops <= basis  # never dearer than the frozen bases alone
+        return flops
+
+    costs = [step(fraction) for fraction in (0.5, 0.6, 0.7, 0.8, 0.9)]
+    assert costs == sorted(costs, reverse=True), costs
+
+
+def test_projection_flops_counts_what_the_products_multiply():
+    """The cost model against its products written out, for the right complement of a tall
+    matrix: X C (m n (n-k)), U^T Z and U (U^T Z) (m k (n-k) each), [Z, U S][C, V]^T (m n n)."""
+    from asvd.method.constraint import projection_flops
+
+    m, n, k = 40, 10, 7
+    assert projection_flops(m, n, k, False, True, anchored=True) == 2 * (
+        m * n * (n - k) + 2 * m * k * (n - k) + m * n * n)
+    assert projection_flops(m, n, k, False, True, anchored=False) == 2 * (
+        m * n * (n - k) + 2 * m * k * (n - k) + m * n * (n - k))
+    assert projection_flops(m, n, k, False, False, anchored=True) == 8 * m * n * k

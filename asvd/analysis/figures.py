@@ -604,7 +604,8 @@ _BENCH_LABELS = {"asvd": "asvd (project gradient)", "asvd_update": "asvd (projec
 
 @_styled
 def plot_constraint_cost(report_json: PathLike, out_png: PathLike, out_pdf: PathLike) -> None:
-    """Step-time and peak-memory ratios to plain AdamW against model size, per method and fraction."""
+    """Step-time and peak-memory ratios to plain AdamW against model size, per method and
+    fraction: medians over the repeats, bars spanning their range."""
     report = read_json(report_json)
     rows = pd.DataFrame(report["summary"])
     params = {c["size"]: c["trained_parameters"] for c in report["cases"] if c["method"] == "plain"}
@@ -617,8 +618,10 @@ def plot_constraint_cost(report_json: PathLike, out_png: PathLike, out_pdf: Path
         style = dict(color=colors[method], marker="o",
                      linestyle="-" if fraction <= 0.5 else "--",
                      label=f"{_BENCH_LABELS.get(method, method)}, {fraction:.0%} frozen")
-        axes[0].plot(group["params"], group["step_ratio"], **style)
-        axes[1].plot(group["params"], group["memory_ratio"], **style)
+        for ax, column in zip(axes, ("step_ratio", "memory_ratio")):  # bars: range of the repeats
+            low, high = zip(*group[f"{column}_range"])
+            ax.errorbar(group["params"], group[column], capsize=3, **style,
+                        yerr=[group[column] - low, high - group[column]])
     for ax, ylabel in zip(axes, ("median step time / plain AdamW", "peak memory / plain AdamW")):
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.axhline(1.25, color="grey", linewidth=0.8, linestyle=":")

@@ -105,17 +105,18 @@ def _check_known(sizes: Sequence[str], methods: Sequence[str]) -> None:
 
 
 def flop_floor(shapes: Mapping[str, tuple[int, int]], frozen: Mapping[str, int], method: str) -> int:
-    """Flops per step the constraint cannot avoid: 4 m n k' per side per projection.
+    """Flops per step of the projections the constraint runs, in the form it chooses per target
+    (:func:`asvd.method.constraint.complement_sides`): ``asvd`` projects the gradient and
+    re-anchors, ``asvd_update`` only re-anchors."""
+    from asvd.method.constraint import complement_sides, projection_flops
 
-    k' is the frozen rank, or its complement on a side whose SVD basis is complete (the smaller
-    dimension); ``asvd`` projects twice per step (gradient and re-anchoring), ``asvd_update`` once.
-    """
-    projections = 2 if method == "asvd" else 1
+    project = "gradient" if method == "asvd" else "update"
     total = 0
     for name, (m, n) in shapes.items():
-        k, r = frozen[name], min(m, n)
-        sides = [min(k, d - k) if d == r else k for d in (m, n)]
-        total += projections * 4 * m * n * sum(sides)
+        sides = complement_sides(m, n, frozen[name], "two_sided", project)
+        total += projection_flops(m, n, frozen[name], *sides, anchored=True)
+        if project == "gradient":
+            total += projection_flops(m, n, frozen[name], *sides, anchored=False)
     return total
 
 
@@ -228,54 +229,99 @@ def svd_timing(size: str, fraction: float, seed: int = 0, oversample: int = 10,
 
 
 def summarize(cases: Sequence[Mapping]) -> list[dict]:
-    """Ratios to plain fine-tuning of the same size, and the overhead against the flop floor."""
-    plain = {c["size"]: c for c in cases if c["method"] == "plain"}
-    rows = []
+    """One row per size, method and fraction: medians over the repeats, with their range.
+
+    Each ratio is taken to plain fine-tuning of the same size in the same repeat, so a slow
+    moment of the machine moves numerator and denominator together.
+    """
+    plain = {(c["size"], c.get("repeat", 0)): c for c in cases if c["method"] == "plain"}
+    grouped: dict[tuple, list[Mapping]] = {}
     for case in cases:
-        base = plain[case["size"]]
-        row = {key: case[key] for key in ("size", "method", "fraction_frozen", "violation",
-                                          "violation_steps", "median_step_seconds",
-                                          "peak_memory_mb")}
-        row["step_ratio"] = case["median_step_seconds"] / base["median_step_seconds"]
-        row["memory_ratio"] = case["peak_memory_mb"] / base["peak_memory_mb"]
-        row["overhead_vs_floor"] = None
-        if case["flops_floor"]:
-            floor_seconds = case["flops_floor"] / (case["reference_gflops"] * 1e9)
-            overhead = case["median_step_seconds"] - base["median_step_seconds"]
-            row["overhead_vs_floor"] = overhead / floor_seconds
-        rows.append(row)
+        grouped.setdefault((case["size"], case["method"], case["fraction_frozen"]), []).append(case)
+    rows = []
+    for (size, method, fraction), repeats in grouped.items():
+        bases = [plain[size, case.get("repeat", 0)] for case in repeats]
+        step = [c["median_step_seconds"] / b["median_step_seconds"] for c, b in zip(repeats, bases)]
+        memory = [c["peak_memory_mb"] / b["peak_memory_mb"] for c, b in zip(repeats, bases)]
+        floors = [(c["median_step_seconds"] - b["median_step_seconds"])
+                  / (c["flops_floor"] / (c["reference_gflops"] * 1e9))
+                  for c, b in zip(repeats, bases) if c["flops_floor"]]
+        violations = [c["violation"] for c in repeats if c["violation"] is not None]
+        rows.append({
+            "size": size, "method": method, "fraction_frozen": fraction, "repeats": len(repeats),
+            "violation": max(violations) if violations else None,
+            "violation_steps": repeats[0]["violation_steps"],
+            "median_step_seconds": statistics.median(c["median_step_seconds"] for c in repeats),
+            "peak_memory_mb": statistics.median(c["peak_memory_mb"] for c in repeats),
+            "peak_memory_mb_range": [min(c["peak_memory_mb"] for c in repeats),
+                                     max(c["peak_memory_mb"] for c in repeats)],
+            "step_ratio": statistics.median(step), "step_ratio_range": [min(step), max(step)],
+            "memory_ratio": statistics.median(memory), "memory_ratio_range": [min(memory), max(memory)],
+            "overhead_vs_floor": statistics.median(floors) if floors else None,
+        })
     return rows
+
+
+def against_peft(rows: Sequence[Mapping], share: float = 0.75) -> list[dict]:
+    """Per size and fraction: asvd's step overhead (ratio - 1) and peak memory against peft's
+    OSF, and whether each claim holds beyond the spread of the repeats (ours at its worst repeat
+    against peft at its best): overhead at most ``share`` x peft's, memory below peft's."""
+    by_key = {(r["size"], r["method"], r["fraction_frozen"]): r for r in rows}
+    verdicts = []
+    for (size, method, fraction), ours in by_key.items():
+        peft = by_key.get((size, "peft_osf", fraction))
+        if not method.startswith("asvd") or peft is None:
+            continue
+        verdicts.append({
+            "size": size, "method": method, "fraction_frozen": fraction,
+            "overhead": ours["step_ratio"] - 1, "peft_overhead": peft["step_ratio"] - 1,
+            "overhead_share": (ours["step_ratio"] - 1) / (peft["step_ratio"] - 1),
+            "faster_beyond_spread": ours["step_ratio_range"][1] - 1
+            <= share * (peft["step_ratio_range"][0] - 1),
+            "peak_memory_mb": ours["peak_memory_mb"], "peft_peak_memory_mb": peft["peak_memory_mb"],
+            "smaller_beyond_spread": ours["peak_memory_mb_range"][1] < peft["peak_memory_mb_range"][0],
+        })
+    return verdicts
 
 
 def run_suite(sizes: Mapping[str, Mapping], fractions: Sequence[float], out_json: str | Path,
               seed: int = 0, device: str = "cpu", dtype: str = "float32",
-              methods: Sequence[str] = METHODS) -> dict:
-    """Every case in a fresh process, then SVD timings; write the JSON report atomically."""
+              methods: Sequence[str] = METHODS, repeats: int = 2) -> dict:
+    """Every case ``repeats`` times, each in a fresh process, the order reversed on every second
+    pass (a drift of the machine then does not favour one method); then SVD timings. The JSON
+    report is written atomically."""
     from tqdm.auto import tqdm
 
     _check_known(sizes, methods)
     if "plain" not in methods:
         raise ValueError("constraint_cost.methods: must include 'plain' (every ratio is to it)")
+    if repeats < 1:
+        raise ValueError(f"constraint_cost.repeats: {repeats} (expected >= 1)")
     plan = []
     for size in sizes:
         plan.append((size, "plain", 0.0))
         plan += [(size, method, fraction) for fraction in fractions for method in methods
                  if method != "plain"]
+    passes = [(repeat, case) for repeat in range(repeats)
+              for case in (plan if repeat % 2 == 0 else plan[::-1])]
     cases = []
-    for size, method, fraction in tqdm(plan, desc="benchmark cases"):
+    for repeat, (size, method, fraction) in tqdm(passes, desc="benchmark cases"):
         kwargs = dict(size=size, method=method, fraction=fraction, seed=seed, device=device,
                       dtype=dtype, **sizes[size])
         result = subprocess.run([sys.executable, "-m", "asvd.cost.overhead", json.dumps(kwargs)],
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"benchmark case {kwargs} failed:\n{result.stderr[-4000:]}")
-        cases.append(json.loads(result.stdout.strip().splitlines()[-1]))
-        log.info("%s %s %.0f%% frozen: median step %.3f s, peak memory %.0f MB, violation %s",
-                 size, method, 100 * fraction, cases[-1]["median_step_seconds"],
-                 cases[-1]["peak_memory_mb"], cases[-1]["violation"])
+        cases.append({**json.loads(result.stdout.strip().splitlines()[-1]), "repeat": repeat})
+        log.info("%s %s %.0f%% frozen (pass %d): median step %.3f s, peak memory %.0f MB, "
+                 "violation %s", size, method, 100 * fraction, repeat + 1,
+                 cases[-1]["median_step_seconds"], cases[-1]["peak_memory_mb"],
+                 cases[-1]["violation"])
+    summary = summarize(cases)
     report = {
         "cases": cases,
-        "summary": summarize(cases),
+        "summary": summary,
+        "against_peft": against_peft(summary),
         "svd": [svd_timing(size, fraction, seed) for size in sizes for fraction in fractions],
         "versions": _versions(),
     }
@@ -284,18 +330,34 @@ def run_suite(sizes: Mapping[str, Mapping], fractions: Sequence[float], out_json
 
 
 def markdown_table(report: Mapping) -> str:
-    """The summary as a Markdown table (the README shows this from an actual run)."""
-    lines = ["| size | method | frozen | step s | step ratio | peak MB | memory ratio "
-             "| overhead / flop floor | violation (steps) |",
+    """The summary as Markdown tables (the README shows these from an actual run): medians over
+    the repeats with their range in brackets."""
+    def spread(median, bounds, digits=2):
+        return f"{median:.{digits}f} ({bounds[0]:.{digits}f}–{bounds[1]:.{digits}f})"
+
+    lines = ["| size | method | frozen | step s | step ratio (range) | peak MB (range) "
+             "| memory ratio | overhead / flops | violation (steps) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in report["summary"]:
         floor = row["overhead_vs_floor"]
         violation = "–" if row["violation"] is None else f"{row['violation']:.1e} ({row['violation_steps']})"
         lines.append(
             f"| {row['size']} | {row['method']} | {row['fraction_frozen']:.0%} "
-            f"| {row['median_step_seconds']:.3f} | {row['step_ratio']:.2f} "
-            f"| {row['peak_memory_mb']:.0f} | {row['memory_ratio']:.2f} "
+            f"| {row['median_step_seconds']:.3f} | {spread(row['step_ratio'], row['step_ratio_range'])} "
+            f"| {spread(row['peak_memory_mb'], row['peak_memory_mb_range'], 0)} "
+            f"| {row['memory_ratio']:.2f} "
             f"| {'–' if floor is None else f'{floor:.2f}'} | {violation} |")
+    if report.get("against_peft"):
+        lines += ["", "| size | method | frozen | overhead | peft overhead | share "
+                  "| <= 0.75 x peft beyond spread | peak MB / peft's | below peft beyond spread |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for row in report["against_peft"]:
+            lines.append(
+                f"| {row['size']} | {row['method']} | {row['fraction_frozen']:.0%} "
+                f"| {row['overhead']:.2f} | {row['peft_overhead']:.2f} | {row['overhead_share']:.2f} "
+                f"| {'yes' if row['faster_beyond_spread'] else 'no'} "
+                f"| {row['peak_memory_mb']:.0f} / {row['peft_peak_memory_mb']:.0f} "
+                f"| {'yes' if row['smaller_beyond_spread'] else 'no'} |")
     lines += ["", "| size | frozen | full SVD s | svd_lowrank s | lowrank max sin(angle) "
               "| lowrank max rel. sigma error |", "|---|---|---|---|---|---|"]
     for row in report["svd"]:

@@ -3,10 +3,10 @@
 For each target weight W = U S V^T the top-k triplets (U_h, S_h, V_h) are frozen. After backward
 the gradient is projected away from them; after every optimizer step the frozen block is
 re-anchored exactly, which also cancels weight decay and Adam's elementwise leakage. Stored per
-target: U_h, S_h, V_h (the anchor needs them) and, on a side whose SVD basis is complete and where
-more than half is frozen, the complement basis that makes the projection cheaper; no factorised
-copy of W, no extra optimizer state. Small targets of one shape and frozen rank are stacked so
-that one batched matmul serves them all.
+target: U_h, S_h, V_h (the anchor needs them) and, on a side whose SVD basis is complete, the
+complement basis where it makes a step cheaper (the cost then falls as more is frozen;
+docs/method.md §4.6); no factorised copy of W, no extra optimizer state. Small targets of one
+shape and frozen rank are stacked so that one batched matmul serves them all.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ def remove_frozen(X: torch.Tensor, U: torch.Tensor, V: torch.Tensor, S: torch.Te
     Q is the frozen part of X: U U^T X + X V V^T - U U^T X V V^T (``two_sided``) or
     U U^T X V V^T (``paper_block``). With ``S=None`` this projects a gradient onto the allowed
     set; with S it also restores the frozen block exactly (re-anchoring). With the frozen bases
-    alone it takes about 8 m n k flops. ``left``/``right`` are the orthogonal complements of U/V
-    on a side where the SVD gives a full basis (C C^T = I - U U^T): where k > d/2 projecting with
-    them costs 4 m n (d - k) per side instead of 4 m n k (two_sided only).
+    alone it takes about 8 m n k flops. ``left``/``right`` are the complete bases of a side where
+    the SVD gives one (square m x m or n x n, the frozen columns U or V first, then their
+    complement C with C C^T = I - U U^T), passed where :func:`projection_flops` finds the
+    complement cheaper (two_sided only).
     ``UtX``, if given, is U^T X computed elsewhere: X and U may then be a block of rows of the
     whole (FSDP's row shards), because every other product is row-local.
     """
@@ -65,21 +66,64 @@ def remove_frozen(X: torch.Tensor, U: torch.Tensor, V: torch.Tensor, S: torch.Te
 
 
 def _two_sided_with_complements(X, U, V, S, left, right, UtX=None):
-    """(I - U U^T) X (I - V V^T) [+ U S V^T], each side in its cheaper form; result in X."""
+    """(I - U U^T) X (I - V V^T) [+ U S V^T] into X, the complement sides first.
+
+    A complement C turns its side's projector into C C^T, so X is first reduced to C^T X or X C
+    (d - k wide); the other side's frozen basis then acts on that small matrix, and one product
+    expands it back, the anchor U S V^T joining that product as k more inner columns. The cost
+    falls as more is frozen (:func:`projection_flops`).
+    """
+    k = U.shape[-1]
+    Z = X @ right[..., k:] if right is not None else X  # (m, n') with n' = n - k or n
     if left is not None:
-        Y = left @ (left.mT @ X)
+        Z = left[..., k:].mT @ Z  # (m - k, n')
+    else:  # right is not None, so Z is new; U^T Z = (U^T X) C_V from a shared U^T X (FSDP)
+        _add_product(Z, U, U.mT @ Z if UtX is None else UtX @ right[..., k:], alpha=-1.0)
+    if right is not None:  # expand: [U S, C_U Z] [V, C_V]^T, or C_U Z C_V^T
+        Z = left[..., k:] @ Z if left is not None else Z  # (m, n - k)
+        if S is None:
+            _product_into(X, Z, right[..., k:].mT)
+        else:
+            _product_into(X, torch.cat([U * S.unsqueeze(-2), Z], -1), right.mT)
+        return X
+    _add_product(Z, Z @ V, V.mT, alpha=-1.0)  # the right side by its frozen basis
+    if S is None:  # expand: [U, C_U] [S V^T; Z], or C_U Z
+        _product_into(X, left[..., k:], Z)
     else:
-        Y = X
-        _add_product(Y, U, U.mT @ Y if UtX is None else UtX, alpha=-1.0)
-    if right is not None:
-        Y = (Y @ right) @ right.mT
-    else:
-        _add_product(Y, Y @ V, V.mT, alpha=-1.0)
-    if S is not None:
-        _add_product(Y, U * S.unsqueeze(-2), V.mT, alpha=1.0)
-    if Y is not X:
-        X.copy_(Y)
+        _product_into(X, left, torch.cat([S.unsqueeze(-1) * V.mT, Z], -2))
     return X
+
+
+def projection_flops(m: int, n: int, k: int, left: bool, right: bool, anchored: bool) -> int:
+    """Flops (2 per multiply-add) of one two-sided projection of an m x n matrix with k frozen,
+    with the complement on the sides flagged (:func:`_two_sided_with_complements`, else the
+    frozen bases alone); ``anchored`` adds U S V^T (re-anchoring)."""
+    if not (left or right):
+        return 8 * m * n * k
+    rows, cols = (m - k if left else m), (n - k if right else n)
+    flops = 2 * m * n * cols if right else 0  # X C_V
+    flops += 2 * rows * m * cols if left else 4 * m * k * cols  # C_U^T Z, or Z - U U^T Z
+    if not right:
+        flops += 4 * rows * n * k  # Z - Z V V^T
+    inner = (cols if right else rows) + (k if anchored else 0)
+    if left and right:
+        flops += 2 * m * rows * cols  # C_U Z
+    return flops + 2 * m * n * inner  # the expanding product
+
+
+def complement_sides(m: int, n: int, k: int, projection: str, project: str) -> tuple[bool, bool]:
+    """Which complements (left, right) make a step's projections cheapest: the gradient's (with
+    ``project="gradient"``) and the re-anchoring. A side has a complement only where its SVD basis
+    is complete (its dimension is the rank)."""
+    if projection != "two_sided":
+        return False, False
+    options = [(left, right) for left in (False, m <= n) for right in (False, n <= m)]
+
+    def step_flops(sides):
+        gradient = projection_flops(m, n, k, *sides, anchored=False) if project == "gradient" else 0
+        return gradient + projection_flops(m, n, k, *sides, anchored=True)
+
+    return min(dict.fromkeys(options), key=step_flops)
 
 
 def _local_rows(tensor: torch.Tensor) -> tuple[torch.Tensor, slice | None]:
@@ -107,6 +151,11 @@ def _add_product(X: torch.Tensor, A: torch.Tensor, B: torch.Tensor, alpha: float
         X.baddbmm_(A, B, alpha=alpha)
     else:
         X.addmm_(A, B, alpha=alpha)
+
+
+def _product_into(X: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> None:
+    """X <- A @ B without a temporary of X's size, for a matrix or a stack."""
+    (torch.bmm if X.dim() == 3 else torch.mm)(A, B, out=X)
 
 
 @dataclass
@@ -142,7 +191,8 @@ class FrozenSubspace:
 class FrozenGroup:
     """Targets of one shape and frozen rank, their bases stacked: U (B,m,k), S (B,k), V (B,n,k).
 
-    ``left``/``right`` (B,m,m-k)/(B,n,n-k) hold the complements of U/V where they are cheaper.
+    ``left``/``right`` (B,m,m)/(B,n,n) hold the complete bases of a side, U or V their first k
+    columns (views), where the complement is cheaper.
     """
 
     names: list[str]
@@ -233,25 +283,23 @@ class OrthogonalSubspace:
         self.groups: list[FrozenGroup] = []
         self.subspaces: dict[str, FrozenSubspace] = {}
         for ((m, n), k, device), names in members.items():
-            # a side whose SVD basis is complete (its dimension is the rank) has a complement;
-            # store and use it where it is the smaller of the two
-            use_left = projection == "two_sided" and m <= n and m - k < k
-            use_right = projection == "two_sided" and n <= m and n - k < k
+            use_left, use_right = complement_sides(m, n, k, projection, project)
             per_batch = max(1, BATCH_ELEMENTS // (m * n))
             for start in range(0, len(names), per_batch):
                 chunk = names[start:start + per_batch]
                 triplets = [svd[name] if svd is not None else thin_svd(modules[name].weight)
                             for name in chunk]
+                left = torch.stack([U if use_left else U[:, :k] for U, _, _ in triplets])
+                right = torch.stack([Vh.T if use_right else Vh[:k].T for _, _, Vh in triplets])
+                left, right = left.to(device, torch.float32), right.to(device, torch.float32)
                 group = FrozenGroup(
                     names=chunk,
                     weights=[modules[name].weight for name in chunk],
-                    U=torch.stack([U[:, :k] for U, _, _ in triplets]).to(device, torch.float32),
+                    U=left[..., :k],
                     S=torch.stack([S[:k] for _, S, _ in triplets]).to(device, torch.float32),
-                    V=torch.stack([Vh[:k].T for _, _, Vh in triplets]).to(device, torch.float32),
-                    left=torch.stack([U[:, k:] for U, _, _ in triplets]).to(device, torch.float32)
-                    if use_left else None,
-                    right=torch.stack([Vh[k:].T for _, _, Vh in triplets]).to(device, torch.float32)
-                    if use_right else None,
+                    V=right[..., :k],
+                    left=left if use_left else None,
+                    right=right if use_right else None,
                 )
                 self.groups.append(group)
                 for i, name in enumerate(chunk):

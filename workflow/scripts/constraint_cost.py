@@ -6,4 +6,5 @@ with stage(snakemake):
 
     settings = snakemake.params.settings
     run_suite(settings["sizes"], settings["fractions"], snakemake.output[0], seed=settings["seed"],
-              device=settings["device"], dtype=settings["dtype"], methods=settings["methods"])
+              device=settings["device"], dtype=settings["dtype"], methods=settings["methods"],
+              repeats=settings["repeats"])

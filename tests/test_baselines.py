@@ -67,7 +67,7 @@ def test_online_ewc_keeps_every_earlier_tasks_fisher_in_the_penalty(tmp_path):
     """Three tasks: the third task's penalty holds decay x task 1's Fisher + task 2's."""
     from asvd.baselines.regularizers import FISHER_FILE, read_fisher
     from asvd.io import write_jsonl
-    from asvd.train.finetune import finetune_task
+    from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
     from asvd.train.loop import sample_batches
     from asvd.train.models import load_checkpoint, save_checkpoint
 
@@ -82,8 +82,9 @@ def test_online_ewc_keeps_every_earlier_tasks_fisher_in_the_penalty(tmp_path):
     settings = {"epochs": 5, "batch_size": 2, "lr": 1e-2, "max_source_length": 16}
     previous, previous_train = tmp_path / "base", None
     for step, task in enumerate(tasks, start=1):
-        finetune_task(previous, None, tmp_path / f"{task}.jsonl", previous_train, method, settings,
-                      task, step, 3, 0, tmp_path / f"step{step}", tmp_path / f"log{step}.json")
+        finetune_task(TaskInputs(previous, tmp_path / f"{task}.jsonl", previous_train),
+                      TaskPosition(task, step, 3), method, settings, 0, tmp_path / f"step{step}",
+                      tmp_path / f"log{step}.json")
         previous, previous_train = tmp_path / f"step{step}", tmp_path / f"{task}.jsonl"
     assert read_fisher(tmp_path / "step1") == {} and (tmp_path / "step2" / FISHER_FILE).is_file()
     task1 = read_fisher(tmp_path / "step2")  # task one's Fisher at the weights after task one
@@ -309,7 +310,7 @@ def test_every_tasks_adapter_starts_from_its_own_seeded_init():
 def lora_runs(tmp_path_factory):
     """Two tasks of SeqLoRA, IncLoRA and O-LoRA (r = 2) from one tiny LLaMA checkpoint."""
     from asvd.io import write_jsonl
-    from asvd.train.finetune import finetune_task
+    from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
     from asvd.train.models import save_checkpoint
 
     root = tmp_path_factory.mktemp("lora")
@@ -327,9 +328,9 @@ def lora_runs(tmp_path_factory):
         previous = root / "base"
         for step, task in enumerate(("one", "two"), start=1):
             out = root / name / f"step{step}"
-            finetune_task(previous, None, root / f"{task}.jsonl", None,
-                          {"rank_rule": None, "lora": spec}, settings, task, step, 2, 0,
-                          out / "model", out / "log.json", base_checkpoint=root / "base")
+            finetune_task(TaskInputs(previous, root / f"{task}.jsonl", base_checkpoint=root / "base"),
+                          TaskPosition(task, step, 2), {"rank_rule": None, "lora": spec}, settings, 0,
+                          out / "model", out / "log.json")
             previous = out / "model"
     return root
 

@@ -67,7 +67,7 @@ def test_finetune_task_on_two_processes_matches_one(tmp_path, family):
     """DDP (replicas) and FSDP2 (row-sharded weights: the left projection's partial products are
     summed in one all-reduce per step) both train the model one process trains."""
     from asvd.io import read_json, write_jsonl
-    from asvd.train.finetune import finetune_task
+    from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
     from asvd.train.models import build_word_tokenizer, save_checkpoint
     from conftest import random_llama
 
@@ -80,8 +80,8 @@ def test_finetune_task_on_two_processes_matches_one(tmp_path, family):
         settings = {"epochs": 6, "batch_size": 6, "lr": 3e-3, "max_source_length": 16,
                     "num_processes": processes, "distributed": distributed}
         out = tmp_path / f"{distributed}{processes}"
-        finetune_task(tmp_path / "base", None, tmp_path / "train.jsonl", None, METHOD, settings, "t", 1, 1,
-                      0, out / "model", out / "log.json")
+        finetune_task(TaskInputs(tmp_path / "base", tmp_path / "train.jsonl"), TaskPosition("t", 1, 1),
+                      METHOD, settings, 0, out / "model", out / "log.json")
         outputs[distributed, processes] = (load_file(out / "model" / "model.safetensors"),
                                            read_json(out / "log.json"))
     single, single_log = outputs["ddp", 1]
@@ -103,12 +103,12 @@ def test_finetune_task_on_two_processes_matches_one(tmp_path, family):
 
 def fsdp_run(root: Path, name: str, resume: bool) -> None:
     """Two FSDP2 processes on RECORDS, 80 steps, the intra-task state saved every 10."""
-    from asvd.train.finetune import finetune_task
+    from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
 
     settings = {"epochs": 80, "batch_size": 6, "lr": 3e-3, "max_source_length": 16,
                 "num_processes": 2, "distributed": "fsdp", "checkpoint_every": 10}
-    finetune_task(root / "base", None, root / "train.jsonl", None, METHOD, settings, "t", 1, 1, 0,
-                  root / name / "model", root / name / "log.json",
+    finetune_task(TaskInputs(root / "base", root / "train.jsonl"), TaskPosition("t", 1, 1), METHOD,
+                  settings, 0, root / name / "model", root / name / "log.json",
                   resume_file=root / "state" / "train_state.pt" if resume else None)
 
 

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from asvd.io import write_jsonl
-from asvd.train.finetune import finetune_task
+from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
 from asvd.train.models import build_word_tokenizer, save_checkpoint
 from conftest import REPO, random_llama
 
@@ -33,8 +33,8 @@ def start(tmp_path):
 
 def run(root, name, settings=SETTINGS, resume=True):
     out = root / name
-    return finetune_task(root / "base", None, root / "train.jsonl", None, METHOD, settings, "t", 1, 1, 0,
-                         out / "model", out / "log.json",
+    return finetune_task(TaskInputs(root / "base", root / "train.jsonl"), TaskPosition("t", 1, 1), METHOD,
+                         settings, 0, out / "model", out / "log.json",
                          resume_file=root / "state" / "train_state.pt" if resume else None)
 
 

@@ -14,7 +14,7 @@ from asvd.io import read_json, write_jsonl
 from asvd.method import svd
 from asvd.method.targets import find_targets
 from asvd.train.base import train_base_model
-from asvd.train.finetune import finetune_task
+from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
 from asvd.train.models import load_checkpoint
 
 BENCHMARK = {
@@ -164,10 +164,10 @@ def test_svd_cache_is_what_the_constraint_accepts(tmp_path, prepared):
 
 def run_task(root, files, out, method, step=1, checkpoint=None, svd_path=None):
     return finetune_task(
-        checkpoint=checkpoint or root / "base" / "model", svd_path=svd_path,
-        train_file=files["alpha"]["train"], previous_train_file=files["beta"]["train"],
-        method=method, settings=TRAIN, task="alpha", task_index=step, task_count=2, seed=0,
-        out_dir=out / "model", log_json=out / "train_log.json",
+        TaskInputs(checkpoint=checkpoint or root / "base" / "model", train_file=files["alpha"]["train"],
+                   previous_train_file=files["beta"]["train"], svd_path=svd_path),
+        TaskPosition("alpha", index=step, count=2),
+        method=method, settings=TRAIN, seed=0, out_dir=out / "model", log_json=out / "train_log.json",
     )
 
 

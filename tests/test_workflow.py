@@ -679,21 +679,18 @@ def test_e2e_finetune_task_is_bit_identical_when_repeated(e2e, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from asvd.train.finetune import finetune_task
+    from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
 
     config, run = e2e.config, e2e.run_dir("asvd")
     order = config["orders"][config["run"]["orders"][0]]
     data = e2e.results / "data"
     kwargs = dict(
-        checkpoint=run / "step1" / "model",
-        svd_path=run / "step1" / "svd.safetensors",
-        train_file=data / order[1] / "train.jsonl",
-        previous_train_file=data / order[0] / "train.jsonl",
+        inputs=TaskInputs(checkpoint=run / "step1" / "model", train_file=data / order[1] / "train.jsonl",
+                          previous_train_file=data / order[0] / "train.jsonl",
+                          svd_path=run / "step1" / "svd.safetensors"),
+        position=TaskPosition(order[1], index=2, count=len(order)),
         method=config["methods"]["asvd"],
         settings=config["train"],
-        task=order[1],
-        task_index=2,
-        task_count=len(order),
         seed=config["run"]["seeds"][0],
     )
     threads = torch.get_num_threads()

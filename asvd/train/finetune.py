@@ -4,6 +4,7 @@ with the shared loop and write the checkpoint and its log."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -82,88 +83,116 @@ def build_penalties(model, tokenizer, method: Method, task_index: int,
     return terms, files
 
 
-def finetune_task(checkpoint: str | Path, svd_path: str | Path | None, train_file: str | Path,
-                  previous_train_file: str | Path | None, method: Mapping, settings: Mapping,
-                  task: str, task_index: int, task_count: int, seed: int,
-                  out_dir: str | Path, log_json: str | Path,
-                  earlier_train_files: Mapping[str, str | Path] | None = None,
-                  base_checkpoint: str | Path | None = None,
+@dataclass(frozen=True)
+class TaskInputs:
+    """The files one task's training reads.
+
+    ``previous_train_file`` holds the previous task's training samples, which importance (if the
+    rank rule needs it) and EWC's Fisher use; the first task uses its own samples for importance
+    (docs/method.md §3), as does None. ``svd_path`` is the cached SVD of ``checkpoint`` the
+    constraint starts from. ``earlier_train_files`` (task -> train file, in training order) feed
+    a method's replay memory or, for a ``joint`` method (MTL), join this task's data.
+    ``base_checkpoint`` is where a shared LoRA adapter (SeqLoRA) is attached again.
+    """
+
+    checkpoint: str | Path
+    train_file: str | Path
+    previous_train_file: str | Path | None = None
+    svd_path: str | Path | None = None
+    earlier_train_files: Mapping[str, str | Path] = field(default_factory=dict)
+    base_checkpoint: str | Path | None = None
+
+    def files(self) -> list[str | Path]:
+        """Every file given, in the order the resume fingerprint hashes them (another order would
+        make the saved states of killed jobs unusable)."""
+        files = [self.checkpoint, self.train_file, self.previous_train_file, self.base_checkpoint,
+                 *self.earlier_train_files.values(), self.svd_path]
+        return [path for path in files if path]
+
+
+@dataclass(frozen=True)
+class TaskPosition:
+    """Where a task stands in its order: ``index`` (1-based) decides what a method does on it
+    (constraint, penalties from the second task on, adapter seed) and, with ``count``, the rank
+    rule's schedule."""
+
+    task: str
+    index: int
+    count: int
+
+
+def finetune_task(inputs: TaskInputs, position: TaskPosition, method: Mapping, settings: Mapping,
+                  seed: int, out_dir: str | Path, log_json: str | Path,
                   resume_file: str | Path | None = None, gpus: int = 0) -> dict:
     """Train one task of a sequence from the previous checkpoint; write checkpoint and log.
 
-    Importance (if the rank rule needs it) and EWC's Fisher use the previous task's training
-    samples; the first task uses its own samples for importance (docs/method.md §3).
-    ``earlier_train_files`` (task -> train file, in training order) feed a method's replay memory
-    or, for a ``joint`` method (MTL), join this task's data;
-    ``base_checkpoint`` is where a shared LoRA adapter (SeqLoRA) is attached again.
     ``resume_file`` keeps the intra-task state of a job that may be killed (:mod:`asvd.train.resume`);
     it is removed once the outputs are written.
     ``train.num_processes`` processes (by default one per GPU of the job's ``gpus`` that torch
     sees) train data-parallel (:mod:`asvd.train.parallel`); the main process writes.
     """
-    arguments = {name: value for name, value in locals().items() if name != "gpus"}
     train_settings = TrainSettings.from_config(settings)
     processes = process_count(train_settings.num_processes, gpus)
     unsharded = Method.from_config(method).whole_model_copies
     if train_settings.sharded(processes) and unsharded:
         raise ValueError(f"train.distributed: fsdp does not support a method with {unsharded} "
                          f"(they hold whole copies of the weights); use ddp")
+    arguments = {"inputs": inputs, "position": position, "method": method, "settings": settings,
+                 "seed": seed, "out_dir": out_dir, "log_json": log_json, "resume_file": resume_file}
     return launch(_finetune_task_process, arguments, processes)
 
 
-def _finetune_task_process(checkpoint, svd_path, train_file, previous_train_file, method, settings,
-                           task, task_index, task_count, seed, out_dir, log_json,
-                           earlier_train_files, base_checkpoint, resume_file) -> dict:
+def _finetune_task_process(inputs: TaskInputs, position: TaskPosition, method: Mapping,
+                           settings: Mapping, seed: int, out_dir: str | Path, log_json: str | Path,
+                           resume_file: str | Path | None) -> dict:
     """One process of :func:`finetune_task` (the only one, or one rank of several)."""
     block, method = method, Method.from_config(method)
     train_settings = TrainSettings.from_config(settings)
     accelerator = make_accelerator()
     lora = method.lora
-    lora_state = read_state(checkpoint) if lora else {}
+    lora_state = read_state(inputs.checkpoint) if lora else {}
     continue_shared = method.shares_lora and bool(lora_state)
     if continue_shared:  # its adapter state is used, its weights are not loaded (and so not checked)
-        verify_checksums(checkpoint)
-    model, tokenizer = load_checkpoint(base_checkpoint if continue_shared else checkpoint)
+        verify_checksums(inputs.checkpoint)
+    model, tokenizer = load_checkpoint(inputs.base_checkpoint if continue_shared else inputs.checkpoint)
     model.to(accelerator.device)  # before the constraint's bases are placed beside its weights
-    records = load_records(train_file)
-    previous_records = load_records(previous_train_file) if previous_train_file else records
-    earlier = {name: load_records(path) for name, path in (earlier_train_files or {}).items()}
+    records = load_records(inputs.train_file)
+    previous_records = load_records(inputs.previous_train_file) if inputs.previous_train_file else records
+    earlier = {name: load_records(path) for name, path in inputs.earlier_train_files.items()}
     if method.schedule == "joint":  # MTL: every task of the order in one training set
         records = [record for rows in earlier.values() for record in rows] + records
     elif method.replay:
         records = replay_mix(records, earlier, method.replay["ratio"],
-                             method.replay.get("buffer_per_task"), seed, task_index)
+                             method.replay.get("buffer_per_task"), seed, position.index)
     targets = find_targets(model, method.target_modules)
-    constraint = build_constraint(model, tokenizer, method, targets, task_index, task_count, svd_path,
-                                  previous_records, train_settings, seed)
+    constraint = build_constraint(model, tokenizer, method, targets, position.index, position.count,
+                                  inputs.svd_path, previous_records, train_settings, seed)
     if not method.train_other_params:
         target_weights = {id(m.weight) for m in targets.values()}
         for param in model.parameters():
             param.requires_grad_(id(param) in target_weights)
-    penalties, extra_files = build_penalties(model, tokenizer, method, task_index, previous_records,
-                                       train_settings, seed, checkpoint)
+    penalties, extra_files = build_penalties(model, tokenizer, method, position.index, previous_records,
+                                             train_settings, seed, inputs.checkpoint)
     if lora:
         lora_targets = list(find_targets(model, lora.get("target_modules", "auto")))
-        model = attach_lora(model, lora, lora_targets, adapter_seed(seed, task_index),
+        model = attach_lora(model, lora, lora_targets, adapter_seed(seed, position.index),
                             lora_state if continue_shared else None)
         layers = lora_layers(model, lora_targets)
         if lora.get("orthogonal"):
             old_a = {name: lora_state[f"{name}.A"] for name in lora_targets if f"{name}.A" in lora_state}
             penalties.append(OrthogonalLoRA(layers, old_a, **lora["orthogonal"]))
     trained_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    inputs = [checkpoint, train_file, previous_train_file, base_checkpoint,
-              *(earlier_train_files or {}).values(), svd_path]
-    resume_key = fingerprint(settings, seed, [path for path in inputs if path], method=block,
-                             task=task, step=task_index)
+    resume_key = fingerprint(settings, seed, inputs.files(), method=block, task=position.task,
+                             step=position.index)
     result = train(model, tokenizer, records, train_settings, seed, constraint=constraint,
-                   desc=f"{task} ({task_index}/{task_count})", penalties=penalties,
+                   desc=f"{position.task} ({position.index}/{position.count})", penalties=penalties,
                    resume_file=resume_file, resume_key=resume_key, accelerator=accelerator)
     if lora:
         extra_files[STATE_FILE] = next_state(layers, lora_state, lora["per_task"])
         model = model.merge_and_unload()
     result.update({
-        "task": task,
-        "step": task_index,
+        "task": position.task,
+        "step": position.index,
         "replayed": sum("replayed_from" in r for r in records),
         "ranks": {name: min(m.weight.shape) for name, m in targets.items()},
         "frozen_ranks": constraint.frozen_ranks() if constraint else {name: 0 for name in targets},

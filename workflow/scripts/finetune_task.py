@@ -5,25 +5,29 @@ from asvd.pipeline.runtime import stage
 # spawned process imports this file again as __mp_main__; it must not start the stage again.
 if __name__ == "__main__":
     with stage(snakemake):
-        from asvd.train.finetune import finetune_task
+        from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
 
         finetune_task(
-            checkpoint=snakemake.input.checkpoint,
-            svd_path=snakemake.input.svd or None,
-            train_file=snakemake.input.train,
-            previous_train_file=snakemake.input.previous_train,
+            inputs=TaskInputs(
+                checkpoint=snakemake.input.checkpoint,
+                train_file=snakemake.input.train,
+                previous_train_file=snakemake.input.previous_train,
+                svd_path=snakemake.input.svd or None,
+                earlier_train_files=dict(
+                    zip(snakemake.params.earlier_tasks, snakemake.input.earlier_train)
+                ),
+                base_checkpoint=snakemake.input.base[0] if snakemake.input.base else None,
+            ),
+            position=TaskPosition(
+                task=snakemake.params.task,
+                index=int(snakemake.wildcards.step),
+                count=snakemake.params.task_count,
+            ),
             method=snakemake.params.method,
             settings=snakemake.params.train,
-            task=snakemake.params.task,
-            task_index=int(snakemake.wildcards.step),
-            task_count=snakemake.params.task_count,
             seed=int(snakemake.wildcards.seed),
             out_dir=snakemake.output.model,
             log_json=snakemake.output.log_json,
-            earlier_train_files=dict(
-                zip(snakemake.params.earlier_tasks, snakemake.input.earlier_train)
-            ),
-            base_checkpoint=snakemake.input.base[0] if snakemake.input.base else None,
             resume_file=snakemake.params.resume,
             gpus=int(snakemake.resources.get("gpu", 0)),
         )

@@ -108,16 +108,12 @@ def flop_floor(shapes: Mapping[str, tuple[int, int]], frozen: Mapping[str, int],
     """Flops per step of the projections the constraint runs, in the form it chooses per target
     (:func:`asvd.method.constraint.complement_sides`): ``asvd`` projects the gradient and
     re-anchors, ``asvd_update`` only re-anchors."""
-    from asvd.method.constraint import complement_sides, projection_flops
+    from asvd.method.constraint import complement_sides, step_flops
 
     project = "gradient" if method == "asvd" else "update"
-    total = 0
-    for name, (m, n) in shapes.items():
-        sides = complement_sides(m, n, frozen[name], "two_sided", project)
-        total += projection_flops(m, n, frozen[name], *sides, anchored=True)
-        if project == "gradient":
-            total += projection_flops(m, n, frozen[name], *sides, anchored=False)
-    return total
+    return sum(step_flops(m, n, frozen[name], complement_sides(m, n, frozen[name], "two_sided",
+                                                                project), project)
+               for name, (m, n) in shapes.items())
 
 
 def run_case(size: str, method: str, fraction: float, batch: int, source_length: int,

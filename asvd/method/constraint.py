@@ -111,19 +111,20 @@ def projection_flops(m: int, n: int, k: int, left: bool, right: bool, anchored: 
     return flops + 2 * m * n * inner  # the expanding product
 
 
+def step_flops(m: int, n: int, k: int, sides: tuple[bool, bool], project: str) -> int:
+    """Flops of one optimizer step's projections: the re-anchoring, and with
+    ``project="gradient"`` the gradient's as well."""
+    gradient = projection_flops(m, n, k, *sides, anchored=False) if project == "gradient" else 0
+    return gradient + projection_flops(m, n, k, *sides, anchored=True)
+
+
 def complement_sides(m: int, n: int, k: int, projection: str, project: str) -> tuple[bool, bool]:
-    """Which complements (left, right) make a step's projections cheapest: the gradient's (with
-    ``project="gradient"``) and the re-anchoring. A side has a complement only where its SVD basis
-    is complete (its dimension is the rank)."""
+    """Which complements (left, right) make a step's projections cheapest (:func:`step_flops`).
+    A side has a complement only where its SVD basis is complete (its dimension is the rank)."""
     if projection != "two_sided":
         return False, False
     options = [(left, right) for left in (False, m <= n) for right in (False, n <= m)]
-
-    def step_flops(sides):
-        gradient = projection_flops(m, n, k, *sides, anchored=False) if project == "gradient" else 0
-        return gradient + projection_flops(m, n, k, *sides, anchored=True)
-
-    return min(dict.fromkeys(options), key=step_flops)
+    return min(dict.fromkeys(options), key=lambda sides: step_flops(m, n, k, sides, project))
 
 
 def _local_rows(tensor: torch.Tensor) -> tuple[torch.Tensor, slice | None]:
@@ -289,17 +290,19 @@ class OrthogonalSubspace:
                 chunk = names[start:start + per_batch]
                 triplets = [svd[name] if svd is not None else thin_svd(modules[name].weight)
                             for name in chunk]
-                left = torch.stack([U if use_left else U[:, :k] for U, _, _ in triplets])
-                right = torch.stack([Vh.T if use_right else Vh[:k].T for _, _, Vh in triplets])
-                left, right = left.to(device, torch.float32), right.to(device, torch.float32)
+                # each side's frozen basis, or the complete one (frozen columns first) to
+                # take its complement from
+                U_cols = torch.stack([U if use_left else U[:, :k] for U, _, _ in triplets])
+                V_cols = torch.stack([Vh.T if use_right else Vh[:k].T for _, _, Vh in triplets])
+                U_cols, V_cols = U_cols.to(device, torch.float32), V_cols.to(device, torch.float32)
                 group = FrozenGroup(
                     names=chunk,
                     weights=[modules[name].weight for name in chunk],
-                    U=left[..., :k],
+                    U=U_cols[..., :k],
                     S=torch.stack([S[:k] for _, S, _ in triplets]).to(device, torch.float32),
-                    V=right[..., :k],
-                    left=left if use_left else None,
-                    right=right if use_right else None,
+                    V=V_cols[..., :k],
+                    left=U_cols if use_left else None,
+                    right=V_cols if use_right else None,
                 )
                 self.groups.append(group)
                 for i, name in enumerate(chunk):

@@ -3,9 +3,11 @@
     python benchmarks/constraint_overhead.py                       # the sizes in config/config.yaml
     python benchmarks/constraint_overhead.py --sizes tiny --out-dir /tmp/bench
     python benchmarks/constraint_overhead.py --device cuda --dtype bfloat16
+    python benchmarks/constraint_overhead.py --from-json old/constraint.json --out-dir /tmp/t
 
-Writes constraint.json, constraint.md and constraint_overhead.{png,pdf} to --out-dir. The same
-measurement runs under Snakemake as `snakemake --cores 2 all_costs`.
+Writes constraint.json, constraint.md and constraint_overhead.{png,pdf} to --out-dir; --from-json
+only redraws the table and figure of an earlier run with this code (nothing is measured). The
+same measurement runs under Snakemake as `snakemake --cores 2 all_costs`.
 """
 
 import argparse
@@ -27,7 +29,15 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", help="subset of the configured sizes")
     parser.add_argument("--device", help="override constraint_cost.device (cpu, cuda)")
     parser.add_argument("--dtype", help="override constraint_cost.dtype")
+    parser.add_argument("--from-json", type=Path,
+                        help="an earlier run's constraint.json: redraw its table and figure only")
     args = parser.parse_args()
+    if args.from_json:
+        if not args.from_json.is_file():
+            parser.error(f"--from-json: {args.from_json} is not a file")
+        write_report(args.from_json, args.out_dir / "constraint.md",
+                     args.out_dir / "constraint_overhead.png", args.out_dir / "constraint_overhead.pdf")
+        return
     settings = yaml.safe_load(args.config.read_text())["constraint_cost"]
     sizes = settings["sizes"]
     unknown = sorted(set(args.sizes or []) - set(sizes))

@@ -28,7 +28,7 @@ from asvd.analysis.figure_specs import PER_METHOD_PREFIX, figure_spec
 from asvd.analysis.metrics import BASE_ROW, read_accuracy_csv
 from asvd.analysis.subspaces import overlap_table
 from asvd.analysis.tables import load_runs
-from asvd.cost.overhead import against_peft, summarize
+from asvd.cost.comparison import against_peft, summarize
 from asvd.io import atomic_path, read_json
 from asvd.pipeline.damage import check_readable
 

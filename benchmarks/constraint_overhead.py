@@ -35,9 +35,15 @@ def main() -> None:
     if args.from_json:
         if not args.from_json.is_file():
             parser.error(f"--from-json: {args.from_json} is not a file")
-        write_report(args.from_json, args.out_dir / "constraint.md",
-                     args.out_dir / "constraint_overhead.png", args.out_dir / "constraint_overhead.pdf")
-        return
+        report_json = args.from_json
+    else:
+        report_json = measure(parser, args)
+    write_report(report_json, args.out_dir / "constraint.md",
+                 args.out_dir / "constraint_overhead.png", args.out_dir / "constraint_overhead.pdf")
+
+
+def measure(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    """Run the configured cases into --out-dir/constraint.json; its path."""
     settings = yaml.safe_load(args.config.read_text())["constraint_cost"]
     sizes = settings["sizes"]
     unknown = sorted(set(args.sizes or []) - set(sizes))
@@ -49,9 +55,7 @@ def main() -> None:
     run_suite(sizes, settings["fractions"], report_json, seed=settings["seed"],
               device=args.device or settings["device"], dtype=args.dtype or settings["dtype"],
               methods=settings["methods"], repeats=settings["repeats"])
-    write_report(report_json, args.out_dir / "constraint.md",
-                 args.out_dir / "constraint_overhead.png", args.out_dir / "constraint_overhead.pdf")
-
+    return report_json
 
 if __name__ == "__main__":
     main()

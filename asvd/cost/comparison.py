@@ -12,8 +12,9 @@ from typing import Mapping, Sequence
 def summarize(cases: Sequence[Mapping]) -> list[dict]:
     """One row per size, method and fraction: medians over the repeats, with their range.
 
-    Each ratio is taken to plain fine-tuning of the same size in the same repeat, so a slow
-    moment of the machine moves numerator and denominator together.
+    A step-time ratio is the case's own: per-step, to the plain twin that took its steps in
+    turn with it (``step_ratio``; 1 for plain). A memory ratio is taken to plain fine-tuning of
+    the same size in the same repeat.
     """
     plain = {(c["size"], c.get("repeat", 0)): c for c in cases if c["method"] == "plain"}
     grouped: dict[tuple, list[Mapping]] = {}
@@ -22,11 +23,11 @@ def summarize(cases: Sequence[Mapping]) -> list[dict]:
     rows = []
     for (size, method, fraction), repeats in grouped.items():
         bases = [plain[size, case.get("repeat", 0)] for case in repeats]
-        step = [c["median_step_seconds"] / b["median_step_seconds"] for c, b in zip(repeats, bases)]
+        step = [c["step_ratio"] for c in repeats]
         memory = [c["peak_memory_mb"] / b["peak_memory_mb"] for c, b in zip(repeats, bases)]
-        floors = [(c["median_step_seconds"] - b["median_step_seconds"])
+        floors = [(c["median_step_seconds"] - statistics.median(c["twin_step_seconds"]))
                   / (c["flops_floor"] / (c["reference_gflops"] * 1e9))
-                  for c, b in zip(repeats, bases) if c["flops_floor"]]
+                  for c in repeats if c["flops_floor"]]
         violations = [c["violation"] for c in repeats if c["violation"] is not None]
         rows.append({
             "size": size, "method": method, "fraction_frozen": fraction, "repeats": len(repeats),
@@ -44,12 +45,11 @@ def summarize(cases: Sequence[Mapping]) -> list[dict]:
 
 
 def against_peft(cases: Sequence[Mapping], share: float = 0.75) -> list[dict]:
-    """Per size and fraction: asvd's step overhead (ratio - 1) and peak memory against peft's
-    OSF, compared pass by pass (the same machine state), and whether each claim holds beyond 2
+    """Per size and fraction: asvd's step overhead (ratio to its plain twin - 1) and peak memory
+    against peft's OSF, compared pass by pass, and whether each claim holds beyond 2
     standard deviations of the per-pass values: overhead share (ours / peft's) mean + 2 std at
     most ``share``, memory ratio (ours / peft's) mean + 2 std at most 1. Fewer than two passes
-    give no spread and no verdict (None). Pairing by pass matters on a shared machine: a slow
-    pass slows every method, which widens each method's range but not the per-pass shares."""
+    give no spread and no verdict (None)."""
     by_pass = {(c["size"], c["method"], c["fraction_frozen"], c.get("repeat", 0)): c
                for c in cases}
     verdicts = []
@@ -57,17 +57,14 @@ def against_peft(cases: Sequence[Mapping], share: float = 0.75) -> list[dict]:
         if not method.startswith("asvd"):
             continue
         passes = sorted(r for *case, r in by_pass if tuple(case) == (size, method, fraction)
-                        and (size, "peft_osf", fraction, r) in by_pass
-                        and (size, "plain", 0.0, r) in by_pass)
+                        and (size, "peft_osf", fraction, r) in by_pass)
         if not passes:
             continue
         shares, memory = [], []
         for r in passes:
             ours, peft = by_pass[size, method, fraction, r], by_pass[size, "peft_osf", fraction, r]
-            plain = by_pass[size, "plain", 0.0, r]["median_step_seconds"]
-            peft_overhead = peft["median_step_seconds"] / plain - 1
-            shares.append((ours["median_step_seconds"] / plain - 1) / peft_overhead
-                          if peft_overhead > 0 else None)
+            peft_overhead = peft["step_ratio"] - 1
+            shares.append((ours["step_ratio"] - 1) / peft_overhead if peft_overhead > 0 else None)
             memory.append(ours["peak_memory_mb"] / peft["peak_memory_mb"])
         share_mean, share_std, faster = _upper_bound_holds(shares, share)
         memory_mean, memory_std, smaller = _upper_bound_holds(memory, 1.0)

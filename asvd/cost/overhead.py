@@ -1,7 +1,8 @@
 """Side-by-side cost of the constraint: plain AdamW vs asvd vs PEFT's OSF on random T5 models.
 
-Every case (size x method x frozen fraction) runs in its own process so that its peak memory is
-its own. All three train exactly the target matrices (attention q/k/v/o and the feed-forward
+Every case (size x method x frozen fraction) measures its peak memory alone in a fresh process,
+and its step time in another beside a plain-AdamW twin whose steps alternate with its own. All
+three train exactly the target matrices (attention q/k/v/o and the feed-forward
 wi/wo of every block); everything else is frozen, so the ratios isolate the constraint's cost.
 Nothing is downloaded: the models are random-weight T5s of the published shapes.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -31,6 +33,9 @@ SIZES = {
     "t5-base": dict(d_model=768, d_ff=3072, num_layers=12, num_heads=12, vocab_size=32128),
 }
 METHODS = ("plain", "asvd", "asvd_update", "peft_osf")
+# glibc's mmap threshold fixed at 64 KiB for the memory processes: every tensor beyond it is
+# mapped on allocation and returned on free, so peak RSS does not depend on how the heap grew.
+MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 
 
 def build_model(size: str, seed: int, dtype: str = "float32"):
@@ -117,79 +122,135 @@ def flop_floor(shapes: Mapping[str, tuple[int, int]], frozen: Mapping[str, int],
                for name, (m, n) in shapes.items())
 
 
-def run_case(size: str, method: str, fraction: float, batch: int, source_length: int,
-             target_length: int, steps: int, warmup: int, seed: int = 0, device: str = "cpu",
-             dtype: str = "float32") -> dict:
-    """Train ``warmup + steps`` AdamW steps of one case; time, memory and violation."""
-    import torch
+class _Training:
+    """One case's model, AdamW and (for asvd) constraint on seeded random token batches, stepped
+    one optimizer step at a time. Two of them built with the same seed see the same weights and
+    the same batches."""
 
-    from asvd.method import ranks
-    from asvd.method.constraint import OrthogonalSubspace
-    from asvd.method.targets import find_targets
+    def __init__(self, size: str, method: str, fraction: float, batch: int, source_length: int,
+                 target_length: int, seed: int, device, dtype: str):
+        import torch
+
+        from asvd.method import ranks
+        from asvd.method.constraint import OrthogonalSubspace
+        from asvd.method.targets import find_targets
+
+        self.method, self.device = method, device
+        model = build_model(size, seed, dtype).to(device)
+        targets = find_targets(model, "auto")
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.rsplit(".", 1)[0] in targets)
+        self.shapes = {name: tuple(m.weight.shape) for name, m in targets.items()}
+        self.frozen = ranks.Uniform(unfreeze=1 - fraction).frozen_ranks(self.shapes)
+        if method == "peft_osf":
+            import peft
+
+            # the same k per target as ours: every T5 target's rank is d_model, so one number serves
+            config = peft.OSFConfig(target_modules=["q", "k", "v", "o", "wi", "wo"],
+                                    effective_rank=next(iter(self.frozen.values())))
+            model = peft.get_peft_model(model, config)
+        self.model = model
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=1e-4, weight_decay=0.01)
+        self.constraint, self.setup_seconds = None, None
+        if method in ("asvd", "asvd_update"):
+            _sync(device)
+            start = time.perf_counter()
+            self.constraint = OrthogonalSubspace(
+                model, "auto", ranks.Fixed(self.frozen),
+                project="update" if method == "asvd_update" else "gradient")
+            _sync(device)
+            self.setup_seconds = time.perf_counter() - start
+            self.constraint.wrap(self.optimizer)
+        self.targets = len(targets)
+        self.batch_shapes = (batch, source_length), (batch, target_length)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.steps_taken = 0
+
+    def step(self) -> float:
+        """One forward, backward and optimizer step on a fresh batch; its seconds."""
+        import torch
+
+        vocab = self.model.config.vocab_size
+        source, labels = (torch.randint(1, vocab, shape, generator=self.generator).to(self.device)
+                          for shape in self.batch_shapes)
+        _sync(self.device)
+        start = time.perf_counter()
+        self.model(input_ids=source, labels=labels).loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        _sync(self.device)
+        self.steps_taken += 1
+        return time.perf_counter() - start
+
+    def violation(self) -> float | None:
+        """The frozen triplets' relative violation now (None for plain AdamW)."""
+        if self.constraint is not None:
+            return self.constraint.max_violation()
+        return _peft_violation(self.model) if self.method == "peft_osf" else None
+
+
+def time_case(size: str, method: str, fraction: float, batch: int, source_length: int,
+              target_length: int, steps: int, warmup: int, seed: int = 0, device: str = "cpu",
+              dtype: str = "float32") -> dict:
+    """Step time of one case against a plain-AdamW twin trained in the same process.
+
+    The twin sees the same weights and batches, and the two take their timed steps in turn
+    (ABBA order), so a slow moment of a shared machine slows both: the per-step ratios cancel
+    the drift that separate processes would put between a method and its baseline. Plain AdamW
+    itself is timed alone (its ratio is 1 by definition)."""
+    import torch
 
     _check_known([size], [method])
     device = torch.device(device)
-    rss_start = _peak_memory_mb(device)
-    model = build_model(size, seed, dtype).to(device)
-    targets = find_targets(model, "auto")
-    for name, param in model.named_parameters():
-        param.requires_grad_(name.rsplit(".", 1)[0] in targets)
-    shapes = {name: tuple(m.weight.shape) for name, m in targets.items()}
-    frozen = ranks.Uniform(unfreeze=1 - fraction).frozen_ranks(shapes)
-    constraint = None
-    if method == "peft_osf":
-        import peft
-
-        # the same k per target as ours: every T5 target's rank is d_model, so one number serves
-        config = peft.OSFConfig(target_modules=["q", "k", "v", "o", "wi", "wo"],
-                                effective_rank=next(iter(frozen.values())))
-        model = peft.get_peft_model(model, config)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=1e-4, weight_decay=0.01)
-    svd_seconds = None
-    if method in ("asvd", "asvd_update"):
-        _sync(device)
-        start = time.perf_counter()
-        constraint = OrthogonalSubspace(model, "auto", ranks.Fixed(frozen),
-                                        project="update" if method == "asvd_update" else "gradient")
-        _sync(device)
-        svd_seconds = time.perf_counter() - start
-        constraint.wrap(optimizer)
-    generator = torch.Generator().manual_seed(seed)
-    vocab = model.config.vocab_size
-    times = []
+    shape = dict(batch=batch, source_length=source_length, target_length=target_length,
+                 seed=seed, device=device, dtype=dtype)
+    ours = _Training(size, method, fraction, **shape)
+    twin = _Training(size, "plain", 0.0, **shape) if method != "plain" else None
+    times, twin_times = [], []
     for step in range(warmup + steps):
-        source = torch.randint(1, vocab, (batch, source_length), generator=generator).to(device)
-        labels = torch.randint(1, vocab, (batch, target_length), generator=generator).to(device)
-        _sync(device)
-        start = time.perf_counter()
-        model(input_ids=source, labels=labels).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        _sync(device)
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
-    peak_memory = _peak_memory_mb(device)  # before the checks below allocate anything
-    if constraint is not None:
-        violation = constraint.max_violation()
-    elif method == "peft_osf":
-        violation = _peft_violation(model)
-    else:
-        violation = None
-    flops_floor = flop_floor(shapes, frozen, method) if method.startswith("asvd") else None
+        pair = [(ours, times), (twin, twin_times)][:: 1 if step % 2 == 0 else -1]
+        for training, timed in pair:
+            if training is not None:
+                seconds = training.step()
+                if step >= warmup:
+                    timed.append(seconds)
+    ratios = [a / b for a, b in zip(times, twin_times)] if twin is not None else [1.0] * steps
+    flops = flop_floor(ours.shapes, ours.frozen, method) if method.startswith("asvd") else None
     return {
         "size": size, "method": method, "fraction_frozen": fraction if method != "plain" else 0.0,
         "device": device.type, "dtype": dtype, "batch": batch, "source_length": source_length,
         "target_length": target_length, "steps": steps, "step_seconds": times,
         "median_step_seconds": statistics.median(times),
-        "peak_memory_mb": peak_memory,
-        "memory_at_start_mb": rss_start,
-        "trained_parameters": sum(p.numel() for p in parameters),
-        "targets": len(targets), "violation": violation, "violation_steps": warmup + steps,
-        "constraint_setup_seconds": svd_seconds, "flops_floor": flops_floor,
+        "twin_step_seconds": twin_times or None,
+        "step_ratio": statistics.median(ratios),
+        "trained_parameters": sum(p.numel() for p in ours.parameters),
+        "targets": ours.targets, "violation": ours.violation(), "violation_steps": ours.steps_taken,
+        "constraint_setup_seconds": ours.setup_seconds, "flops_floor": flops,
         "reference_gflops": _reference_gflops(device, getattr(torch, dtype),
                                               SIZES[size]["d_model"]),
     }
+
+
+def memory_case(size: str, method: str, fraction: float, batch: int, source_length: int,
+                target_length: int, warmup: int, seed: int = 0, device: str = "cpu",
+                dtype: str = "float32") -> dict:
+    """Peak memory of one case alone in its process over ``warmup + 1`` steps (AdamW's state
+    exists from the first). On the CPU this is the process's peak RSS; :func:`run_suite` runs it
+    with glibc's mmap threshold fixed (:data:`MEMORY_ENV`), so that freed tensors leave the
+    process and the peak follows the bytes the case holds rather than the heap's history
+    (repeats then agree to the megabyte). On a GPU, ``torch.cuda.max_memory_allocated``."""
+    import torch
+
+    _check_known([size], [method])
+    device = torch.device(device)
+    start = _peak_memory_mb(device)
+    training = _Training(size, method, fraction, batch, source_length, target_length, seed,
+                         device, dtype)
+    for _ in range(warmup + 1):
+        training.step()
+    return {"peak_memory_mb": _peak_memory_mb(device), "memory_at_start_mb": start,
+            "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_")}
 
 
 def svd_timing(size: str, fraction: float, seed: int = 0, oversample: int = 10,
@@ -225,12 +286,22 @@ def svd_timing(size: str, fraction: float, seed: int = 0, oversample: int = 10,
             "lowrank_max_sin_angle": worst_angle, "lowrank_max_rel_sigma_error": worst_value}
 
 
+def _in_process(kind: str, kwargs: Mapping, env: Mapping[str, str] | None = None) -> dict:
+    """Run :func:`time_case` or :func:`memory_case` in a fresh Python process; its result."""
+    result = subprocess.run([sys.executable, "-m", "asvd.cost.overhead", kind, json.dumps(kwargs)],
+                            capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if result.returncode != 0:
+        raise RuntimeError(f"benchmark case {kwargs} failed ({kind}):\n{result.stderr[-4000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def run_suite(sizes: Mapping[str, Mapping], fractions: Sequence[float], out_json: str | Path,
               seed: int = 0, device: str = "cpu", dtype: str = "float32",
               methods: Sequence[str] = METHODS, repeats: int = 3) -> dict:
-    """Every case ``repeats`` times, each in a fresh process, the order reversed on every second
-    pass (a drift of the machine then does not favour one method); then SVD timings. The JSON
-    report is written atomically."""
+    """Every case ``repeats`` times, the order reversed on every second pass (a drift of the
+    machine then does not favour one method): its memory alone in a fresh process, its step
+    time beside a plain twin in another (:func:`time_case`); then SVD timings. The JSON report
+    is written atomically."""
     from tqdm.auto import tqdm
 
     _check_known(sizes, methods)
@@ -249,15 +320,13 @@ def run_suite(sizes: Mapping[str, Mapping], fractions: Sequence[float], out_json
     for repeat, (size, method, fraction) in tqdm(passes, desc="benchmark cases"):
         kwargs = dict(size=size, method=method, fraction=fraction, seed=seed, device=device,
                       dtype=dtype, **sizes[size])
-        result = subprocess.run([sys.executable, "-m", "asvd.cost.overhead", json.dumps(kwargs)],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"benchmark case {kwargs} failed:\n{result.stderr[-4000:]}")
-        cases.append({**json.loads(result.stdout.strip().splitlines()[-1]), "repeat": repeat})
-        log.info("%s %s %.0f%% frozen (pass %d): median step %.3f s, peak memory %.0f MB, "
-                 "violation %s", size, method, 100 * fraction, repeat + 1,
-                 cases[-1]["median_step_seconds"], cases[-1]["peak_memory_mb"],
-                 cases[-1]["violation"])
+        untimed = {key: value for key, value in kwargs.items() if key != "steps"}
+        memory = _in_process("memory", untimed, MEMORY_ENV)
+        cases.append({**_in_process("time", kwargs), **memory, "repeat": repeat})
+        log.info("%s %s %.0f%% frozen (pass %d): median step %.3f s (%.3f x its plain twin), "
+                 "peak memory %.0f MB, violation %s", size, method, 100 * fraction, repeat + 1,
+                 cases[-1]["median_step_seconds"], cases[-1]["step_ratio"],
+                 cases[-1]["peak_memory_mb"], cases[-1]["violation"])
     summary = summarize(cases)
     report = {
         "cases": cases,
@@ -272,7 +341,8 @@ def run_suite(sizes: Mapping[str, Mapping], fractions: Sequence[float], out_json
 
 def markdown_table(report: Mapping) -> str:
     """The measurements as Markdown tables (the README shows these from an actual run): medians
-    over the repeats with their range in brackets, then the pass-by-pass comparison with peft.
+    over the repeats with their range in brackets (step ratios to each case's plain twin), then
+    the pass-by-pass comparison with peft.
     Both are derived from the report's raw cases by this code, not read from stored summaries."""
     def spread(median, bounds, digits=2):
         return f"{median:.{digits}f} ({bounds[0]:.{digits}f}–{bounds[1]:.{digits}f})"
@@ -283,7 +353,7 @@ def markdown_table(report: Mapping) -> str:
     def verdict(holds):
         return {True: "yes", False: "no", None: "–"}[holds]
 
-    lines = ["| size | method | frozen | step s | step ratio (range) | peak MB (range) "
+    lines = ["| size | method | frozen | step s | step ratio to twin (range) | peak MB (range) "
              "| memory ratio | overhead / flops | violation (steps) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in summarize(report["cases"]):
@@ -341,5 +411,6 @@ def _versions() -> dict[str, str]:
             "threads": str(torch.get_num_threads())}
 
 
-if __name__ == "__main__":  # one case, run by run_suite in a fresh process
-    print(json.dumps(run_case(**json.loads(sys.argv[1]))))
+if __name__ == "__main__":  # one measurement of one case, run by run_suite in a fresh process
+    measure = {"time": time_case, "memory": memory_case}[sys.argv[1]]
+    print(json.dumps(measure(**json.loads(sys.argv[2]))))

@@ -38,8 +38,12 @@ def main() -> None:
         report_json = args.from_json
     else:
         report_json = measure(parser, args)
-    write_report(report_json, args.out_dir / "constraint.md",
-                 args.out_dir / "constraint_overhead.png", args.out_dir / "constraint_overhead.pdf")
+    try:
+        write_report(report_json, args.out_dir / "constraint.md",
+                     args.out_dir / "constraint_overhead.png",
+                     args.out_dir / "constraint_overhead.pdf")
+    except ValueError as error:  # a report this code cannot read
+        parser.error(str(error))
 
 
 def measure(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:

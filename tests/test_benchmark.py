@@ -29,6 +29,7 @@ def cases():
 def test_every_method_trains_the_same_matrices_and_ours_stays_exact(cases):
     by_method = {case["method"]: case for case in cases}
     assert by_method["plain"]["trained_parameters"] == by_method["asvd"]["trained_parameters"]
+    # peft's count is of the matrices it wrapped: ours exactly, no cross-attention
     assert by_method["plain"]["targets"] == by_method["peft_osf"]["targets"] == 24
     # peft trains the low factors only: fewer parameters than the full matrices
     assert by_method["peft_osf"]["trained_parameters"] < by_method["plain"]["trained_parameters"]
@@ -56,6 +57,30 @@ def test_each_method_is_timed_step_by_step_beside_a_plain_twin(cases):
         assert len(twin) == TINY["steps"]
         ratios = [ours / plain for ours, plain in zip(case["step_seconds"], twin)]
         assert case["step_ratio"] == pytest.approx(statistics.median(ratios))
+
+
+def test_the_case_and_its_twin_take_their_steps_in_abba_order(monkeypatch):
+    order = []
+    monkeypatch.setattr(benchmark._Training, "step",
+                        lambda self: order.append(self.method) or 1.0 + (self.method == "asvd"))
+    case = benchmark.time_case("tiny", "asvd", 0.5, **dict(TINY, steps=4))
+    assert order == ["asvd", "plain", "plain", "asvd", "asvd", "plain", "plain", "asvd",
+                     "asvd", "plain"]  # one warm-up pair, then four timed ones
+    assert case["step_seconds"] == [2.0] * 4 and case["twin_step_seconds"] == [1.0] * 4
+    assert case["step_ratio"] == 2.0
+
+
+def test_overhead_over_flops_is_ours_minus_the_twin_over_the_flop_time():
+    case = {"size": "s", "method": "asvd", "fraction_frozen": 0.5, "repeat": 0,
+            "median_step_seconds": 3.0, "twin_step_seconds": [1.0, 2.0, 9.0], "step_ratio": 1.5,
+            "flops_floor": 4e9, "reference_gflops": 2.0, "peak_memory_mb": 900.0,
+            "violation": 1e-6, "violation_steps": 4}
+    plain = dict(case, method="plain", fraction_frozen=0.0, step_ratio=1.0, flops_floor=None,
+                 twin_step_seconds=None, peak_memory_mb=800.0, violation=None)
+    ours = next(row for row in benchmark.summarize([plain, case]) if row["method"] == "asvd")
+    # (3 s - the twin's median 2 s) over 4 GFLOP at 2 GFLOP/s
+    assert ours["overhead_vs_floor"] == pytest.approx(0.5)
+    assert ours["memory_ratio"] == pytest.approx(900 / 800) and ours["step_ratio"] == 1.5
 
 
 def test_the_twin_trains_what_plain_adamw_trains_alone():
@@ -130,6 +155,16 @@ def test_the_script_names_a_missing_json_before_doing_anything(tmp_path):
     result = subprocess.run([sys.executable, str(SCRIPT), "--from-json", str(tmp_path / "no.json"),
                              "--out-dir", str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 2 and "--from-json" in result.stderr and "no.json" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_report_from_before_twin_timing_is_refused_by_name(tmp_path):
+    old = {"cases": [{"size": "tiny", "method": "plain", "fraction_frozen": 0.0,
+                      "median_step_seconds": 1.0, "peak_memory_mb": 400.0}]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    result = subprocess.run([sys.executable, str(SCRIPT), "--from-json", str(tmp_path / "old.json"),
+                             "--out-dir", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 2 and "old.json" in result.stderr and "step_ratio" in result.stderr
     assert not (tmp_path / "out").exists()
 
 

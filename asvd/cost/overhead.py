@@ -82,6 +82,13 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _constrained_matrices(model) -> int:
+    """How many weight matrices peft's OSF wrapped in ``model``."""
+    from peft.tuners.osf.layer import OSFLayer
+
+    return sum(isinstance(module, OSFLayer) for module in model.modules())
+
+
 def _peft_violation(model) -> float:
     """Relative violation of the frozen triplets by PEFT OSF's effective weights W + delta."""
     import torch
@@ -145,8 +152,9 @@ class _Training:
         if method == "peft_osf":
             import peft
 
-            # the same k per target as ours: every T5 target's rank is d_model, so one number serves
-            config = peft.OSFConfig(target_modules=["q", "k", "v", "o", "wi", "wo"],
+            # exactly our targets, by full name (a suffix such as "q" would also wrap the
+            # cross-attention), at the same k: every T5 target's rank is d_model, so one number serves
+            config = peft.OSFConfig(target_modules=list(targets),
                                     effective_rank=next(iter(self.frozen.values())))
             model = peft.get_peft_model(model, config)
         self.model = model
@@ -162,7 +170,7 @@ class _Training:
             _sync(device)
             self.setup_seconds = time.perf_counter() - start
             self.constraint.wrap(self.optimizer)
-        self.targets = len(targets)
+        self.targets = _constrained_matrices(model) if method == "peft_osf" else len(targets)
         self.batch_shapes = (batch, source_length), (batch, target_length)
         self.generator = torch.Generator().manual_seed(seed)
         self.steps_taken = 0
@@ -395,7 +403,12 @@ def write_report(report_json: str | Path, out_md: str | Path, out_png: str | Pat
     from asvd.analysis.figures import plot_constraint_cost
     from asvd.io import read_json, write_text
 
-    write_text(out_md, markdown_table(read_json(report_json)))
+    report = read_json(report_json)
+    untwinned = [i for i, case in enumerate(report["cases"]) if "step_ratio" not in case]
+    if untwinned:
+        raise ValueError(f"{report_json}: cases {untwinned[:5]} have no step_ratio: the report "
+                         f"predates timing beside a plain twin; measure it again")
+    write_text(out_md, markdown_table(report))
     plot_constraint_cost(report_json, out_png, out_pdf)
 
 

@@ -19,7 +19,7 @@ rule constraint_cost:
     threads: 1024
     resources:
         mem_mb=24000,
-        runtime=240,  # minutes: three passes of every case take about 1.5 h on 2 CPU cores
+        runtime=240,  # minutes: three passes of every case take about 3 h on 2 CPU cores
     params:
         settings=config["constraint_cost"],
         code=code_version("constraint_cost"),

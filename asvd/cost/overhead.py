@@ -2,8 +2,8 @@
 
 Every case (size x method x frozen fraction) measures its peak memory alone in a fresh process,
 and its step time in another beside a plain-AdamW twin whose steps alternate with its own. All
-three train exactly the target matrices (attention q/k/v/o and the feed-forward
-wi/wo of every block); everything else is frozen, so the ratios isolate the constraint's cost.
+three train exactly the target matrices (self-attention q/k/v/o and the feed-forward wi/wo of
+every block); everything else is frozen, so the ratios isolate the constraint's cost.
 Nothing is downloaded: the models are random-weight T5s of the published shapes.
 """
 
@@ -216,13 +216,12 @@ def time_case(size: str, method: str, fraction: float, batch: int, source_length
     ours = _Training(size, method, fraction, **shape)
     twin = _Training(size, "plain", 0.0, **shape) if method != "plain" else None
     times, twin_times = [], []
+    runs = [(ours, times)] + ([] if twin is None else [(twin, twin_times)])
     for step in range(warmup + steps):
-        pair = [(ours, times), (twin, twin_times)][:: 1 if step % 2 == 0 else -1]
-        for training, timed in pair:
-            if training is not None:
-                seconds = training.step()
-                if step >= warmup:
-                    timed.append(seconds)
+        for training, timed in runs[:: 1 if step % 2 == 0 else -1]:
+            seconds = training.step()
+            if step >= warmup:
+                timed.append(seconds)
     ratios = [a / b for a, b in zip(times, twin_times)] if twin is not None else [1.0] * steps
     flops = flop_floor(ours.shapes, ours.frozen, method) if method.startswith("asvd") else None
     return {

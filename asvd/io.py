@@ -45,19 +45,21 @@ def _prepare(target: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path (in a private folder beside ``path``); rename it onto ``path`` only
+    on success."""
     target = Path(path)
     _prepare(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    # the file is made in a private folder beside ``path``: a writer's own temporaries (safetensors
+    # writes ``.tmpXXXXXX`` beside the file it is given, then renames it) stay inside it, so a
+    # killed job's are swept with it by ``_prepare`` on the rerun
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp_path = tmp_dir / target.name
     try:
         with _named_disk_full(target):
             yield tmp_path
         os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -143,14 +143,30 @@ def test_block_importance_is_the_cosine_between_a_blocks_input_and_output():
     assert scores == pytest.approx({"layers.0": 1.0, "layers.1": 1.0})
 
 
-def test_a_block_with_a_non_positive_score_is_refused_naming_its_targets():
+def test_a_block_with_a_negative_score_is_kept_and_gets_mrr_not_refused():
     torch.manual_seed(0)
     net = _Stack([0.0, -2.0])
     with torch.no_grad():
         net.layers[1].fc.weight.copy_(torch.eye(4))
         net.layers[1].fc.bias.zero_()
     targets = {"layers.0.fc": net.layers[0].fc, "layers.1.fc": net.layers[1].fc}
-    with pytest.raises(ValueError, match=r"layers\.1 = -1\.0.*targets \['layers\.1\.fc'\]"):
+    scores = importance_scores(net, targets, [{"x": torch.randn(5, 4)}])
+    assert scores == pytest.approx({"layers.0": 1.0, "layers.1": -1.0})
+    rule = ranks.Importance(mrr=0.1, trr=0.8)
+    assert rule.unimportant_units(scores) == ["layers.1"]
+    # block 1 counts as I = 0 (r = mrr); block 0 takes the whole mean: r = 0.1 + 2 * 0.7
+    assert rule.retention_ratios(scores) == pytest.approx({"layers.0": 1.5, "layers.1": 0.1})
+    shapes = {"layers.0.fc": (4, 4), "layers.1.fc": (4, 4)}
+    assert rule.frozen_ranks(shapes, scores) == {"layers.0.fc": 3, "layers.1.fc": 0}
+    assert rule.clamped_targets(shapes, scores) == ["layers.0.fc"]
+
+
+def test_a_block_with_a_nan_score_is_refused_naming_its_targets():
+    net = _Stack([0.0, 1.0])
+    with torch.no_grad():
+        net.layers[1].fc.weight.fill_(float("nan"))
+    targets = {"layers.0.fc": net.layers[0].fc, "layers.1.fc": net.layers[1].fc}
+    with pytest.raises(ValueError, match=r"layers\.1 = nan.*targets \['layers\.1\.fc'\]"):
         importance_scores(net, targets, [{"x": torch.randn(5, 4)}])
 
 

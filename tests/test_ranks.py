@@ -21,10 +21,46 @@ def test_importance_worked_case():
     assert rule.frozen_ranks(shapes, importance) == {"a": 18, "b": 32, "c": 9}
 
 
-def test_importance_negative_scores_clamp_to_zero():
+def test_importance_negative_scores_count_as_zero_and_get_mrr():
+    # clipped I = (0, 5), mean 2.5: r = (0.1, 0.1 + 2 * 0.7 = 1.5); b asks for 12 of 8 -> 7
     rule = ranks.Importance(mrr=0.1, trr=0.8, granularity="matrix")
     shapes = {"a": (8, 8), "b": (8, 8)}
-    assert rule.frozen_ranks(shapes, {"a": -3.0, "b": 5.0}) == {"a": 0, "b": 7}
+    importance = {"a": -3.0, "b": 5.0}
+    assert rule.retention_ratios(importance) == pytest.approx({"a": 0.1, "b": 1.5})
+    assert rule.frozen_ranks(shapes, importance) == {"a": 0, "b": 7}
+    assert rule.unimportant_units(importance) == ["a"]
+    assert rule.clamped_targets(shapes, importance) == ["b"]
+
+
+def test_a_slightly_negative_block_never_refuses_a_base():
+    # the measured case: a 256-wide base whose decoder block 0 scored -0.0018 on its first task
+    rule = ranks.Importance(mrr=0.1, trr=0.8)
+    importance = {"m.encoder.layers.0": 0.9, "m.encoder.layers.1": 0.95,
+                  "m.decoder.layers.0": -0.0018, "m.decoder.layers.1": 0.5}
+    ratios = rule.retention_ratios(importance)
+    assert ratios["m.decoder.layers.0"] == pytest.approx(0.1)
+    assert all(math.isfinite(r) and r >= 0.1 for r in ratios.values())
+
+
+def test_no_positive_importance_gives_every_unit_mrr():
+    rule = ranks.Importance(mrr=0.2, trr=0.8, granularity="matrix")
+    assert rule.retention_ratios({"a": 0.0, "b": -1.0}) == {"a": 0.2, "b": 0.2}
+
+
+def test_non_finite_importance_is_refused_naming_the_unit():
+    rule = ranks.Importance(granularity="matrix")
+    with pytest.raises(ValueError, match=r"importance of \['b'\] is not finite"):
+        rule.retention_ratios({"a": 1.0, "b": math.nan})
+
+
+def test_clamped_targets_are_exactly_those_the_clamp_changed():
+    rule = ranks.Importance(mrr=0.1, trr=0.8, granularity="matrix")
+    shapes = {"a": (10, 10), "b": (10, 10), "c": (10, 10)}
+    importance = {"a": 0.2, "b": 1.0, "c": 1.8}  # r = 0.24, 0.8, 1.36 -> k 2, 8, 13 -> 9
+    unclamped = {name: math.floor(r * 10) for name, r in rule.retention_ratios(importance).items()}
+    frozen = rule.frozen_ranks(shapes, importance)
+    assert rule.clamped_targets(shapes, importance) == [
+        name for name in shapes if frozen[name] != unclamped[name]] == ["c"]
 
 
 BLOCKS = {

@@ -22,9 +22,12 @@ from asvd.analysis.figures import (
     plot_importance_ratios,
     plot_learnability_retention,
     plot_method_matrices,
+    plot_premise,
     plot_singular_spectra,
     plot_subspace_overlap,
     plot_task_curves,
+    premise_shares,
+    rule_limits,
 )
 from asvd.analysis.metrics import write_accuracy_csv
 from asvd.analysis.subspaces import overlap_table
@@ -36,6 +39,21 @@ TASKS = ["dbpedia", "amazon", "yahoo"]
 TARGETS = [f"encoder.block.{i}.layer.0.SelfAttention.q" for i in (0, 1, 2, 10)]
 
 
+def premise_of(earlier: float, new: float) -> dict:
+    """A premise measurement over TASKS: every earlier task's input share ``earlier`` (block 1:
+    ``earlier - 0.1``), the new task's ``new``; the headline as the measuring code writes it."""
+    def shares(value):
+        blocks = {"encoder.block.0": {"input": value, "output": 1.0},
+                  "encoder.block.1": {"input": value - 0.1, "output": 1.0}}
+        return {"input": value - 0.05, "output": 1.0, "blocks": blocks}
+    steps = [{"index": i, "task": task, "subspace": "frozen",
+              "shares": {seen: shares(new if seen == task else earlier) for seen in TASKS[:i]}}
+             for i, task in enumerate(TASKS, start=1)]
+    return {"samples": 4, "subspace_of": "own", "steps": steps,
+            "earlier_input_share": earlier - 0.05, "new_input_share": new - 0.05,
+            "earlier_output_share": 1.0, "new_output_share": 1.0}
+
+
 def write_summary(path: Path, method: str, order: str, seed: int, aa: float, **extra) -> Path:
     summary = {
         "method": method, "order": order, "seed": seed,
@@ -43,6 +61,7 @@ def write_summary(path: Path, method: str, order: str, seed: int, aa: float, **e
         "learning_accuracy": aa + 5, "micro_accuracy": aa + 1,
         "general": {"base": 40.0, "per_step": [38.0, 36.0, aa / 2],
                     "final": aa / 2, "retention": 100 * (aa / 2) / 40},
+        "premise": premise_of(0.9 + seed / 100, 0.6),
         "tasks": TASKS,
     } | extra  # fmt: skip
     path.write_text(json.dumps(summary))
@@ -91,11 +110,14 @@ def test_summary_tables(tmp_path, summaries):
     assert rows.loc[("zeta_sub", "order2"), "general_retention_mean"] == pytest.approx(77.5)
     assert np.isnan(rows.loc[("alpha", "order1"), "aa_std"])
     assert np.isnan(rows.loc[("alpha", "order1"), "fwt_mean"])
+    # the premise's headline: earlier tasks' input share in V_h (seeds 1, 2: 0.86, 0.87), new 0.55
+    assert rows.loc[("zeta_sub", "order1"), "premise_earlier_input_share_mean"] == pytest.approx(0.865)
+    assert rows.loc[("zeta_sub", "order1"), "premise_new_input_share_mean"] == pytest.approx(0.55)
 
     markdown = out[1].read_text()
     assert "| zeta_sub | order1  |   2 | 71.00 ± 1.41" in markdown
     assert "| alpha    | order1  |   1 | 50.00        |" in markdown
-    assert "Gen. retention" in markdown and "–" in markdown
+    assert "Gen. retention" in markdown and "Earlier in V_h" in markdown and "–" in markdown
 
     latex = out[2].read_text()
     assert r"zeta\_sub & order1 & 2 & 71.00 $\pm$ 1.41" in latex
@@ -282,6 +304,46 @@ def test_plot_importance_ratios(tmp_path):
     png, pdf = outputs(tmp_path, "importance")
     plot_importance_ratios({"asvd": write_importance_logs(tmp_path / "asvd")}, png, pdf)
     assert_png_and_pdf(png, pdf)
+
+
+def test_rule_limits_name_clamped_targets_and_mrr_units_per_step(tmp_path):
+    paths = write_importance_logs(tmp_path / "asvd")
+    logs = [json.loads(path.read_text()) for path in paths[1:]]
+    logs[0] |= {"clamped_targets": [TARGETS[0], TARGETS[1]], "unimportant_units": []}
+    logs[1] |= {"clamped_targets": [TARGETS[1]], "unimportant_units": ["encoder.block.1"]}
+    assert rule_limits(logs) == {"encoder.block.0": " [clamped 1@2]",
+                                 "encoder.block.1": " [clamped 1@2; clamped 1@3; mrr@3]"}
+    png, pdf = outputs(tmp_path, "importance")
+    for path, log in zip(paths[1:], logs):
+        path.write_text(json.dumps(log))
+    plot_importance_ratios({"asvd": paths}, png, pdf)
+    assert_png_and_pdf(png, pdf)
+
+
+def test_premise_shares_line_up_tasks_by_how_far_back_they_were_trained(tmp_path):
+    summary = write_summary(tmp_path / "s.json", "asvd", "order1", 0, 50.0)
+    table = premise_shares([summary, write_summary(tmp_path / "n.json", "seqft", "order1", 0,
+                                                   50.0, premise=None)])
+    assert set(table["method"]) == {"asvd"}  # a run without a premise is left out
+    assert sorted(set(table["step"])) == [2, 3]  # step 1 has no earlier task
+    everything = table[table["unit"] == "all targets"].set_index(["step", "series"])["share"]
+    assert everything.to_dict() == pytest.approx({
+        (2, "1 back"): 0.85, (2, "new task"): 0.55,
+        (3, "2 back"): 0.85, (3, "1 back"): 0.85, (3, "new task"): 0.55})
+    block = table[(table["unit"] == "encoder.block.1") & (table["series"] == "new task")]
+    assert block["share"].tolist() == pytest.approx([0.5, 0.5])
+
+
+def test_plot_premise(tmp_path, summaries):
+    png, pdf = outputs(tmp_path, "premise")
+    plot_premise(summaries, png, pdf)
+    assert_png_and_pdf(png, pdf)
+
+
+def test_plot_premise_without_any_measurement_is_refused(tmp_path):
+    summary = write_summary(tmp_path / "s.json", "seqft", "order1", 0, 50.0, premise=None)
+    with pytest.raises(ValueError, match="no premise measured in 1 run summaries"):
+        plot_premise([summary], *outputs(tmp_path, "premise"))
 
 
 def test_importance_ratios_without_any_importance_is_refused(tmp_path):

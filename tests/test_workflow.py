@@ -323,6 +323,11 @@ BAD_CONFIGS = {
         {"reference_runs": {"seqft": {"path": "nowhere", "order": 1}}},
         ["reference_runs.seqft: the name is a method's", "reference_runs.seqft.path: 'nowhere'"],
     ),
+    "premise measured against an unconstrained method": (
+        {"premise": {"reference": "seqft"}},
+        ["premise.reference: 'seqft' is not a constrained method"],
+    ),
+    "premise without samples": ({"premise": {"samples": 0}}, ["premise", "samples"]),
     "reference run without its order": (
         {"reference_runs": {"published": {"path": "config"}}},
         ["reference_runs.published", "'order' is a required property"],
@@ -516,6 +521,32 @@ def test_e2e_asvd_freezes_at_least_mrr_of_every_target_and_logs_what_set_it(e2e)
         assert f"results/e2e/figures/{name}.png" in e2e.outputs
 
 
+def test_e2e_every_run_measures_the_premise_and_seqft_against_asvds_rule(e2e):
+    """asvd's shares come from the subspace it trained under; seqft's from the one asvd's rule
+    would have frozen. Both start step 1 from the same base with the same rule and samples, so
+    their step-1 measurements agree exactly: the stand-in rebuilds what training built."""
+    asvd, seqft = (json.loads((e2e.run_dir(m) / "summary.json").read_text())["premise"]
+                   for m in ("asvd", "seqft"))
+    assert asvd["subspace_of"] == "own" and seqft["subspace_of"] == "asvd"
+    assert [step["subspace"] for step in asvd["steps"]] == ["frozen", "frozen"]
+    assert [step["subspace"] for step in seqft["steps"]] == ["would_freeze", "would_freeze"]
+    assert seqft["steps"][0]["shares"] == asvd["steps"][0]["shares"]
+    tasks = e2e.config["orders"][1]
+    for premise in (asvd, seqft):
+        last = premise["steps"][-1]["shares"]
+        assert list(last) == tasks  # the earlier task and the new one
+        for share in last.values():
+            assert 0 <= share["input"] <= 1 and 0 <= share["output"] <= 1
+            assert set(share["blocks"]) == {f"model.{side}.layers.{i}"
+                                            for side in ("encoder", "decoder") for i in (0, 1)}
+        assert premise["earlier_input_share"] == last[tasks[0]]["input"]
+        assert premise["new_input_share"] == last[tasks[1]]["input"]
+    table = pd.read_csv(e2e.results / "tables" / "summary.csv", dtype={"order": str})
+    row = table[(table["method"] == "asvd") & (table["order"] == "1")].iloc[0]
+    assert row["premise_earlier_input_share_mean"] == pytest.approx(asvd["earlier_input_share"])
+    assert "results/e2e/figures/premise.png" in e2e.outputs
+
+
 def test_e2e_second_dry_run_has_nothing_to_do(e2e):
     result = run_snakemake(e2e.workdir, "all_figures", "-n", configfiles=[e2e.configfile])
     assert "Nothing to be done" in result.stdout + result.stderr, result.stderr
@@ -564,13 +595,16 @@ def test_e2e_editing_a_module_reruns_exactly_the_rules_that_import_it(e2e, tmp_p
                 for name in ("model", "train_log.json")}
 
     steps = list(e2e.results.glob("*/order*/seed*/step*"))
+    # the premise is measured with the training stage's own constraint and loop
+    premises = {str(path.relative_to(e2e.workdir)) for path in e2e.results.glob("*/order*/seed*/premise.json")}
+    assert len(premises) == len(e2e.config["run"]["methods"])
     files, planned = changed("method/constraint.py")
-    assert files == outputs(steps)
-    assert {"finetune_task", "svd_cache", "evaluate_checkpoint"} <= planned
+    assert files == outputs(steps) | premises
+    assert {"finetune_task", "svd_cache", "evaluate_checkpoint", "measure_premise"} <= planned
     assert "base_model" not in planned and "prepare_dataset" not in planned
 
     files, _ = changed("train/loop.py")
-    assert files == outputs([e2e.results / "base", *steps])
+    assert files == outputs([e2e.results / "base", *steps]) | premises
 
     files, planned = changed("analysis/metrics.py")
     assert "finetune_task" not in planned and "evaluate_checkpoint" not in planned

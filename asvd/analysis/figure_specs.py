@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DATA = ("matrices", "summaries", "train_logs", "runs", "svd_caches")
-METHODS = ("all", "constrained", "importance")
+METHODS = ("all", "constrained", "importance", "premise")
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,8 @@ class FigureSpec:
     ``plot(data, [extra,] out_png, out_pdf)``. ``data``: what it reads, per method --
     accuracy matrices, run summaries, training logs, the SVD caches and logs of each step
     (``runs``) or the SVD caches alone. ``methods``: which of the study's methods it shows
-    (every one, the constrained ones, those whose rank rule measures importance); a figure
-    none of them qualifies for is not drawn. ``comparison``: also drawn over every method
+    (every one, the constrained ones, those whose rank rule measures importance, those whose
+    runs measure the premise); a figure none of them qualifies for is not drawn. ``comparison``: also drawn over every method
     (``all_baselines``); ``ablation``: also over the retention ablation's variants;
     ``references``: published reference runs join it; ``needs_general``: only when the benchmark
     has a general-ability set. ``extra``: a second argument the function takes (``method``
@@ -61,6 +61,8 @@ FIGURES: dict[str, FigureSpec] = {
     "frozen_ranks": FigureSpec("plot_frozen_ranks", "train_logs", methods="constrained"),
     "subspace_overlap": FigureSpec("plot_subspace_overlap", "runs", methods="constrained"),
     "importance_ratios": FigureSpec("plot_importance_ratios", "train_logs", methods="importance"),
+    "premise": FigureSpec("plot_premise", "summaries", methods="premise", comparison=True,
+                          ablation=True),
 }
 # One heatmap per method of the study: ``accuracy_matrix_<method>``.
 PER_METHOD_PREFIX = "accuracy_matrix_"

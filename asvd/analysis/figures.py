@@ -462,6 +462,22 @@ def _unit_table(logs: Sequence[dict], key: str) -> pd.DataFrame:
     return pd.DataFrame(columns, index=units, dtype=float)
 
 
+def rule_limits(logs: Sequence[dict]) -> dict[str, str]:
+    """Per unit, where the rule hit a limit: `` [clamped 2@1,3; mrr@2]`` -- targets clamped to
+    r - 1 (count at each step) and steps where its importance was <= 0 (logs before these keys
+    existed show none)."""
+    notes: dict[str, list[str]] = {}
+    for log in logs:
+        unit_of = {name: next(u for u in log["importance"] if name == u or name.startswith(u + "."))
+                   for name in log.get("clamped_targets", [])}
+        counts = pd.Series(list(unit_of.values()), dtype=object).value_counts()
+        for unit, count in counts.items():
+            notes.setdefault(unit, []).append(f"clamped {count}@{log['step']}")
+        for unit in log.get("unimportant_units", []):
+            notes.setdefault(unit, []).append(f"mrr@{log['step']}")
+    return {unit: f" [{'; '.join(items)}]" for unit, items in notes.items()}
+
+
 @_styled
 def plot_importance_ratios(
     train_logs: Mapping[str, Sequence[PathLike]], out_png: PathLike, out_pdf: PathLike
@@ -478,6 +494,7 @@ def plot_importance_ratios(
         raise ValueError(f"no importance in the train logs of {sorted(train_logs)}")
     tables = {method: (_unit_table(entries, "importance"), _unit_table(entries, "retention_ratio"))
               for method, entries in logs.items()}
+    limits = {method: rule_limits(entries) for method, entries in logs.items()}
     n_rows = max(len(importance.index) for importance, _ in tables.values())
     height = min(max(_RANK_ROW_INCHES * 2 * n_rows + 2.0, 3.2), 40.0) * len(tables)
     fig = Figure(figsize=(11.0, height), layout="constrained")
@@ -489,12 +506,96 @@ def plot_importance_ratios(
                   (ratio, "magma", 0.0, 1.0,
                    f"retention ratio r (mrr {first['mrr']}, trr {first['trr']})"))
         for ax, (table, cmap, vmin, vmax, label) in zip(axes[row], panels):
-            image = _heatmap(ax, table.to_numpy(), [_wrap_name(u) for u in table.index],
+            image = _heatmap(ax, table.to_numpy(),
+                             [_wrap_name(u + limits[method].get(u, "")) for u in table.index],
                              list(table.columns), cmap=cmap, vmin=vmin, vmax=vmax, fmt=fmt)
             ax.set(title=f"{method} ({first['granularity']}): {label}", xlabel="task step")
             ax.tick_params(axis="y", labelsize=7)
             fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.suptitle("What the adaptive rule measured on the previous task's samples")
+    fig.suptitle("What the adaptive rule measured on the previous task's samples\n"
+                 "[clamped n@t: n targets asked for r > 1 at step t, kept at r - 1;"
+                 " mrr@t: importance <= 0, kept mrr]")
+    _save_figure(fig, out_png, out_pdf)
+
+
+ALL_TARGETS = "all targets"
+NEW_TASK = "new task"
+
+
+def premise_shares(summary_jsons: Sequence[PathLike]) -> pd.DataFrame:
+    """One row per (run, step >= 2, task, unit): the task's input share in the frozen subspace.
+
+    ``series`` is ``new task`` or how many steps back the task was trained (``1 back``: the
+    previous task), so runs of different orders line up; ``unit`` is ``all targets`` or a block.
+    Runs whose summary has no premise are left out.
+    """
+    rows = []
+    for path in summary_jsons:
+        summary = read_json(path)
+        premise = summary.get("premise")
+        if not premise:
+            continue
+        for step in premise["steps"]:
+            if step["index"] < 2 or not step["shares"]:
+                continue
+            position = {task: i for i, task in enumerate(summary["tasks"], start=1)}
+            for task, share in step["shares"].items():
+                back = step["index"] - position[task]
+                series = NEW_TASK if back == 0 else f"{back} back"
+                units = {ALL_TARGETS: share["input"],
+                         **{block: value["input"] for block, value in share["blocks"].items()}}
+                rows += [{"method": summary["method"], "subspace_of": premise["subspace_of"],
+                          "step": step["index"], "series": series, "unit": unit, "share": value}
+                         for unit, value in units.items()]
+    return pd.DataFrame(rows, columns=["method", "subspace_of", "step", "series", "unit", "share"])
+
+
+@_styled
+def plot_premise(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: PathLike) -> None:
+    """Share of each task's input energy in the frozen right subspace, per step: earlier tasks
+    by how far back they were trained, the new task dashed; rows methods, columns all targets
+    then each block; mean ± std over runs (:mod:`asvd.evaluation.premise`)."""
+    table = premise_shares(summary_jsons)
+    if table.empty:
+        raise ValueError(f"no premise measured in {len(summary_jsons)} run summaries")
+    methods = _unique(table["method"])
+    units = [ALL_TARGETS] + sorted(set(table["unit"]) - {ALL_TARGETS}, key=_natural_key)
+    series = sorted(set(table["series"]) - {NEW_TASK}, key=_natural_key)
+    colors = dict(zip(series, matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, len(series)))))
+    stats = table.groupby(["method", "unit", "series", "step"])["share"].agg(["mean", "std"])
+    steps = sorted(set(table["step"]))
+    fig = Figure(figsize=(2.6 * len(units) + 1.5, 2.4 * len(methods) + 1.4), layout="constrained")
+    axes = fig.subplots(len(methods), len(units), squeeze=False, sharex=True, sharey=True)
+    for row, method in enumerate(methods):
+        stand_in = table.loc[table["method"] == method, "subspace_of"].iloc[0]
+        for col, unit in enumerate(units):
+            ax = axes[row][col]
+            drawn = [*series, NEW_TASK]
+            for offset, name in enumerate(drawn):
+                key = (method, unit, name)
+                if key not in stats.index.droplevel("step"):
+                    continue
+                values = stats.loc[key]
+                new = name == NEW_TASK
+                dodge = 0.06 * (offset - (len(drawn) - 1) / 2)  # side by side, not on top
+                ax.errorbar(values.index + dodge, values["mean"], yerr=values["std"].fillna(0.0),
+                            label=name, color="black" if new else colors[name],
+                            linestyle="--" if new else "-", marker="o", markersize=3, capsize=2)
+            ax.grid(alpha=0.3)
+            ax.set_xticks(steps)
+            ax.set_xlim(steps[0] - 0.5, steps[-1] + 0.5)
+            title = _wrap_name(unit, 28) if row == 0 else ""
+            ax.set_title(title, fontsize=8)
+            if col == 0:
+                label = method if stand_in == "own" else f"{method}\n({stand_in}'s rule)"
+                ax.set_ylabel(f"{label}\nshare in V_h")
+            if row == len(methods) - 1:
+                ax.set_xlabel("task step")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
+    fig.suptitle("Where each task's inputs fall: share of input energy in the frozen right "
+                 "subspace V_h\n(the premise holds where earlier tasks stand near 1 and clearly "
+                 "above the new task; y axis zoomed to the data)")
     _save_figure(fig, out_png, out_pdf)
 
 

@@ -362,15 +362,18 @@ def collect_run(
     meta: dict,
     schedule: str = "sequential",
     train_logs: Sequence[str | os.PathLike] = (),
+    premise_json: str | os.PathLike | None = None,
 ) -> dict:
     """Read a run's ``eval.json`` files and write its accuracy matrix and summary atomically;
-    ``train_logs`` give the summary its ``environment``."""
+    ``train_logs`` give the summary its ``environment``, ``premise_json`` (the run's
+    :mod:`asvd.evaluation.premise` measurement) its ``premise`` (None where not measured)."""
     paths = [base_eval_path, *step_eval_paths]
     base_eval, *step_evals = [read_json(p) for p in paths]
     matrix, summary = summarise_run(
         base_eval, step_evals, tasks, meta, sources=[str(p) for p in paths], schedule=schedule
     )
     summary["environment"] = run_environment(train_logs)
+    summary["premise"] = read_json(premise_json) if premise_json else None
     write_accuracy_csv(matrix, matrix_csv)
     write_json(summary_json, summary)
     return summary

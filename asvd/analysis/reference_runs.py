@@ -47,7 +47,7 @@ def load_reference_matrix(source: str | os.PathLike) -> pd.DataFrame:
 
 def reference_summary(matrix: pd.DataFrame, name: str, order: int | str, source: str) -> dict:
     """A run summary of ``matrix`` under method ``name``: the keys a trained run's summary has
-    (no seed, no micro accuracy, no general ability: logs do not give them) plus its source."""
+    (no seed, micro accuracy, general ability or premise: logs do not give them) plus its source."""
     return {
         "method": name,
         "order": order,
@@ -56,6 +56,7 @@ def reference_summary(matrix: pd.DataFrame, name: str, order: int | str, source:
         **cl_metrics(matrix),
         "micro_accuracy": None,
         "general": None,
+        "premise": None,
         "tasks": list(matrix.columns),
         "notes": metric_notes(matrix),
     }

@@ -28,6 +28,9 @@ METRICS: dict[tuple[str, ...], str] = {
     ("learning_accuracy",): "LA",
     ("micro_accuracy",): "Micro acc.",
     ("general", "retention"): "Gen. retention",
+    # the method's premise (asvd.evaluation.premise): input energy in the frozen subspace
+    ("premise", "earlier_input_share"): "Earlier in V_h",
+    ("premise", "new_input_share"): "New in V_h",
 }
 
 

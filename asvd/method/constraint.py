@@ -315,13 +315,16 @@ class OrthogonalSubspace:
 
     def importance_report(self) -> dict:
         """What an importance-driven rule saw: granularity, importance and retention ratio per
-        unit (block or target); empty for rules that use no importance."""
+        unit (block or target), the units it gave mrr (importance <= 0) and the targets it
+        clamped to r - 1; empty for rules that use no importance."""
         if self.importance is None:
             return {}
         rule = self.rank_rule
         return {"granularity": rule.granularity, "mrr": rule.mrr, "trr": rule.trr,
                 "importance": dict(self.importance),
-                "retention_ratio": rule.retention_ratios(self.importance)}
+                "retention_ratio": rule.retention_ratios(self.importance),
+                "unimportant_units": rule.unimportant_units(self.importance),
+                "clamped_targets": rule.clamped_targets(self.shapes, self.importance)}
 
     def project_gradients(self) -> None:
         """Remove the gradient components that would move the frozen triplets."""

@@ -80,8 +80,8 @@ def importance_scores(model: torch.nn.Module, modules: Mapping[str, torch.nn.Mod
                       granularity: str = "block") -> dict[str, float]:
     """Importance per unit (a block name, or a target name for ``matrix``) over ``batches``.
 
-    Block scores must be finite and positive (the normalisation I / mean(I) assumes it); a block
-    that fails is refused naming its targets.
+    Scores must be finite (NaN means broken activations, refused naming the block's targets);
+    a zero or negative block score is legitimate and the rank rule gives that block mrr.
     """
     if granularity not in GRANULARITIES:
         raise ValueError(f"rank_rule.granularity: {granularity!r} not in {GRANULARITIES}")
@@ -98,9 +98,9 @@ def importance_scores(model: torch.nn.Module, modules: Mapping[str, torch.nn.Mod
                         lambda module, args, kwargs, out: (_hidden_input(args, kwargs),
                                                            _hidden_output(out)),
                         batches)
-    bad = {block: score for block, score in scores.items() if not (math.isfinite(score) and score > 0)}
+    bad = {block: score for block, score in scores.items() if not math.isfinite(score)}
     if bad:
-        raise ValueError("importance: block input/output cosine must be finite and positive; "
+        raise ValueError("importance: block input/output cosine must be finite; "
                          + "; ".join(f"{block} = {score} (targets {members[block]})"
                                      for block, score in bad.items()))
     return scores

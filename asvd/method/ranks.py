@@ -86,16 +86,31 @@ class Importance:
         return block_of(target) if self.granularity == "block" else target
 
     def retention_ratios(self, importance: Mapping[str, float]) -> dict[str, float]:
-        """Retention ratio per unit, from importance per unit."""
-        mean = sum(importance.values()) / len(importance)
-        if mean == 0 or not math.isfinite(mean):
-            raise ValueError(f"rank rule importance: mean importance is {mean}; cannot normalise")
+        """Retention ratio per unit, from importance per unit.
+
+        A unit whose importance is zero or negative (its block turns the residual stream
+        around, as a freshly built base's first decoder block can) counts as unimportant: its
+        importance is taken as 0 and it gets r = mrr (:meth:`unimportant_units` names them).
+        The mean runs over these clipped values, so a legitimate base is never refused; with
+        no positive unit at all every unit gets mrr. Non-finite importance is damage: refused.
+        """
+        broken = sorted(name for name, value in importance.items() if not math.isfinite(value))
+        if broken:
+            raise ValueError(f"rank rule importance: importance of {broken[:3]} is not finite")
+        clipped = {name: max(float(value), 0.0) for name, value in importance.items()}
+        mean = sum(clipped.values()) / len(clipped)
         return {
-            name: self.mrr + (value / mean) * (self.trr - self.mrr)
-            for name, value in importance.items()
+            name: self.mrr + (value / mean if mean > 0 else 0.0) * (self.trr - self.mrr)
+            for name, value in clipped.items()
         }
 
-    def frozen_ranks(self, shapes: Shapes, importance=None) -> dict[str, int]:
+    @staticmethod
+    def unimportant_units(importance: Mapping[str, float]) -> list[str]:
+        """Units whose importance is zero or negative: they retain only mrr."""
+        return sorted(name for name, value in importance.items() if value <= 0)
+
+    def _target_ratios(self, shapes: Shapes, importance) -> dict[str, float]:
+        """Each target's retention ratio: its unit's."""
         if importance is None:
             raise ValueError("rank rule importance needs importance scores for every target")
         units = {name: self.unit(name) for name in shapes}
@@ -103,9 +118,17 @@ class Importance:
         if missing:
             raise ValueError(f"rank rule importance: no importance score for {missing[:3]}")
         ratios = self.retention_ratios({unit: importance[unit] for unit in set(units.values())})
-        return {
-            name: clamp_rank(math.floor(ratios[units[name]] * min(s)), s) for name, s in shapes.items()
-        }
+        return {name: ratios[unit] for name, unit in units.items()}
+
+    def frozen_ranks(self, shapes: Shapes, importance=None) -> dict[str, int]:
+        ratios = self._target_ratios(shapes, importance)
+        return {name: clamp_rank(math.floor(ratios[name] * min(s)), s) for name, s in shapes.items()}
+
+    def clamped_targets(self, shapes: Shapes, importance: Mapping[str, float]) -> list[str]:
+        """Targets whose ratio asks to freeze every direction (floor(r_u * r) >= r), kept at
+        r - 1: the normalisation I / mean(I) lets r_u exceed 1 in the most important units."""
+        ratios = self._target_ratios(shapes, importance)
+        return [name for name, s in shapes.items() if math.floor(ratios[name] * min(s)) > min(s) - 1]
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,12 @@ def study_problems(config: Mapping, basedir: str | Path) -> list[str]:
                 )
     for name, method in config["methods"].items():
         problems += _rank_rule_problems(name, method.get("rank_rule"))
+    reference = (config.get("premise") or {}).get("reference")
+    if reference and not (config["methods"].get(reference) or {}).get("rank_rule"):
+        problems.append(
+            f"premise.reference: {reference!r} is not a constrained method under methods "
+            "(its rank rule gives the subspace unconstrained methods are measured against)"
+        )
     for task in config["train"].get("task_epochs") or {}:
         if task not in tasks:
             problems.append(f"train.task_epochs: {task!r} is not in benchmark.tasks")

@@ -4,6 +4,7 @@ with the shared loop and write the checkpoint and its log."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -42,6 +43,8 @@ from asvd.train.parallel import accelerator as make_accelerator
 from asvd.train.parallel import gathered_state, launch, process_count
 from asvd.train.resume import fingerprint
 
+log = logging.getLogger(__name__)
+
 
 def build_constraint(model, tokenizer, method: Method, modules: Mapping[str, torch.nn.Module],
                      task_index: int, task_count: int, svd_path: str | Path | None,
@@ -55,6 +58,10 @@ def build_constraint(model, tokenizer, method: Method, modules: Mapping[str, tor
     if rule.needs_importance:
         batches = sample_batches(model, tokenizer, importance_records, settings, rule.samples, seed)
         importance = importance_scores(model, modules, batches, rule.granularity)
+        unimportant = rule.unimportant_units(importance)
+        if unimportant:
+            log.warning("importance <= 0 in %s: they keep only mrr = %s of their directions",
+                        unimportant, rule.mrr)
     svd = cached_svd(svd_path, model, modules)
     return OrthogonalSubspace(model, targets=method.target_modules, rank_rule=rule,
                               projection=method.projection, svd=svd, importance=importance,

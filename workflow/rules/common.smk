@@ -114,16 +114,20 @@ def task_of_step(wildcards):
     return run_tasks(wildcards)[int(wildcards.step) - 1]
 
 
-def task_train_settings(wildcards):
-    """The train block for this step's task: the method's own ``train`` keys over the study's,
-    ``task_epochs`` resolved into ``epochs``."""
+def train_settings(method, task):
+    """The train block of ``method`` on ``task``: the method's own ``train`` keys over the
+    study's, ``task_epochs`` resolved into ``epochs``."""
     settings = {
         **config["train"],
-        **config["methods"][wildcards.method].get("train", {}),
+        **config["methods"][method].get("train", {}),
     }
     per_task = settings.pop("task_epochs", None) or {}
-    settings["epochs"] = per_task.get(task_of_step(wildcards), settings["epochs"])
+    settings["epochs"] = per_task.get(task, settings["epochs"])
     return settings
+
+
+def task_train_settings(wildcards):
+    return train_settings(wildcards.method, task_of_step(wildcards))
 
 
 def previous_checkpoint(wildcards):
@@ -165,6 +169,43 @@ def earlier_tasks(wildcards):
 
 def earlier_train_data(wildcards):
     return [f"{RESULTS}/data/{task}/train.jsonl" for task in earlier_tasks(wildcards)]
+
+
+# The method's premise (asvd/evaluation/premise.py), measured on the sequential runs of
+# constrained methods and, against premise.reference's rule, of unconstrained ones.
+PREMISE = config.get("premise")
+
+
+def measures_premise(method):
+    spec = METHODS[method]
+    return (
+        bool(PREMISE)
+        and spec.schedule == "sequential"
+        and (spec.constrained or bool(PREMISE["reference"]))
+    )
+
+
+def premise_inputs(wildcards):
+    """Where every step of a run starts (the base, then each earlier step) with its SVD cache,
+    the steps' train logs, and every task's test (measured) and train (importance) data.
+    """
+    run = run_of(wildcards)
+    tasks = run_tasks(wildcards)
+    starts = [BASE] + [STEP.format(**run, step=step) for step in range(1, len(tasks))]
+    return {
+        "checkpoints": [f"{start}/model" for start in starts],
+        "svd": [f"{start}/svd.safetensors" for start in starts],
+        "train_logs": step_paths(run, "train_log.json"),
+        "tests": [f"{RESULTS}/data/{task}/test.jsonl" for task in tasks],
+        "train": [f"{RESULTS}/data/{task}/train.jsonl" for task in tasks],
+    }
+
+
+def premise_of_run(wildcards):
+    """A run's premise measurement, an input of its summary where it is measured."""
+    if not measures_premise(wildcards.method):
+        return []
+    return [f"{RUN.format(**run_of(wildcards))}/premise.json"]
 
 
 def all_runs(methods=None):
@@ -250,6 +291,7 @@ def drawn_methods(spec, methods):
         "all": lambda method: True,
         "constrained": lambda method: METHODS[method].constrained,
         "importance": lambda method: METHODS[method].uses_importance,
+        "premise": measures_premise,
     }[spec.methods]
     return [method for method in methods if qualifies(method)]
 
@@ -294,6 +336,11 @@ def study_outputs():
             f"{RUN.format(**run)}/{name}"
             for run in runs
             for name in ("accuracy_matrix.csv", "summary.json")
+        ),
+        *(
+            f"{RUN.format(**run)}/premise.json"
+            for run in runs
+            if measures_premise(run["method"])
         ),
         *(f"{BASE}/{name}" for name in checkpoint_files),
         *expand(

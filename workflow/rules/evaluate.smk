@@ -22,3 +22,36 @@ rule evaluate_checkpoint:
         "Evaluating {wildcards.checkpoint} on every task and the general set"
     script:
         "../scripts/evaluate_checkpoint.py"
+
+
+# Measured by loading checkpoints and running samples through them, as an evaluation is: it takes
+# evaluate_checkpoint's threads and resources.
+rule measure_premise:
+    input:
+        unpack(premise_inputs),
+    output:
+        premise=f"{RUN}/premise.json",
+    log:
+        f"{LOGS}/measure_premise/{{method}}/order{{order}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/measure_premise/{{method}}/order{{order}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/asvd.yaml"
+    threads: config["threads"]["evaluate_checkpoint"]
+    resources:
+        **config["resources"]["evaluate_checkpoint"],
+    params:
+        method=method_config,
+        train=lambda wildcards: train_settings(
+            wildcards.method, run_tasks(wildcards)[0]
+        ),
+        tasks=run_tasks,
+        samples=lambda wildcards: PREMISE["samples"],
+        reference_name=lambda wildcards: PREMISE["reference"],
+        reference=lambda wildcards: PREMISE["reference"]
+        and config["methods"][PREMISE["reference"]],
+        code=code_version("measure_premise"),
+    message:
+        "Where each task's inputs fall in the frozen subspaces of {wildcards.method} order {wildcards.order} seed {wildcards.seed}"
+    script:
+        "../scripts/measure_premise.py"

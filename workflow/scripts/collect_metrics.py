@@ -13,4 +13,5 @@ with stage(snakemake):
         snakemake.params.meta,
         schedule=snakemake.params.schedule,
         train_logs=list(snakemake.input.train_logs),
+        premise_json=snakemake.input.premise[0] if snakemake.input.premise else None,
     )

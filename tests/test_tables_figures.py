@@ -62,6 +62,7 @@ def write_summary(path: Path, method: str, order: str, seed: int, aa: float, **e
         "general": {"base": 40.0, "per_step": [38.0, 36.0, aa / 2],
                     "final": aa / 2, "retention": 100 * (aa / 2) / 40},
         "premise": premise_of(0.9 + seed / 100, 0.6),
+        "tuning": {"lr": 3.5e-4 * seed, "trr": 0.8, "task": TASKS[0], "trials": 8},
         "tasks": TASKS,
     } | extra  # fmt: skip
     path.write_text(json.dumps(summary))
@@ -114,8 +115,11 @@ def test_summary_tables(tmp_path, summaries):
     assert rows.loc[("zeta_sub", "order1"), "premise_earlier_input_share_mean"] == pytest.approx(0.865)
     assert rows.loc[("zeta_sub", "order1"), "premise_new_input_share_mean"] == pytest.approx(0.55)
 
+    assert rows.loc[("zeta_sub", "order1"), "tuning_lr_mean"] == pytest.approx(5.25e-4)
+
     markdown = out[1].read_text()
     assert "| zeta_sub | order1  |   2 | 71.00 ± 1.41" in markdown
+    assert "| 0.00052 ± 0.00025 | 0.80 ± 0.00" in markdown  # a learning rate keeps its digits
     assert "| alpha    | order1  |   1 | 50.00        |" in markdown
     assert "Gen. retention" in markdown and "Earlier in V_h" in markdown and "–" in markdown
 

@@ -328,6 +328,14 @@ BAD_CONFIGS = {
         ["premise.reference: 'seqft' is not a constrained method"],
     ),
     "premise without samples": ({"premise": {"samples": 0}}, ["premise", "samples"]),
+    "tuning a method that is not declared": (
+        {"tuning": {"methods": ["seqft", "mystery"]}},
+        ["tuning.methods: 'mystery' has no entry under methods"],
+    ),
+    "tuning a trr below the rule's mrr": (
+        {"tuning": {"grid": {"lr": [1e-3], "trr": [0.05]}}},
+        ["tuning.grid.trr: 0.05", "mrr <= trr"],
+    ),
     "reference run without its order": (
         {"reference_runs": {"published": {"path": "config"}}},
         ["reference_runs.published", "'order' is a required property"],
@@ -545,6 +553,22 @@ def test_e2e_every_run_measures_the_premise_and_seqft_against_asvds_rule(e2e):
     row = table[(table["method"] == "asvd") & (table["order"] == "1")].iloc[0]
     assert row["premise_earlier_input_share_mean"] == pytest.approx(asvd["earlier_input_share"])
     assert "results/e2e/figures/premise.png" in e2e.outputs
+
+
+def test_e2e_every_tuned_run_trains_with_the_choice_its_orders_first_task_made(e2e):
+    for method in e2e.config["run"]["methods"]:
+        tuned = json.loads((e2e.results / "tuning" / method / "order1.json").read_text())
+        assert tuned["task"] == e2e.config["orders"][1][0]
+        assert tuned["trials"] == len(tuned["candidates"]) == len(e2e.config["tuning"]["grid"]["lr"])
+        summary = json.loads((e2e.run_dir(method) / "summary.json").read_text())
+        assert summary["tuning"] == {**tuned["choice"], "task": tuned["task"],
+                                     "trials": tuned["trials"]}
+        if e2e.config["methods"][method]["rank_rule"]:
+            for step in (1, 2):
+                log = json.loads((e2e.run_dir(method) / f"step{step}" / "train_log.json").read_text())
+                assert log["trr"] == tuned["choice"]["trr"]
+    plan = run_snakemake(e2e.workdir, "all_figures", "--summary", configfiles=[e2e.configfile]).stdout
+    assert "results/e2e/tuning/asvd/order1.json" in plan
 
 
 def test_e2e_second_dry_run_has_nothing_to_do(e2e):

@@ -47,7 +47,7 @@ def load_reference_matrix(source: str | os.PathLike) -> pd.DataFrame:
 
 def reference_summary(matrix: pd.DataFrame, name: str, order: int | str, source: str) -> dict:
     """A run summary of ``matrix`` under method ``name``: the keys a trained run's summary has
-    (no seed, micro accuracy, general ability or premise: logs do not give them) plus its source."""
+    (no seed, micro accuracy, general ability, premise or tuning: logs do not give them) plus its source."""
     return {
         "method": name,
         "order": order,
@@ -57,6 +57,7 @@ def reference_summary(matrix: pd.DataFrame, name: str, order: int | str, source:
         "micro_accuracy": None,
         "general": None,
         "premise": None,
+        "tuning": None,
         "tasks": list(matrix.columns),
         "notes": metric_notes(matrix),
     }

@@ -31,6 +31,9 @@ METRICS: dict[tuple[str, ...], str] = {
     # the method's premise (asvd.evaluation.premise): input energy in the frozen subspace
     ("premise", "earlier_input_share"): "Earlier in V_h",
     ("premise", "new_input_share"): "New in V_h",
+    # what tuning on the order's first task chose (asvd.train.tuning)
+    ("tuning", "lr"): "Tuned lr",
+    ("tuning", "trr"): "Tuned trr",
 }
 
 
@@ -99,10 +102,15 @@ def aggregate_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(blocks, ignore_index=True)
 
 
+def _number(value: float) -> str:
+    """Two decimals, or two significant digits for a value below 0.01 (a learning rate)."""
+    return f"{value:.2g}" if 0 < abs(value) < 0.01 else f"{value:.2f}"
+
+
 def _cell(mean: float, std: float, plus_minus: str, missing: str) -> str:
     if math.isnan(mean):
         return missing
-    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f}{plus_minus}{std:.2f}"
+    return _number(mean) if math.isnan(std) else f"{_number(mean)}{plus_minus}{_number(std)}"
 
 
 def display_table(stats: pd.DataFrame, plus_minus: str = " ± ", missing: str = "–") -> pd.DataFrame:

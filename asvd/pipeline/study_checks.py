@@ -120,6 +120,14 @@ def study_problems(config: Mapping, basedir: str | Path) -> list[str]:
                 )
     for name, method in config["methods"].items():
         problems += _rank_rule_problems(name, method.get("rank_rule"))
+    tuning = config.get("tuning") or {}
+    for method in tuning.get("methods", []):
+        if method not in config["methods"]:
+            problems.append(f"tuning.methods: {method!r} has no entry under methods")
+        rule = (config["methods"].get(method) or {}).get("rank_rule") or {}
+        for trr in (tuning["grid"].get("trr") or []) if rule.get("name") == "importance" else []:
+            problems += [f"tuning.grid.trr: {trr} with {problem.split(': ', 1)[1]}"
+                         for problem in _rank_rule_problems(method, {**rule, "trr": trr})]
     reference = (config.get("premise") or {}).get("reference")
     if reference and not (config["methods"].get(reference) or {}).get("rank_rule"):
         problems.append(

@@ -198,7 +198,16 @@ def premise_inputs(wildcards):
         "train_logs": step_paths(run, "train_log.json"),
         "tests": [f"{RESULTS}/data/{task}/test.jsonl" for task in tasks],
         "train": [f"{RESULTS}/data/{task}/train.jsonl" for task in tasks],
+        "reference_tuned": premise_reference_tuning(wildcards),
     }
+
+
+def premise_reference_tuning(wildcards):
+    """An unconstrained method is measured against the reference's rule as tuned in its order."""
+    reference = PREMISE["reference"]
+    if METHODS[wildcards.method].constrained or not reference or not tuned(reference):
+        return []
+    return [TUNING_RESULT.format(method=reference, order=wildcards.order)]
 
 
 def premise_of_run(wildcards):
@@ -206,6 +215,22 @@ def premise_of_run(wildcards):
     if not measures_premise(wildcards.method):
         return []
     return [f"{RUN.format(**run_of(wildcards))}/premise.json"]
+
+
+# Every listed method tuned alike on its order's first task (asvd/train/tuning.py).
+TUNING = config.get("tuning")
+TUNING_RESULT = f"{RESULTS}/tuning/{{method}}/order{{order}}.json"
+
+
+def tuned(method):
+    return bool(TUNING) and method in TUNING["methods"]
+
+
+def tuning_of_run(wildcards):
+    """The tuning a run's steps and summary read, where its method is tuned."""
+    if not tuned(wildcards.method):
+        return []
+    return [TUNING_RESULT.format(method=wildcards.method, order=wildcards.order)]
 
 
 def all_runs(methods=None):
@@ -342,6 +367,7 @@ def study_outputs():
             for run in runs
             if measures_premise(run["method"])
         ),
+        *(TUNING_RESULT.format(**run) for run in runs if tuned(run["method"])),
         *(f"{BASE}/{name}" for name in checkpoint_files),
         *expand(
             f"{RESULTS}/data/{{task}}/{{name}}",

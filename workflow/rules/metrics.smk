@@ -9,6 +9,7 @@ rule collect_metrics:
         steps=lambda wildcards: step_paths(run_of(wildcards), "eval.json"),
         train_logs=lambda wildcards: step_paths(run_of(wildcards), "train_log.json"),
         premise=premise_of_run,
+        tuned=tuning_of_run,
     output:
         matrix=f"{RUN}/accuracy_matrix.csv",
         summary=f"{RUN}/summary.json",

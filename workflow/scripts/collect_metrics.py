@@ -14,4 +14,5 @@ with stage(snakemake):
         schedule=snakemake.params.schedule,
         train_logs=list(snakemake.input.train_logs),
         premise_json=snakemake.input.premise[0] if snakemake.input.premise else None,
+        tuning_json=snakemake.input.tuned[0] if snakemake.input.tuned else None,
     )

@@ -6,7 +6,11 @@ from asvd.pipeline.runtime import stage
 if __name__ == "__main__":
     with stage(snakemake):
         from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
+        from asvd.train.tuning import apply_choice, read_choice
 
+        method, train = snakemake.params.method, snakemake.params.train
+        if snakemake.input.tuned:  # the lr (and trr) tuned on the order's first task
+            method, train = apply_choice(method, train, read_choice(snakemake.input.tuned[0]))
         finetune_task(
             inputs=TaskInputs(
                 checkpoint=snakemake.input.checkpoint,
@@ -23,8 +27,8 @@ if __name__ == "__main__":
                 index=int(snakemake.wildcards.step),
                 count=snakemake.params.task_count,
             ),
-            method=snakemake.params.method,
-            settings=snakemake.params.train,
+            method=method,
+            settings=train,
             seed=int(snakemake.wildcards.seed),
             out_dir=snakemake.output.model,
             log_json=snakemake.output.log_json,

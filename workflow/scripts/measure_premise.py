@@ -3,8 +3,13 @@ from asvd.pipeline.runtime import stage
 
 with stage(snakemake):
     from asvd.evaluation.premise import measure_run
+    from asvd.train.tuning import apply_choice, read_choice
 
     tasks = snakemake.params.tasks
+    reference = snakemake.params.reference or None
+    if snakemake.input.reference_tuned:  # the reference's rule with the trr tuned in this order
+        choice = read_choice(snakemake.input.reference_tuned[0])
+        reference, _ = apply_choice(reference, {}, choice)
     measure_run(
         checkpoints=list(snakemake.input.checkpoints),
         svd_caches=list(snakemake.input.svd),
@@ -17,6 +22,6 @@ with stage(snakemake):
         samples=snakemake.params.samples,
         seed=int(snakemake.wildcards.seed),
         out_json=snakemake.output.premise,
-        reference=snakemake.params.reference or None,
+        reference=reference,
         reference_name=snakemake.params.reference_name,
     )

@@ -35,6 +35,7 @@ localrules:
     all_costs,
     all_baselines,
     all_ablations,
+    all_tradeoff,
 
 
 rule all_figures:
@@ -71,6 +72,12 @@ rule all_baselines:
 rule all_ablations:
     input:
         ablation_outputs(),
+        rebuilt_results(),
+
+
+rule all_tradeoff:
+    input:
+        tradeoff_outputs(),
         rebuilt_results(),
 
 

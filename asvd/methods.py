@@ -23,7 +23,8 @@ class Method:
     ``train_other_params: false`` freezes everything but the targets; ``ewc``, ``lwf``: loss terms
     from the second task on; ``replay``: earlier tasks' samples mixed in; ``lora``: LoRA adapters
     instead of full fine-tuning; ``schedule``: where each task starts (the previous task, the base
-    model, or one joint training); ``train``: this method's own training settings.
+    model, or one joint training); ``train``: this method's own training settings;
+    ``lr_scale``: its learning rate (the tuned one, where tuned) times this factor.
     """
 
     rank_rule: Mapping | None = None
@@ -37,6 +38,7 @@ class Method:
     lwf: Mapping | None = None
     lora: Mapping | None = None
     replay: Mapping | None = None
+    lr_scale: float = 1.0
 
     @classmethod
     def from_config(cls, block: Mapping, name: str = "method") -> "Method":

@@ -26,8 +26,10 @@ from asvd.analysis.figures import (
     plot_singular_spectra,
     plot_subspace_overlap,
     plot_task_curves,
+    plot_tradeoff,
     premise_shares,
     rule_limits,
+    tradeoff_points,
 )
 from asvd.analysis.metrics import write_accuracy_csv
 from asvd.analysis.subspaces import overlap_table
@@ -387,4 +389,26 @@ def test_overlap_of_successive_frozen_subspaces_worked_case(tmp_path):
         overlap_table(caches[:1], logs)
     png, pdf = outputs(tmp_path, "overlap")
     plot_subspace_overlap({"asvd": {"svd_caches": caches, "train_logs": logs}}, png, pdf)
+    assert_png_and_pdf(png, pdf)
+
+
+def test_tradeoff_points_join_each_method_with_its_learning_rate_variants(tmp_path):
+    def run(name, method, seed, learning, bwt):
+        return write_summary(tmp_path / f"{name}.json", method, "order1", seed, 50.0,
+                             learning_accuracy=learning, bwt=bwt, base_accuracy=25.0)
+    paths = [run("a", "asvd", 0, 40.0, -5.0), run("b", "asvd", 1, 50.0, -15.0),
+             run("c", "asvd_lrx4", 0, 95.0, -60.0), run("d", "seqft", 0, 100.0, -75.0),
+             run("e", "asvd_lrx2", 0, 65.0, -28.0), run("f", "seqft_lrx0p5", 0, 25.0, 0.0)]
+    points = tradeoff_points(paths)
+    assert list(zip(points["family"], points["scale"])) == [
+        ("asvd", 1.0), ("asvd", 2.0), ("asvd", 4.0), ("seqft", 0.5), ("seqft", 1.0)]
+    first = points.iloc[0]
+    assert (first["learning"], first["bwt"], first["runs"]) == (45.0, -10.0, 2)
+    assert first["learning_std"] == pytest.approx(np.std([40, 50], ddof=1))
+    # 10 points forgotten for 20 learned above the base model's 25
+    assert first["forgetting_per_point"] == pytest.approx(0.5)
+    assert points.iloc[2]["forgetting_per_point"] == pytest.approx(60 / 70)
+    assert np.isnan(points.iloc[3]["forgetting_per_point"])  # nothing learned above the base
+    png, pdf = outputs(tmp_path, "tradeoff")
+    plot_tradeoff(paths, png, pdf)
     assert_png_and_pdf(png, pdf)

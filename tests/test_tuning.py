@@ -72,3 +72,22 @@ def test_a_file_without_a_choice_is_refused_naming_it(tmp_path):
     path.write_text("{}")
     with pytest.raises(ValueError, match=f"{path}: no tuning choice"):
         tuning.read_choice(path)
+
+
+def test_lr_scale_multiplies_the_learning_rate_exactly(prepared, tmp_path):  # noqa: F811
+    """A trade-off variant (lr_scale 2) trains as its method with twice the lr, bit for bit."""
+    from safetensors.torch import load_file
+
+    from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
+
+    root, files = prepared
+    inputs = TaskInputs(checkpoint=root / "base" / "model", train_file=files["alpha"]["train"])
+    position = TaskPosition(task="alpha", index=1, count=2)
+    plain = {"rank_rule": None}
+    for name, method, lr in (("scaled", {**plain, "lr_scale": 2.0}, 1e-3), ("doubled", plain, 2e-3)):
+        finetune_task(inputs, position, method, {**TRAIN, "lr": lr}, 0, tmp_path / name / "model",
+                      tmp_path / name / "log.json")
+    scaled, doubled = (load_file(tmp_path / name / "model" / "model.safetensors")
+                       for name in ("scaled", "doubled"))
+    assert scaled.keys() == doubled.keys()
+    assert all(scaled[key].equal(doubled[key]) for key in scaled)

@@ -36,7 +36,8 @@ from conftest import (
 
 pytestmark = pytest.mark.workflow
 
-TARGETS = ["all_figures", "all_tables", "all_train", "all_eval", "all_baselines", "all_ablations"]
+TARGETS = ["all_figures", "all_tables", "all_train", "all_eval", "all_baselines", "all_ablations",
+           "all_tradeoff"]
 CONFIGS = {"default": [], "tiny": [TEST_CONFIGS / "tiny.yaml"]}
 PUBLISHED_TASKS = ["dbpedia", "amazon", "yahoo"]
 PUBLISHED_ROWS = [[98.0], [90.0, 80.0], [60.0, 70.0, 90.0]]
@@ -201,13 +202,32 @@ def test_the_retention_ablation_trains_every_variant_once_beside_its_references(
     methods = len(spec["trr"]) * len(spec["granularity"]) + len(spec["references"])
     runs = len(config["run"]["orders"]) * len(config["run"]["seeds"])
     assert stats["finetune_task"] == methods * runs * 2  # two tasks per tiny order
-    assert stats["ablation_tables"] == 1 and stats["ablation_figure"] == 2
+    # aa_bwt, learnability_retention and premise
+    assert stats["ablation_tables"] == 1 and stats["ablation_figure"] == 3
     for variant in ("asvd_trr050_block", "asvd_trr095_matrix", "asvd"):
         assert f"results/tiny/{variant}/order1" in log
     assert "asvd_trr080_block" not in log
 
 
+def test_the_tradeoff_trains_each_method_at_every_factor_of_its_tuned_lr(tmp_path):
+    """Every trade-off method at lr x1 (itself) and each factor, every order and seed; a variant
+    reads its method's tuning instead of tuning again; one table, three figures."""
+    config = effective_config(TEST_CONFIGS / "tiny.yaml")
+    result = run_snakemake(tmp_path, "all_tradeoff", "-n", configfiles=[TEST_CONFIGS / "tiny.yaml"])
+    log = result.stdout + result.stderr
+    stats = job_stats(log)
+    spec = config["tradeoff"]
+    runs = len(config["run"]["orders"]) * len(config["run"]["seeds"])
+    methods = len(spec["methods"]) * (1 + len(spec["lr_scales"]))
+    assert stats["finetune_task"] == methods * runs * 2  # two tasks per tiny order
+    assert stats["tune_first_task"] == len(spec["methods"]) * len(config["run"]["orders"])
+    assert stats["tradeoff_tables"] == 1 and stats["tradeoff_figure"] == 3
+    assert "results/tiny/asvd_lrx4/order1/seed0/step2/model" in log
+    assert "results/tiny/tuning/asvd/order1.json" in log and "tuning/asvd_lrx" not in log
+
+
 @pytest.mark.parametrize("case, message", [
+    ({"tradeoff": {"methods": ["nothing"]}}, "tradeoff.methods: 'nothing' has no entry under methods"),
     ({"ablations": {"method": "seqft"}}, "ablations.method: 'seqft' does not use the importance rank rule"),
     ({"ablations": {"method": "nothing"}}, "ablations.method: 'nothing' has no entry under methods"),
     ({"ablations": {"references": ["nothing"]}}, "ablations.references: 'nothing' has no entry under methods"),

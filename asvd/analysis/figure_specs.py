@@ -26,6 +26,8 @@ class FigureSpec:
     (every one, the constrained ones, those whose rank rule measures importance, those whose
     runs measure the premise); a figure none of them qualifies for is not drawn. ``comparison``: also drawn over every method
     (``all_baselines``); ``ablation``: also over the retention ablation's variants;
+    ``study``: drawn for the study itself (``all_figures``); ``tradeoff``: also over the
+    learning-rate variants of the trade-off (``all_tradeoff``);
     ``references``: published reference runs join it; ``needs_general``: only when the benchmark
     has a general-ability set. ``extra``: a second argument the function takes (``method``
     for a per-method figure, ``spectra_targets`` for the spectra).
@@ -36,6 +38,8 @@ class FigureSpec:
     methods: str = "all"
     comparison: bool = False
     ablation: bool = False
+    tradeoff: bool = False
+    study: bool = True
     references: bool = False
     needs_general: bool = False
     extra: str | None = None
@@ -53,7 +57,8 @@ FIGURES: dict[str, FigureSpec] = {
                          references=True),
     "aa_per_order": FigureSpec("plot_aa_per_order", "summaries", comparison=True, references=True),
     "learnability_retention": FigureSpec("plot_learnability_retention", "summaries",
-                                         comparison=True, ablation=True, references=True),
+                                         comparison=True, ablation=True, tradeoff=True,
+                                         references=True),
     # published logs do not measure general ability
     "general_retention": FigureSpec("plot_general_retention", "summaries", comparison=True,
                                     needs_general=True),
@@ -62,7 +67,9 @@ FIGURES: dict[str, FigureSpec] = {
     "subspace_overlap": FigureSpec("plot_subspace_overlap", "runs", methods="constrained"),
     "importance_ratios": FigureSpec("plot_importance_ratios", "train_logs", methods="importance"),
     "premise": FigureSpec("plot_premise", "summaries", methods="premise", comparison=True,
-                          ablation=True),
+                          ablation=True, tradeoff=True),
+    # only over the trade-off's variants: the study runs each method at one learning rate
+    "tradeoff": FigureSpec("plot_tradeoff", "summaries", tradeoff=True, study=False),
 }
 # One heatmap per method of the study: ``accuracy_matrix_<method>``.
 PER_METHOD_PREFIX = "accuracy_matrix_"

@@ -30,6 +30,7 @@ from asvd.analysis.subspaces import overlap_table
 from asvd.analysis.tables import load_runs
 from asvd.cost.comparison import against_peft, summarize
 from asvd.io import atomic_path, read_json
+from asvd.pipeline.ablations import lr_variant_of
 from asvd.pipeline.damage import check_readable
 
 PathLike = str | os.PathLike
@@ -356,6 +357,56 @@ def plot_learnability_retention(summary_jsons: Sequence[PathLike], out_png: Path
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     ax.set_title("Learnability vs retention (mean ± std over orders and seeds)")
+    _save_figure(fig, out_png, out_pdf)
+
+
+def tradeoff_points(summary_jsons: Sequence[PathLike]) -> pd.DataFrame:
+    """Per method family and learning-rate factor (1 for the method itself, its variants'
+    factors else): mean ± std over runs of learning (mean R[t][t]) and BWT, and the forgetting
+    per point learned, -BWT / (learning - the base model's accuracy), from the means."""
+    rows = []
+    for path in summary_jsons:
+        summary = read_json(path)
+        family, scale = lr_variant_of(summary["method"]) or (summary["method"], 1.0)
+        rows.append({"family": family, "scale": scale, "learning": summary["learning_accuracy"],
+                     "bwt": summary["bwt"], "base": summary.get("base_accuracy")})
+    runs = pd.DataFrame(rows).dropna(subset=["learning", "bwt"])
+    points = runs.groupby(["family", "scale"], sort=False).agg(
+        learning=("learning", "mean"), learning_std=("learning", "std"), bwt=("bwt", "mean"),
+        bwt_std=("bwt", "std"), base=("base", "mean"), runs=("bwt", "size")).reset_index()
+    gained = points["learning"] - points["base"]
+    points["forgetting_per_point"] = (-points["bwt"] / gained).where(gained > 0)
+    first_seen = {family: i for i, family in enumerate(_unique(points["family"]))}
+    return (points.fillna({"learning_std": 0.0, "bwt_std": 0.0})
+            .assign(order=points["family"].map(first_seen))
+            .sort_values(["order", "scale"]).drop(columns="order").reset_index(drop=True))
+
+
+@_styled
+def plot_tradeoff(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: PathLike) -> None:
+    """Learning against retention for every method at each learning-rate factor, one line per
+    method, with the forgetting per point learned beside each point."""
+    points = tradeoff_points(summary_jsons)
+    if points.empty:
+        raise ValueError(f"no run with learning accuracy and BWT in {len(summary_jsons)} summaries")
+    fig = Figure(figsize=(7.5, 5.5), layout="constrained")
+    ax = fig.subplots()
+    colors = _color_map(_unique(points["family"]))
+    for family, line in points.groupby("family", sort=False):
+        ax.errorbar(line["bwt"], line["learning"], xerr=line["bwt_std"], yerr=line["learning_std"],
+                    marker="o", capsize=3, color=colors[family], label=family)
+        for _, point in line.iterrows():
+            ratio = point["forgetting_per_point"]
+            note = f"x{point['scale']:g}" + ("" if math.isnan(ratio) else f", f/l {ratio:.2f}")
+            ax.annotate(note, (point["bwt"], point["learning"]), textcoords="offset points",
+                        xytext=(6, 4), fontsize=8, color=colors[family])
+    ax.set(xlabel="retention: backward transfer BWT (%)",
+           ylabel="learning: mean accuracy on a task right after training it (%)")
+    ax.margins(0.15)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    ax.set_title("Learning vs retention at multiples (x) of each method's tuned learning rate\n"
+                 "(mean ± std over orders and seeds; f/l: points forgotten per point learned)")
     _save_figure(fig, out_png, out_pdf)
 
 

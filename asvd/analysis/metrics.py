@@ -334,6 +334,8 @@ def summarise_run(
         **meta,
         **cl_metrics(matrix),
         "micro_accuracy": _micro_accuracy(step_evals, tasks, sources[1:], schedule == "per_task"),
+        # what the base model already scores on the tasks: the floor learning is counted from
+        "base_accuracy": _none_if_nan(float(matrix.loc[BASE_ROW].mean())),
         # studies without a general-ability set (real benchmarks) report None
         "general": (_general_summary(evals, sources)
                     if GENERAL in (base_eval.get("scores") or {}) else None),

@@ -1,10 +1,13 @@
-"""The paper's retention ablation as methods: one importance-rule method with its target
-retention ratio (trr) and granularity swept. Each variant is an ordinary method config, so the
-workflow trains, evaluates and tabulates it like any other (target ``all_ablations``).
+"""Ablations as methods: the paper's retention ablation (one importance-rule method with its
+target retention ratio (trr) and granularity swept, target ``all_ablations``) and the
+learning-retention trade-off (methods at multiples of their tuned learning rate, target
+``all_tradeoff``). Each variant is an ordinary method config, so the workflow trains, evaluates
+and tabulates it like any other.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Mapping
 
 from asvd.method import ranks
@@ -13,6 +16,35 @@ from asvd.method import ranks
 def variant_name(method: str, trr: float, granularity: str) -> str:
     """``asvd_trr065_matrix``: the method, trr in hundredths, the granularity."""
     return f"{method}_trr{round(trr * 100):03d}_{granularity}"
+
+
+LR_VARIANT = re.compile(r"^(?P<method>.+)_lrx(?P<scale>\d+(?:p\d+)?)$")
+
+
+def lr_variant_name(method: str, scale: float) -> str:
+    """``asvd_lrx2``, ``seqft_lrx0p5``: the method and its learning-rate factor."""
+    return f"{method}_lrx{scale:g}".replace(".", "p")
+
+
+def lr_variant_of(name: str) -> tuple[str, float] | None:
+    """(method, factor) of a learning-rate variant's name; None for any other method."""
+    found = LR_VARIANT.match(name)
+    return (found["method"], float(found["scale"].replace("p", "."))) if found else None
+
+
+def lr_variants(methods: Mapping[str, Mapping], spec: Mapping) -> dict[str, dict]:
+    """Method configs for every method and factor of ``spec`` (config block ``tradeoff``): the
+    method at ``lr_scale`` times its (tuned) learning rate; a variant is tuned as its method."""
+    variants = {}
+    for method in spec["methods"]:
+        if method not in methods:
+            raise ValueError(f"tradeoff.methods: {method!r} has no entry under methods")
+        for scale in spec["lr_scales"]:
+            name = lr_variant_name(method, scale)
+            if name in methods:
+                raise ValueError(f"tradeoff: variant name {name!r} is already a method")
+            variants[name] = {**methods[method], "lr_scale": scale}
+    return variants
 
 
 def retention_variants(methods: Mapping[str, Mapping], spec: Mapping) -> dict[str, dict]:

@@ -138,9 +138,11 @@ def finetune_task(inputs: TaskInputs, position: TaskPosition, method: Mapping, s
     ``train.num_processes`` processes (by default one per GPU of the job's ``gpus`` that torch
     sees) train data-parallel (:mod:`asvd.train.parallel`); the main process writes.
     """
+    declared = Method.from_config(method)
+    settings = {**settings, "lr": settings.get("lr", TrainSettings.lr) * declared.lr_scale}
     train_settings = TrainSettings.from_config(settings)
     processes = process_count(train_settings.num_processes, gpus)
-    unsharded = Method.from_config(method).whole_model_copies
+    unsharded = declared.whole_model_copies
     if train_settings.sharded(processes) and unsharded:
         raise ValueError(f"train.distributed: fsdp does not support a method with {unsharded} "
                          f"(they hold whole copies of the weights); use ddp")

@@ -82,6 +82,16 @@ if config.get("ablations"):
     ABLATION_METHODS = config["ablations"]["references"] + [
         name for name in _variants if name not in config["ablations"]["references"]
     ]
+# The learning-retention trade-off's variants: methods at multiples of their tuned lr.
+TRADEOFF_METHODS = []
+TUNED_AS = {}  # a variant is tuned as its method
+if config.get("tradeoff"):
+    from asvd.pipeline.ablations import lr_variant_of, lr_variants
+
+    _variants = lr_variants(config["methods"], config["tradeoff"])
+    config["methods"].update(_variants)
+    TUNED_AS = {name: lr_variant_of(name)[0] for name in _variants}
+    TRADEOFF_METHODS = config["tradeoff"]["methods"] + list(_variants)
 # What each method is (its pieces and schedule), read here and by training alike.
 METHODS = declared_methods(config["methods"])
 
@@ -223,14 +233,16 @@ TUNING_RESULT = f"{RESULTS}/tuning/{{method}}/order{{order}}.json"
 
 
 def tuned(method):
-    return bool(TUNING) and method in TUNING["methods"]
+    return bool(TUNING) and TUNED_AS.get(method, method) in TUNING["methods"]
 
 
 def tuning_of_run(wildcards):
-    """The tuning a run's steps and summary read, where its method is tuned."""
+    """The tuning a run's steps and summary read, where its method (or the method a trade-off
+    variant scales) is tuned."""
     if not tuned(wildcards.method):
         return []
-    return [TUNING_RESULT.format(method=wildcards.method, order=wildcards.order)]
+    method = TUNED_AS.get(wildcards.method, wildcards.method)
+    return [TUNING_RESULT.format(method=method, order=wildcards.order)]
 
 
 def all_runs(methods=None):
@@ -322,11 +334,12 @@ def drawn_methods(spec, methods):
 
 
 def registered_figures(where, methods):
-    """The registry's figures drawn ``where`` (study, comparison or ablation) over ``methods``."""
+    """The registry's figures drawn ``where`` (study, comparison, ablation or tradeoff) over
+    ``methods``."""
     return [
         name
         for name, spec in FIGURES.items()
-        if (where == "study" or getattr(spec, where))
+        if getattr(spec, where)
         and (HAS_GENERAL or not spec.needs_general)
         and drawn_methods(spec, methods)
     ]
@@ -348,7 +361,9 @@ def figure_outputs():
 def study_outputs():
     """Every result a public target of this study can make (damaged ones outside it, left by
     another config, are moved aside but not rebuilt)."""
-    runs = all_runs(list(dict.fromkeys(ALL_METHODS + ABLATION_METHODS)))
+    runs = all_runs(
+        list(dict.fromkeys(ALL_METHODS + ABLATION_METHODS + TRADEOFF_METHODS))
+    )
     checkpoint_files = ["model", "svd.safetensors", "eval.json", "train_log.json"]
     return {
         *(
@@ -382,9 +397,10 @@ def study_outputs():
         *figure_outputs(),
         *baseline_outputs(),
         *(ablation_outputs() if ABLATION_METHODS else []),
+        *(tradeoff_outputs() if TRADEOFF_METHODS else []),
         *(
             f"{RESULTS}/{part}tables/environment.csv"
-            for part in ("", "baselines/", "ablations/")
+            for part in ("", "baselines/", "ablations/", "tradeoff/")
         ),
     }
 
@@ -488,6 +504,16 @@ def ablation_outputs():
     ) + expand(
         f"{RESULTS}/ablations/figures/{{name}}.{{ext}}",
         name=registered_figures("ablation", ABLATION_METHODS),
+        ext=["png", "pdf"],
+    )
+
+
+def tradeoff_outputs():
+    return expand(
+        f"{RESULTS}/tradeoff/tables/summary.{{ext}}", ext=["csv", "md", "tex"]
+    ) + expand(
+        f"{RESULTS}/tradeoff/figures/{{name}}.{{ext}}",
+        name=registered_figures("tradeoff", TRADEOFF_METHODS),
         ext=["png", "pdf"],
     )
 

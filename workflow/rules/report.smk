@@ -7,6 +7,8 @@ localrules:
     baseline_figure,
     ablation_tables,
     ablation_figure,
+    tradeoff_tables,
+    tradeoff_figure,
 
 
 rule summary_tables:
@@ -173,3 +175,46 @@ use rule plot_figure as ablation_figure with:
         code=code_version("plot_figure"),
     message:
         "Figure {wildcards.figure} of the retention ablation"
+
+
+# The learning-retention trade-off (target all_tradeoff) under results/<experiment>/tradeoff/.
+use rule summary_tables as tradeoff_tables with:
+    input:
+        summaries=run_summaries(TRADEOFF_METHODS),
+    output:
+        csv=report(
+            f"{RESULTS}/tradeoff/tables/summary.csv",
+            caption="../report/table.rst",
+            category="Learning-retention trade-off",
+        ),
+        md=f"{RESULTS}/tradeoff/tables/summary.md",
+        tex=f"{RESULTS}/tradeoff/tables/summary.tex",
+        environment=report(
+            f"{RESULTS}/tradeoff/tables/environment.csv",
+            caption="../report/environment.rst",
+            category="Learning-retention trade-off",
+        ),
+    log:
+        f"{LOGS}/tradeoff_tables.log",
+    message:
+        "Summary tables of the learning-retention trade-off (CSV, Markdown, LaTeX)"
+
+
+use rule plot_figure as tradeoff_figure with:
+    input:
+        lambda wildcards: _flat_inputs(wildcards, TRADEOFF_METHODS),
+    output:
+        png=report(
+            f"{RESULTS}/tradeoff/figures/{{figure}}.png",
+            caption="../report/figure.rst",
+            category="Learning-retention trade-off",
+        ),
+        pdf=f"{RESULTS}/tradeoff/figures/{{figure}}.pdf",
+    log:
+        f"{LOGS}/tradeoff_figure/{{figure}}.log",
+    params:
+        inputs=lambda wildcards: figure_inputs(wildcards, TRADEOFF_METHODS),
+        spectra_targets=config["figures"]["spectra_targets"],
+        code=code_version("plot_figure"),
+    message:
+        "Figure {wildcards.figure} of the learning-retention trade-off"

@@ -225,6 +225,28 @@ def test_collect_run_writes_outputs(tmp_path):
     summary = json.loads(summary_json.read_text())
     assert summary["method"] == "m" and summary["bwt"] == pytest.approx(-12.5)
     assert sorted(p.name for p in matrix_csv.parent.iterdir()) == ["R.csv", "summary.json"]
+    assert summary["premise"] is None and summary["tuning"] is None  # neither measured nor tuned
+    assert summary["base_accuracy"] == pytest.approx(make_matrix(WORKED).loc["base"].mean())
+
+
+def test_collect_run_records_the_premise_and_what_the_run_took_of_its_tuning(tmp_path):
+    base, steps = worked_evals()
+    paths = []
+    for name, eval_ in zip(["base", *TASKS], [base, *steps]):
+        paths.append(tmp_path / name / "eval.json")
+        paths[-1].parent.mkdir()
+        paths[-1].write_text(json.dumps(eval_))
+    premise, tuning = tmp_path / "premise.json", tmp_path / "tuning.json"
+    premise.write_text(json.dumps({"earlier_input_share": 0.9, "steps": []}))
+    tuning.write_text(json.dumps({"task": "a", "trials": 8, "choice": {"lr": 1e-3, "trr": 0.5}}))
+    out = tmp_path / "out"
+    full = collect_run(paths[0], paths[1:], TASKS, out / "R.csv", out / "s.json", {},
+                       premise_json=premise, tuning_json=tuning)
+    assert full["premise"] == {"earlier_input_share": 0.9, "steps": []}
+    assert full["tuning"] == {"lr": 1e-3, "trr": 0.5, "task": "a", "trials": 8}
+    lr_only = collect_run(paths[0], paths[1:], TASKS, out / "R.csv", out / "s.json", {},
+                          tuning_json=tuning, tuned_keys=["lr"])
+    assert lr_only["tuning"] == {"lr": 1e-3, "trr": None, "task": "a", "trials": 8}
 
 
 def test_collect_run_names_bad_file(tmp_path):

@@ -91,3 +91,9 @@ def test_lr_scale_multiplies_the_learning_rate_exactly(prepared, tmp_path):  # n
                        for name in ("scaled", "doubled"))
     assert scaled.keys() == doubled.keys()
     assert all(scaled[key].equal(doubled[key]) for key in scaled)
+
+
+def test_a_retention_variant_takes_the_tuned_lr_and_keeps_its_own_trr():
+    variant = {**ASVD, "rank_rule": {**ASVD["rank_rule"], "trr": 0.95}}
+    method, settings = tuning.apply_choice(variant, TRAIN, {"lr": 7e-4, "trr": 0.5}, keys=["lr"])
+    assert settings["lr"] == 7e-4 and method == variant

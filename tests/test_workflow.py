@@ -207,6 +207,7 @@ def test_the_retention_ablation_trains_every_variant_once_beside_its_references(
     for variant in ("asvd_trr050_block", "asvd_trr095_matrix", "asvd"):
         assert f"results/tiny/{variant}/order1" in log
     assert "asvd_trr080_block" not in log
+    assert "tuning/asvd_trr" not in log  # a variant takes asvd's tuned lr, keeps its own trr
 
 
 def test_the_tradeoff_trains_each_method_at_every_factor_of_its_tuned_lr(tmp_path):

@@ -610,7 +610,7 @@ def plot_premise(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: 
     if table.empty:
         raise ValueError(f"no premise measured in {len(summary_jsons)} run summaries")
     methods = _unique(table["method"])
-    units = [ALL_TARGETS] + sorted(set(table["unit"]) - {ALL_TARGETS}, key=_natural_key)
+    units = [ALL_TARGETS] + [unit for unit in _unique(table["unit"]) if unit != ALL_TARGETS]
     series = sorted(set(table["series"]) - {NEW_TASK}, key=_natural_key)
     colors = dict(zip(series, matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, len(series)))))
     stats = table.groupby(["method", "unit", "series", "step"])["share"].agg(["mean", "std"])

@@ -34,10 +34,12 @@ def candidates(method: Mapping, grid: Mapping) -> list[dict]:
     return [{"lr": lr, "trr": trr} for lr, trr in itertools.product(grid["lr"], trrs or [None])]
 
 
-def apply_choice(method: Mapping, settings: Mapping, choice: Mapping) -> tuple[dict, dict]:
-    """The method block and train settings with a tuned ``lr`` (and ``trr``) put in."""
-    settings = {**settings, "lr": choice["lr"]}
-    if choice.get("trr") is not None:
+def apply_choice(method: Mapping, settings: Mapping, choice: Mapping,
+                 keys: Sequence[str] = ("lr", "trr")) -> tuple[dict, dict]:
+    """The method block and train settings with the tuned ``keys`` of ``choice`` put in: its
+    ``lr``, and its ``trr`` where tuned (a retention-ablation variant takes the lr alone)."""
+    settings = {**settings, "lr": choice["lr"]} if "lr" in keys else dict(settings)
+    if "trr" in keys and choice.get("trr") is not None:
         method = {**method, "rank_rule": {**method["rank_rule"], "trr": choice["trr"]}}
     return dict(method), settings
 

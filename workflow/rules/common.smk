@@ -74,6 +74,10 @@ if workflow.is_main_process:
 # ablation's variants join the methods after that (a wildcard value each).
 ALL_METHODS = list(config["methods"])
 ABLATION_METHODS = []
+# A variant is tuned as its method: it takes its method's tuned lr, and the trr too unless the
+# trr is what it varies (the retention ablation's variants keep their own).
+TUNED_AS = {}
+TUNED_KEYS = {}
 if config.get("ablations"):
     from asvd.pipeline.ablations import retention_variants
 
@@ -82,15 +86,18 @@ if config.get("ablations"):
     ABLATION_METHODS = config["ablations"]["references"] + [
         name for name in _variants if name not in config["ablations"]["references"]
     ]
+    for _name in _variants:
+        if _name != config["ablations"]["method"]:
+            TUNED_AS[_name] = config["ablations"]["method"]
+            TUNED_KEYS[_name] = ["lr"]
 # The learning-retention trade-off's variants: methods at multiples of their tuned lr.
 TRADEOFF_METHODS = []
-TUNED_AS = {}  # a variant is tuned as its method
 if config.get("tradeoff"):
     from asvd.pipeline.ablations import lr_variant_of, lr_variants
 
     _variants = lr_variants(config["methods"], config["tradeoff"])
     config["methods"].update(_variants)
-    TUNED_AS = {name: lr_variant_of(name)[0] for name in _variants}
+    TUNED_AS.update({name: lr_variant_of(name)[0] for name in _variants})
     TRADEOFF_METHODS = config["tradeoff"]["methods"] + list(_variants)
 # What each method is (its pieces and schedule), read here and by training alike.
 METHODS = declared_methods(config["methods"])
@@ -243,6 +250,11 @@ def tuning_of_run(wildcards):
         return []
     method = TUNED_AS.get(wildcards.method, wildcards.method)
     return [TUNING_RESULT.format(method=method, order=wildcards.order)]
+
+
+def tuned_keys(wildcards):
+    """What a run takes from its tuning: the lr, and the trr unless the method varies it."""
+    return TUNED_KEYS.get(wildcards.method, ["lr", "trr"])
 
 
 def all_runs(methods=None):

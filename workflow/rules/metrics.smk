@@ -21,6 +21,7 @@ rule collect_metrics:
         tasks=run_tasks,
         meta=lambda wildcards: dict(run_of(wildcards)),
         schedule=lambda wildcards: METHODS[wildcards.method].schedule,
+        tuned_keys=tuned_keys,
         code=code_version("collect_metrics"),
     message:
         "Accuracy matrix and metrics of {wildcards.method} order {wildcards.order} seed {wildcards.seed}"

@@ -24,6 +24,7 @@ rule finetune_task:
         train=task_train_settings,
         task=task_of_step,
         earlier_tasks=earlier_tasks,
+        tuned_keys=tuned_keys,
         task_count=lambda wildcards: len(run_tasks(wildcards)),
         # intra-task state of a killed job, outside the outputs so a rerun resumes from it
         resume=f"{RESULTS}/resume/{{method}}/order{{order}}/seed{{seed}}/step{{step}}/train_state.pt",

@@ -15,4 +15,5 @@ with stage(snakemake):
         train_logs=list(snakemake.input.train_logs),
         premise_json=snakemake.input.premise[0] if snakemake.input.premise else None,
         tuning_json=snakemake.input.tuned[0] if snakemake.input.tuned else None,
+        tuned_keys=snakemake.params.tuned_keys,
     )

@@ -10,7 +10,8 @@ if __name__ == "__main__":
 
         method, train = snakemake.params.method, snakemake.params.train
         if snakemake.input.tuned:  # the lr (and trr) tuned on the order's first task
-            method, train = apply_choice(method, train, read_choice(snakemake.input.tuned[0]))
+            choice = read_choice(snakemake.input.tuned[0])
+            method, train = apply_choice(method, train, choice, snakemake.params.tuned_keys)
         finetune_task(
             inputs=TaskInputs(
                 checkpoint=snakemake.input.checkpoint,

@@ -15,6 +15,9 @@ def test_every_method_tries_every_lr_and_an_importance_rule_every_trr():
         {"lr": 1e-4, "trr": None}, {"lr": 1e-3, "trr": None}]
     assert tuning.candidates({"rank_rule": {"name": "uniform", "unfreeze": 0.25}}, grid) == [
         {"lr": 1e-4, "trr": None}, {"lr": 1e-3, "trr": None}]
+    full_first = {**ASVD, "rank_rule": {**ASVD["rank_rule"], "first_task": "full"}}
+    assert tuning.candidates(full_first, grid) == [  # task 1 trains without the constraint
+        {"lr": 1e-4, "trr": None}, {"lr": 1e-3, "trr": None}]
     assert tuning.candidates(ASVD, grid) == [
         {"lr": 1e-4, "trr": 0.5}, {"lr": 1e-4, "trr": 0.8},
         {"lr": 1e-3, "trr": 0.5}, {"lr": 1e-3, "trr": 0.8}]

@@ -125,7 +125,9 @@ def study_problems(config: Mapping, basedir: str | Path) -> list[str]:
         if method not in config["methods"]:
             problems.append(f"tuning.methods: {method!r} has no entry under methods")
         rule = (config["methods"].get(method) or {}).get("rank_rule") or {}
-        for trr in (tuning["grid"].get("trr") or []) if rule.get("name") == "importance" else []:
+        if rule.get("name") != "importance" or _rank_rule_problems(method, rule):
+            continue  # no trr to tune, or a broken rule named under methods already
+        for trr in tuning["grid"].get("trr") or []:
             problems += [f"tuning.grid.trr: {trr} with {problem.split(': ', 1)[1]}"
                          for problem in _rank_rule_problems(method, {**rule, "trr": trr})]
     reference = (config.get("premise") or {}).get("reference")

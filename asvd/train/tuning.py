@@ -23,14 +23,17 @@ import torch
 from asvd.data.prepare import load_records
 from asvd.evaluation.evaluate import evaluate_checkpoint
 from asvd.io import read_json, write_json, write_jsonl
+from asvd.methods import Method
 from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
 
 
 def candidates(method: Mapping, grid: Mapping) -> list[dict]:
     """The grid's points for ``method``: every ``lr``, times every ``trr`` where its rank rule
-    is the importance rule (``trr`` None otherwise), in the grid's order."""
-    rule = method.get("rank_rule") or {}
-    trrs = (grid.get("trr") or []) if rule.get("name") == "importance" else []
+    is the importance rule and constrains the first task (``trr`` None otherwise: with
+    ``first_task: full`` the first task cannot tell trr values apart), in the grid's order."""
+    declared = Method.from_config(method)
+    by_trr = declared.uses_importance and declared.constrained_on(1)
+    trrs = (grid.get("trr") or []) if by_trr else []
     return [{"lr": lr, "trr": trr} for lr, trr in itertools.product(grid["lr"], trrs or [None])]
 
 

@@ -102,15 +102,13 @@ def aggregate_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(blocks, ignore_index=True)
 
 
-def _number(value: float) -> str:
-    """Two decimals, or two significant digits for a value below 0.01 (a learning rate)."""
-    return f"{value:.2g}" if 0 < abs(value) < 0.01 else f"{value:.2f}"
-
-
 def _cell(mean: float, std: float, plus_minus: str, missing: str) -> str:
+    """``mean ± std`` with two decimals, or two significant digits where the mean is below 0.01
+    (a learning rate)."""
     if math.isnan(mean):
         return missing
-    return _number(mean) if math.isnan(std) else f"{_number(mean)}{plus_minus}{_number(std)}"
+    number = "{:.2g}" if 0 < abs(mean) < 0.01 else "{:.2f}"
+    return number.format(mean) + ("" if math.isnan(std) else plus_minus + number.format(std))
 
 
 def display_table(stats: pd.DataFrame, plus_minus: str = " ± ", missing: str = "–") -> pd.DataFrame:

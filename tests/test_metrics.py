@@ -212,13 +212,19 @@ def test_retention_none_when_base_is_zero():
     assert summarise_run(base, steps, TASKS, {})[1]["general"]["retention"] is None
 
 
-def test_collect_run_writes_outputs(tmp_path):
+def written_evals(directory) -> list:
+    """The worked example's base and step evals as eval.json files under ``directory``."""
     base, steps = worked_evals()
     paths = []
     for name, eval_ in zip(["base", *TASKS], [base, *steps]):
-        paths.append(tmp_path / name / "eval.json")
+        paths.append(directory / name / "eval.json")
         paths[-1].parent.mkdir()
         paths[-1].write_text(json.dumps(eval_))
+    return paths
+
+
+def test_collect_run_writes_outputs(tmp_path):
+    paths = written_evals(tmp_path)
     matrix_csv, summary_json = tmp_path / "out" / "R.csv", tmp_path / "out" / "summary.json"
     collect_run(paths[0], paths[1:], TASKS, matrix_csv, summary_json, {"method": "m"})
     pd.testing.assert_frame_equal(read_accuracy_csv(matrix_csv), make_matrix(WORKED))
@@ -230,12 +236,7 @@ def test_collect_run_writes_outputs(tmp_path):
 
 
 def test_collect_run_records_the_premise_and_what_the_run_took_of_its_tuning(tmp_path):
-    base, steps = worked_evals()
-    paths = []
-    for name, eval_ in zip(["base", *TASKS], [base, *steps]):
-        paths.append(tmp_path / name / "eval.json")
-        paths[-1].parent.mkdir()
-        paths[-1].write_text(json.dumps(eval_))
+    paths = written_evals(tmp_path)
     premise, tuning = tmp_path / "premise.json", tmp_path / "tuning.json"
     premise.write_text(json.dumps({"earlier_input_share": 0.9, "steps": []}))
     tuning.write_text(json.dumps({"task": "a", "trials": 8, "choice": {"lr": 1e-3, "trr": 0.5}}))

@@ -27,6 +27,7 @@ from asvd.data.prepare import load_records
 from asvd.io import read_json, write_json
 from asvd.method import ranks
 from asvd.method.constraint import OrthogonalSubspace
+from asvd.method.importance import forward_with_hooks
 from asvd.method.targets import find_targets
 from asvd.methods import Method
 from asvd.pipeline.runtime import compute_device
@@ -37,7 +38,6 @@ from asvd.train.models import load_checkpoint
 Bases = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
 
-@torch.no_grad()
 def frozen_shares(model: torch.nn.Module, modules: Mapping[str, torch.nn.Module], bases: Bases,
                   batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, dict[str, float]]:
     """Per target, the share of its input energy in V_h and of its output energy in U_h over
@@ -51,7 +51,7 @@ def frozen_shares(model: torch.nn.Module, modules: Mapping[str, torch.nn.Module]
         transposed = not isinstance(module, torch.nn.Linear)
         weight = module.weight.float()
 
-        def record(_module, args, _output):
+        def record(_module, args, _kwargs, _output):
             x = args[0].reshape(-1, args[0].shape[-1]).float()
             y = x @ (weight if transposed else weight.T)
             sums = [x.square().sum(), y.square().sum(), 0.0, 0.0]
@@ -61,16 +61,8 @@ def frozen_shares(model: torch.nn.Module, modules: Mapping[str, torch.nn.Module]
             energy[name] += torch.tensor([float(s) for s in sums], dtype=torch.float64)
         return record
 
-    handles = [module.register_forward_hook(hook(name, module)) for name, module in modules.items()]
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in batches:
-            model(**batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    forward_with_hooks(model, {module: hook(name, module) for name, module in modules.items()},
+                       batches)
     silent = [name for name, sums in energy.items() if sums[0] == 0]
     if silent:
         raise ValueError(f"premise: no input energy reached {silent[:3]} (never ran, or all zero)")

@@ -41,6 +41,24 @@ def _linear_output(module: torch.nn.Module, output: torch.Tensor) -> torch.Tenso
     return output if bias is None else output - bias
 
 
+@torch.no_grad()
+def forward_with_hooks(model: torch.nn.Module, hooks: Mapping[torch.nn.Module, Callable],
+                       batches: Iterable[Mapping[str, torch.Tensor]]) -> None:
+    """Run ``batches`` through ``model`` in eval mode without gradients, ``hooks[module]``
+    called as ``hook(module, args, kwargs, output)`` after each forward of its module; the hooks
+    are removed and the training mode restored afterwards, whatever happens."""
+    handles = [module.register_forward_hook(hook, with_kwargs=True) for module, hook in hooks.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            model(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+
+
 def _run_hooks(model: torch.nn.Module, hooked: Mapping[str, torch.nn.Module],
                pair: Callable, batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, float]:
     """Mean over all tokens of ``batches`` of cos(x, y), where ``pair(module, args, kwargs,
@@ -57,18 +75,7 @@ def _run_hooks(model: torch.nn.Module, hooked: Mapping[str, torch.nn.Module],
             counts[name] += cos.numel()
         return record
 
-    handles = [module.register_forward_hook(hook(name), with_kwargs=True)
-               for name, module in hooked.items()]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for batch in batches:
-                model(**batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    forward_with_hooks(model, {module: hook(name) for name, module in hooked.items()}, batches)
     empty = [name for name, count in counts.items() if count == 0]
     if empty:
         raise ValueError(f"importance: never ran on the samples: {empty[:3]}")

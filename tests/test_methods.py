@@ -48,3 +48,23 @@ def test_first_task_full_trains_task_one_without_the_constraint():
 def test_the_default_studys_methods_are_what_their_papers_define(name, expected):
     method = DEFAULT[name]
     assert {key: getattr(method, key) for key in expected} == expected
+
+
+def test_variants_of_the_ablation_and_the_tradeoff_are_named_for_what_they_change():
+    from asvd.pipeline.ablations import lr_variant_of, lr_variants, retention_variants
+
+    methods = {"asvd": {"rank_rule": {"name": "importance", "mrr": 0.1, "trr": 0.8}},
+               "seqft": {"rank_rule": None}}
+    spec = {"method": "asvd", "trr": [0.5, 0.8], "granularity": ["block"], "references": ["seqft"]}
+    assert sorted(retention_variants(methods, spec)) == ["asvd", "asvd_trr050_block"]
+    # where tuning may move asvd's own trr, its declared point runs under a name of its own
+    assert sorted(retention_variants(methods, spec, keep_own_name=False)) == [
+        "asvd_trr050_block", "asvd_trr080_block"]
+    variants = lr_variants(methods, {"methods": ["seqft"], "lr_scales": [0.5, 4]})
+    assert variants == {"seqft_lrx0p5": {"rank_rule": None, "lr_scale": 0.5},
+                        "seqft_lrx4": {"rank_rule": None, "lr_scale": 4}}
+    assert [lr_variant_of(name) for name in variants] == [("seqft", 0.5), ("seqft", 4.0)]
+    assert lr_variant_of("asvd_trr050_block") is None
+    for bad in (1, 1e-5):
+        with pytest.raises(ValueError, match=f"tradeoff.lr_scales: {bad} "):
+            lr_variants(methods, {"methods": ["seqft"], "lr_scales": [bad]})

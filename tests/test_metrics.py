@@ -244,10 +244,13 @@ def test_collect_run_records_the_premise_and_what_the_run_took_of_its_tuning(tmp
     full = collect_run(paths[0], paths[1:], TASKS, out / "R.csv", out / "s.json", {},
                        premise_json=premise, tuning_json=tuning)
     assert full["premise"] == {"earlier_input_share": 0.9, "steps": []}
-    assert full["tuning"] == {"lr": 1e-3, "trr": 0.5, "task": "a", "trials": 8}
+    assert full["tuning"] == {"lr": 1e-3, "trr": 0.5, "lr_scale": 1.0, "task": "a", "trials": 8}
     lr_only = collect_run(paths[0], paths[1:], TASKS, out / "R.csv", out / "s.json", {},
                           tuning_json=tuning, tuned_keys=["lr"])
-    assert lr_only["tuning"] == {"lr": 1e-3, "trr": None, "task": "a", "trials": 8}
+    assert lr_only["tuning"] == {"lr": 1e-3, "trr": None, "lr_scale": 1.0, "task": "a", "trials": 8}
+    scaled = collect_run(paths[0], paths[1:], TASKS, out / "R.csv", out / "s.json", {},
+                         tuning_json=tuning, lr_scale=4.0)  # a trade-off variant: what it trained
+    assert scaled["tuning"]["lr"] == pytest.approx(4e-3) and scaled["tuning"]["lr_scale"] == 4.0
 
 
 def test_collect_run_names_bad_file(tmp_path):

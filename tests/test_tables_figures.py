@@ -121,7 +121,7 @@ def test_summary_tables(tmp_path, summaries):
 
     markdown = out[1].read_text()
     assert "| zeta_sub | order1  |   2 | 71.00 ± 1.41" in markdown
-    assert "| 0.00052 ± 0.00025 | 0.80 ± 0.00" in markdown  # a learning rate keeps its digits
+    assert "| 0.000525 ± 0.000247 | 0.80 ± 0.00" in markdown  # a learning rate keeps its digits
     assert "| 0.86 ± 0.01 " in markdown  # the premise share's std is not printed finer than it
     assert "| alpha    | order1  |   1 | 50.00        |" in markdown
     assert "Gen. retention" in markdown and "Earlier in V_h" in markdown and "–" in markdown

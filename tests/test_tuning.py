@@ -4,21 +4,21 @@ import pytest
 from test_stages import ASVD, TRAIN, prepared  # noqa: F401  (the fixture: a base and its data)
 
 from asvd.io import read_json
-from asvd.train import tuning
+from asvd.train import choice, tuning
 
 EVALUATION = {"batch_size": 32, "max_new_tokens": 4, "max_source_length": 64}
 
 
 def test_every_method_tries_every_lr_and_an_importance_rule_every_trr():
     grid = {"lr": [1e-4, 1e-3], "trr": [0.5, 0.8]}
-    assert tuning.candidates({"rank_rule": None}, grid) == [
+    assert choice.candidates({"rank_rule": None}, grid) == [
         {"lr": 1e-4, "trr": None}, {"lr": 1e-3, "trr": None}]
-    assert tuning.candidates({"rank_rule": {"name": "uniform", "unfreeze": 0.25}}, grid) == [
+    assert choice.candidates({"rank_rule": {"name": "uniform", "unfreeze": 0.25}}, grid) == [
         {"lr": 1e-4, "trr": None}, {"lr": 1e-3, "trr": None}]
     full_first = {**ASVD, "rank_rule": {**ASVD["rank_rule"], "first_task": "full"}}
-    assert tuning.candidates(full_first, grid) == [  # task 1 trains without the constraint
+    assert choice.candidates(full_first, grid) == [  # task 1 trains without the constraint
         {"lr": 1e-4, "trr": None}, {"lr": 1e-3, "trr": None}]
-    assert tuning.candidates(ASVD, grid) == [
+    assert choice.candidates(ASVD, grid) == [
         {"lr": 1e-4, "trr": 0.5}, {"lr": 1e-4, "trr": 0.8},
         {"lr": 1e-3, "trr": 0.5}, {"lr": 1e-3, "trr": 0.8}]
 
@@ -26,17 +26,17 @@ def test_every_method_tries_every_lr_and_an_importance_rule_every_trr():
 def test_the_best_score_wins_and_ties_go_to_the_gentlest_candidate():
     results = [{"lr": 1e-3, "trr": 0.5, "score": 90.0}, {"lr": 1e-4, "trr": 0.5, "score": 90.0},
                {"lr": 1e-4, "trr": 0.8, "score": 90.0}, {"lr": 1e-2, "trr": 0.8, "score": 80.0}]
-    assert tuning.choose(results) == {"lr": 1e-4, "trr": 0.8}
-    assert tuning.choose(results[3:] + [{"lr": 1e-5, "trr": None, "score": 95.0}]) == {
+    assert choice.choose(results) == {"lr": 1e-4, "trr": 0.8}
+    assert choice.choose(results[3:] + [{"lr": 1e-5, "trr": None, "score": 95.0}]) == {
         "lr": 1e-5, "trr": None}
 
 
 def test_a_choice_sets_the_lr_and_the_rules_trr_and_nothing_else():
-    method, settings = tuning.apply_choice(ASVD, TRAIN, {"lr": 7e-4, "trr": 0.5})
+    method, settings = choice.apply_choice(ASVD, TRAIN, {"lr": 7e-4, "trr": 0.5})
     assert settings == {**TRAIN, "lr": 7e-4}
     assert method == {**ASVD, "rank_rule": {**ASVD["rank_rule"], "trr": 0.5}}
     assert ASVD["rank_rule"]["trr"] == 0.8  # the declared block is not changed
-    plain, _ = tuning.apply_choice({"rank_rule": None}, TRAIN, {"lr": 1e-3, "trr": None})
+    plain, _ = choice.apply_choice({"rank_rule": None}, TRAIN, {"lr": 1e-3, "trr": None})
     assert plain == {"rank_rule": None}
 
 
@@ -65,8 +65,8 @@ def test_tuning_trains_every_candidate_scores_it_and_records_the_choice(prepared
     assert [(c["lr"], c["trr"]) for c in result["candidates"]] == [
         (1e-4, 0.5), (1e-4, 0.8), (3e-3, 0.5), (3e-3, 0.8)]
     assert all(0 <= c["score"] <= 100 and c["final_loss"] > 0 for c in result["candidates"])
-    assert result["choice"] == tuning.choose(result["candidates"])
-    assert tuning.read_choice(out) == result["choice"]
+    assert result["choice"] == choice.choose(result["candidates"])
+    assert choice.read_choice(out) == result["choice"]
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # work folders removed
 
 
@@ -74,7 +74,7 @@ def test_a_file_without_a_choice_is_refused_naming_it(tmp_path):
     path = tmp_path / "order1.json"
     path.write_text("{}")
     with pytest.raises(ValueError, match=f"{path}: no tuning choice"):
-        tuning.read_choice(path)
+        choice.read_choice(path)
 
 
 def test_lr_scale_multiplies_the_learning_rate_exactly(prepared, tmp_path):  # noqa: F811
@@ -98,5 +98,5 @@ def test_lr_scale_multiplies_the_learning_rate_exactly(prepared, tmp_path):  # n
 
 def test_a_retention_variant_takes_the_tuned_lr_and_keeps_its_own_trr():
     variant = {**ASVD, "rank_rule": {**ASVD["rank_rule"], "trr": 0.95}}
-    method, settings = tuning.apply_choice(variant, TRAIN, {"lr": 7e-4, "trr": 0.5}, keys=["lr"])
+    method, settings = choice.apply_choice(variant, TRAIN, {"lr": 7e-4, "trr": 0.5}, keys=["lr"])
     assert settings["lr"] == 7e-4 and method == variant

@@ -229,6 +229,7 @@ def test_the_tradeoff_trains_each_method_at_every_factor_of_its_tuned_lr(tmp_pat
 
 @pytest.mark.parametrize("case, message", [
     ({"tradeoff": {"methods": ["nothing"]}}, "tradeoff.methods: 'nothing' has no entry under methods"),
+    ({"tradeoff": {"lr_scales": [1]}}, "tradeoff.lr_scales: 1 (a factor other than 1"),
     ({"ablations": {"method": "seqft"}}, "ablations.method: 'seqft' does not use the importance rank rule"),
     ({"ablations": {"method": "nothing"}}, "ablations.method: 'nothing' has no entry under methods"),
     ({"ablations": {"references": ["nothing"]}}, "ablations.references: 'nothing' has no entry under methods"),
@@ -582,7 +583,7 @@ def test_e2e_every_tuned_run_trains_with_the_choice_its_orders_first_task_made(e
         assert tuned["task"] == e2e.config["orders"][1][0]
         assert tuned["trials"] == len(tuned["candidates"]) == len(e2e.config["tuning"]["grid"]["lr"])
         summary = json.loads((e2e.run_dir(method) / "summary.json").read_text())
-        assert summary["tuning"] == {**tuned["choice"], "task": tuned["task"],
+        assert summary["tuning"] == {**tuned["choice"], "lr_scale": 1.0, "task": tuned["task"],
                                      "trials": tuned["trials"]}
         if e2e.config["methods"][method]["rank_rule"]:
             for step in (1, 2):

@@ -519,7 +519,8 @@ def rule_limits(logs: Sequence[dict]) -> dict[str, str]:
     existed show none)."""
     notes: dict[str, list[str]] = {}
     for log in logs:
-        unit_of = {name: next(u for u in log["importance"] if name == u or name.startswith(u + "."))
+        unit_of = {name: next((u for u in log["importance"] if name == u or name.startswith(u + ".")),
+                              name)
                    for name in log.get("clamped_targets", [])}
         counts = pd.Series(list(unit_of.values()), dtype=object).value_counts()
         for unit, count in counts.items():
@@ -564,7 +565,7 @@ def plot_importance_ratios(
             ax.tick_params(axis="y", labelsize=7)
             fig.colorbar(image, ax=ax, shrink=0.8)
     fig.suptitle("What the adaptive rule measured on the previous task's samples\n"
-                 "[clamped n@t: n targets asked for r > 1 at step t, kept at r - 1;"
+                 "[clamped n@t: n targets asked for k >= rank at step t, kept at rank - 1;"
                  " mrr@t: importance <= 0, kept mrr]")
     _save_figure(fig, out_png, out_pdf)
 

@@ -367,13 +367,15 @@ def collect_run(
     premise_json: str | os.PathLike | None = None,
     tuning_json: str | os.PathLike | None = None,
     tuned_keys: Sequence[str] = ("lr", "trr"),
+    lr_scale: float = 1.0,
 ) -> dict:
     """Read a run's ``eval.json`` files and write its accuracy matrix and summary atomically;
     ``train_logs`` give the summary its ``environment``, ``premise_json`` (the run's
     :mod:`asvd.evaluation.premise` measurement) its ``premise`` (None where not measured),
-    ``tuning_json`` (:mod:`asvd.train.tuning`) its ``tuning``: the chosen lr and trr the run
-    took (``tuned_keys``; a key it did not take is None), the task and the number of trials
-    (None where the method was not tuned)."""
+    ``tuning_json`` (:mod:`asvd.train.tuning`) its ``tuning``: the lr and trr the run took of
+    the choice (``tuned_keys``; a key it did not take is None; the lr times the method's
+    ``lr_scale``, which is recorded too), the task and the number of trials (None where the
+    method was not tuned)."""
     paths = [base_eval_path, *step_eval_paths]
     base_eval, *step_evals = [read_json(p) for p in paths]
     matrix, summary = summarise_run(
@@ -382,9 +384,11 @@ def collect_run(
     summary["environment"] = run_environment(train_logs)
     summary["premise"] = read_json(premise_json) if premise_json else None
     tuning = read_json(tuning_json) if tuning_json else None
+    took = tuning and {key: value if key in tuned_keys else None
+                       for key, value in tuning["choice"].items()}
     summary["tuning"] = tuning and {
-        **{key: value if key in tuned_keys else None for key, value in tuning["choice"].items()},
-        "task": tuning["task"], "trials": tuning["trials"]}
+        **took, "lr": took["lr"] * lr_scale if took["lr"] is not None else None,
+        "lr_scale": lr_scale, "task": tuning["task"], "trials": tuning["trials"]}
     write_accuracy_csv(matrix, matrix_csv)
     write_json(summary_json, summary)
     return summary

@@ -103,11 +103,11 @@ def aggregate_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cell(mean: float, std: float, plus_minus: str, missing: str) -> str:
-    """``mean ± std`` with two decimals, or two significant digits where the mean is below 0.01
-    (a learning rate)."""
+    """``mean ± std`` with two decimals, or three significant digits where the mean is below
+    0.01 (a learning rate)."""
     if math.isnan(mean):
         return missing
-    number = "{:.2g}" if 0 < abs(mean) < 0.01 else "{:.2f}"
+    number = "{:.3g}" if 0 < abs(mean) < 0.01 else "{:.2f}"
     return number.format(mean) + ("" if math.isnan(std) else plus_minus + number.format(std))
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import torch
+from transformers.pytorch_utils import Conv1D
 
 from asvd.data.prepare import load_records
 from asvd.io import read_json, write_json
@@ -48,7 +49,10 @@ def frozen_shares(model: torch.nn.Module, modules: Mapping[str, torch.nn.Module]
 
     def hook(name, module):
         U, V = bases.get(name, (None, None))
-        transposed = not isinstance(module, torch.nn.Linear)
+        if not isinstance(module, (torch.nn.Linear, Conv1D)):
+            raise ValueError(f"premise: target {name!r} is a {type(module).__name__}, not a "
+                             f"Linear or Conv1D layer whose input side is known")
+        transposed = isinstance(module, Conv1D)
         weight = module.weight.float()
 
         def record(_module, args, _kwargs, _output):
@@ -106,9 +110,9 @@ def _step_subspace(model, tokenizer, method: Method, stand_in: Method | None, st
                    count: int, train_log: Mapping | None, svd_path, importance_records,
                    settings: TrainSettings, seed: int) -> tuple[str | None, OrthogonalSubspace | None]:
     """The frozen subspace of step ``step``: the one the method trained under (its ranks read
-    from the train log, so exactly that subspace), or where the constraint did not act, the one
-    ``stand_in``'s rule would have frozen (built as training builds it); (None, None) when
-    that rule freezes nothing at this step either."""
+    from the train log, so exactly that subspace), or for an unconstrained method the one
+    ``stand_in``'s rule would have frozen (built as training builds it, with the stand-in's
+    ``settings``); (None, None) where neither froze anything."""
     if method.constrained_on(step):
         rule = ranks.Fixed(ranks=train_log["frozen_ranks"])
         return "frozen", OrthogonalSubspace(model, targets=method.target_modules, rank_rule=rule,
@@ -125,20 +129,23 @@ def measure_run(checkpoints: Sequence[str | Path], svd_caches: Sequence[str | Pa
                 test_files: Mapping[str, str | Path], train_files: Mapping[str, str | Path],
                 method: Mapping, settings: Mapping, samples: int, seed: int,
                 out_json: str | Path, reference: Mapping | None = None,
-                reference_name: str | None = None) -> dict:
+                reference_name: str | None = None,
+                reference_settings: Mapping | None = None) -> dict:
     """Measure the premise at every step of one sequential run and write ``out_json``.
 
     ``checkpoints[t - 1]`` and ``svd_caches[t - 1]`` are where step t starts (the base, then
     each earlier step), ``train_logs[t - 1]`` its log; ``tasks`` the order; ``test_files`` give
     the samples whose inputs are measured, ``train_files`` the previous task's samples an
     importance rule reads (as in training). ``reference`` is the config block of the method
-    whose rule stands in for an unconstrained ``method``; a constrained one stands in for
-    itself on a step it trains without the constraint (``first_task: full``).
+    whose rule stands in for an unconstrained ``method``, ``reference_settings`` its train
+    settings (its importance samples are encoded as its training encodes them); ``settings``
+    encode the measured inputs.
     """
     own = Method.from_config(method)
-    stand_in = own if own.constrained else (
-        Method.from_config(reference, reference_name or "reference") if reference else None)
+    stand_in = (Method.from_config(reference, reference_name or "reference")
+                if reference and not own.constrained else None)
     train_settings = TrainSettings.from_config(settings)
+    stand_in_settings = TrainSettings.from_config(reference_settings or settings)
     device = compute_device()
     tests = {task: load_records(test_files[task]) for task in tasks}
     steps = []
@@ -149,7 +156,7 @@ def measure_run(checkpoints: Sequence[str | Path], svd_caches: Sequence[str | Pa
         kind, constraint = _step_subspace(
             model, tokenizer, own, stand_in, index, len(tasks),
             read_json(train_logs[index - 1]) if own.constrained_on(index) else None,
-            svd_caches[index - 1], load_records(previous), train_settings, seed)
+            svd_caches[index - 1], load_records(previous), stand_in_settings, seed)
         shares = {}
         if constraint is not None:
             named = dict(model.named_modules())
@@ -159,6 +166,7 @@ def measure_run(checkpoints: Sequence[str | Path], svd_caches: Sequence[str | Pa
                 batches = sample_batches(model, tokenizer, tests[seen], train_settings, samples, seed)
                 shares[seen] = summarise_shares(frozen_shares(model, modules, bases, batches))
         steps.append({"index": index, "task": task, "subspace": kind, "shares": shares})
+        del model, constraint  # one checkpoint in memory at a time
     result = {"samples": samples, "subspace_of": reference_name if not own.constrained else "own",
               "steps": steps, **_headline(steps)}
     write_json(out_json, result)

@@ -41,17 +41,22 @@ def lr_variants(methods: Mapping[str, Mapping], spec: Mapping) -> dict[str, dict
             raise ValueError(f"tradeoff.methods: {method!r} has no entry under methods")
         for scale in spec["lr_scales"]:
             name = lr_variant_name(method, scale)
+            if scale == 1 or lr_variant_of(name) != (method, scale):
+                raise ValueError(f"tradeoff.lr_scales: {scale} (a factor other than 1, written "
+                                 f"as a plain decimal such as 0.5 or 4)")
             if name in methods:
                 raise ValueError(f"tradeoff: variant name {name!r} is already a method")
             variants[name] = {**methods[method], "lr_scale": scale}
     return variants
 
 
-def retention_variants(methods: Mapping[str, Mapping], spec: Mapping) -> dict[str, dict]:
+def retention_variants(methods: Mapping[str, Mapping], spec: Mapping,
+                       keep_own_name: bool = True) -> dict[str, dict]:
     """Method configs for every (trr, granularity) of ``spec`` (config block ``ablations``).
 
-    The variant equal to the swept method itself keeps that method's name, so it is run once.
-    Problems are named by key before any job exists.
+    The variant equal to the swept method itself keeps that method's name, so it is run once;
+    not with ``keep_own_name`` false (tuning may move the method's own trr, so its declared
+    point needs a run of its own). Problems are named by key before any job exists.
     """
     name = spec["method"]
     for key, method in [("method", name)] + [("references", ref) for ref in spec["references"]]:
@@ -70,7 +75,7 @@ def retention_variants(methods: Mapping[str, Mapping], spec: Mapping) -> dict[st
                 ranks.from_config(swept, task=2, tasks=2)
             except ValueError as err:
                 raise ValueError(f"ablations.trr: {trr} with methods.{name}.rank_rule: {err}") from err
-            same = trr == rule.get("trr", ranks.Importance.trr) and \
+            same = keep_own_name and trr == rule.get("trr", ranks.Importance.trr) and \
                 granularity == rule.get("granularity", ranks.Importance.granularity)
             variant = name if same else variant_name(name, trr, granularity)
             if not same and variant in methods:

@@ -7,12 +7,11 @@ less a seeded validation share, with the study's own training stage
 (:func:`asvd.train.finetune.finetune_task`), and is scored on the held-out share by the study's
 own evaluation. The choice is the best validation score, ties going to the most conservative
 candidate (the lowest lr, then the highest trr: the gentlest update that reaches it); every task
-of that method's runs in that order then trains with it (:func:`apply_choice`).
+of that method's runs in that order then trains with it (:func:`asvd.train.choice.apply_choice`).
 """
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,29 +21,9 @@ import torch
 
 from asvd.data.prepare import load_records
 from asvd.evaluation.evaluate import evaluate_checkpoint
-from asvd.io import read_json, write_json, write_jsonl
-from asvd.methods import Method
+from asvd.io import write_json, write_jsonl
+from asvd.train.choice import apply_choice, candidates, choose
 from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
-
-
-def candidates(method: Mapping, grid: Mapping) -> list[dict]:
-    """The grid's points for ``method``: every ``lr``, times every ``trr`` where its rank rule
-    is the importance rule and constrains the first task (``trr`` None otherwise: with
-    ``first_task: full`` the first task cannot tell trr values apart), in the grid's order."""
-    declared = Method.from_config(method)
-    by_trr = declared.uses_importance and declared.constrained_on(1)
-    trrs = (grid.get("trr") or []) if by_trr else []
-    return [{"lr": lr, "trr": trr} for lr, trr in itertools.product(grid["lr"], trrs or [None])]
-
-
-def apply_choice(method: Mapping, settings: Mapping, choice: Mapping,
-                 keys: Sequence[str] = ("lr", "trr")) -> tuple[dict, dict]:
-    """The method block and train settings with the tuned ``keys`` of ``choice`` put in: its
-    ``lr``, and its ``trr`` where tuned (a retention-ablation variant takes the lr alone)."""
-    settings = {**settings, "lr": choice["lr"]} if "lr" in keys else dict(settings)
-    if "trr" in keys and choice.get("trr") is not None:
-        method = {**method, "rank_rule": {**method["rank_rule"], "trr": choice["trr"]}}
-    return dict(method), settings
 
 
 def validation_split(records: Sequence[Mapping], fraction: float,
@@ -59,23 +38,16 @@ def validation_split(records: Sequence[Mapping], fraction: float,
             [dict(r) for i, r in enumerate(records) if i in chosen])
 
 
-def choose(results: Sequence[Mapping]) -> dict:
-    """The best validation score; ties to the lowest lr, then the highest trr."""
-    best = max(result["score"] for result in results)
-    tied = [result for result in results if result["score"] == best]
-    pick = min(tied, key=lambda r: (r["lr"], -(r["trr"] if r["trr"] is not None else 0.0)))
-    return {"lr": pick["lr"], "trr": pick["trr"]}
-
-
 def tune_first_task(base: str | Path, train_file: str | Path, task: str, task_count: int,
                     method: Mapping, settings: Mapping, grid: Mapping, validation: float,
                     seed: int, evaluation: Mapping, out_json: str | Path,
-                    svd_path: str | Path | None = None) -> dict:
+                    svd_path: str | Path | None = None, gpus: int = 0) -> dict:
     """Train every candidate of ``grid`` on ``task`` from ``base``, score it on the held-out
     share, and write the scores and the choice to ``out_json``.
 
     The candidates' checkpoints live in a work folder beside ``out_json`` that is removed
-    afterwards (a killed job's is removed by the next attempt).
+    afterwards (a killed job's is removed by the next attempt). Each candidate trains as a
+    training job does, on the job's ``gpus`` (:func:`asvd.train.finetune.finetune_task`).
     """
     out = Path(out_json)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +65,7 @@ def tune_first_task(base: str | Path, train_file: str | Path, task: str, task_co
             log = finetune_task(
                 TaskInputs(checkpoint=base, train_file=work / "train.jsonl", svd_path=svd_path),
                 TaskPosition(task=task, index=1, count=task_count), tuned_method,
-                tuned_settings, seed, where / "model", where / "train_log.json")
+                tuned_settings, seed, where / "model", where / "train_log.json", gpus=gpus)
             scored = evaluate_checkpoint(where / "model", {task: work / "validation.jsonl"},
                                          where / "eval.json", **evaluation)
             results.append({**candidate, "score": scored["scores"][task]["score"],
@@ -106,11 +78,3 @@ def tune_first_task(base: str | Path, train_file: str | Path, task: str, task_co
               "trials": len(results), "candidates": results, "choice": choose(results)}
     write_json(out, result)
     return result
-
-
-def read_choice(path: str | Path) -> dict:
-    """The choice a tuning job wrote (named by file if it has none)."""
-    found = read_json(path).get("choice")
-    if not isinstance(found, dict) or "lr" not in found:
-        raise ValueError(f"{path}: no tuning choice (expected {{'choice': {{'lr': ..., 'trr': ...}}}})")
-    return found

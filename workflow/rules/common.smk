@@ -13,6 +13,7 @@ from asvd.data.prepare import GENERAL
 from asvd.methods import declared_methods
 from asvd.pipeline.fingerprints import code_fingerprint
 from asvd.pipeline.study_checks import normalised_orders, reference_path, study_problems
+from asvd.train.choice import candidates
 from asvd.pipeline.validation import (
     coerce_command_line_values,
     config_error,
@@ -74,14 +75,37 @@ if workflow.is_main_process:
 # ablation's variants join the methods after that (a wildcard value each).
 ALL_METHODS = list(config["methods"])
 ABLATION_METHODS = []
-# A variant is tuned as its method: it takes its method's tuned lr, and the trr too unless the
-# trr is what it varies (the retention ablation's variants keep their own).
+# Every listed method tuned alike on its order's first task (asvd/train/tuning.py). A variant
+# is tuned as its method: it takes its method's tuned lr, and the trr too unless the trr is what
+# it varies (the retention ablation's variants keep their own).
+TUNING = config.get("tuning")
+TUNING_RESULT = f"{RESULTS}/tuning/{{method}}/order{{order}}.json"
 TUNED_AS = {}
 TUNED_KEYS = {}
+
+
+def tuning_candidates(method):
+    return candidates(config["methods"][method], TUNING["grid"])
+
+
 if config.get("ablations"):
     from asvd.pipeline.ablations import retention_variants
 
-    _variants = retention_variants(config["methods"], config["ablations"])
+    _swept = config["ablations"]["method"]
+    # where tuning may move the method's own trr, its declared point is a variant of its own
+    _rule = (config["methods"].get(_swept) or {}).get("rank_rule") or {}
+    _trr_tuned = (
+        bool(TUNING)
+        and _swept in TUNING["methods"]
+        and _rule.get("name") == "importance"
+        and any(
+            point["trr"] not in (None, _rule.get("trr"))
+            for point in tuning_candidates(_swept)
+        )
+    )
+    _variants = retention_variants(
+        config["methods"], config["ablations"], keep_own_name=not _trr_tuned
+    )
     config["methods"].update(_variants)
     ABLATION_METHODS = config["ablations"]["references"] + [
         name for name in _variants if name not in config["ablations"]["references"]
@@ -232,11 +256,6 @@ def premise_of_run(wildcards):
     if not measures_premise(wildcards.method):
         return []
     return [f"{RUN.format(**run_of(wildcards))}/premise.json"]
-
-
-# Every listed method tuned alike on its order's first task (asvd/train/tuning.py).
-TUNING = config.get("tuning")
-TUNING_RESULT = f"{RESULTS}/tuning/{{method}}/order{{order}}.json"
 
 
 def tuned(method):
@@ -394,7 +413,13 @@ def study_outputs():
             for run in runs
             if measures_premise(run["method"])
         ),
-        *(TUNING_RESULT.format(**run) for run in runs if tuned(run["method"])),
+        *(
+            TUNING_RESULT.format(
+                method=TUNED_AS.get(run["method"], run["method"]), order=run["order"]
+            )
+            for run in runs
+            if tuned(run["method"])
+        ),
         *(f"{BASE}/{name}" for name in checkpoint_files),
         *expand(
             f"{RESULTS}/data/{{task}}/{{name}}",

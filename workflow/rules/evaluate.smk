@@ -50,6 +50,8 @@ rule measure_premise:
         reference_name=lambda wildcards: PREMISE["reference"],
         reference=lambda wildcards: PREMISE["reference"]
         and config["methods"][PREMISE["reference"]],
+        reference_train=lambda wildcards: PREMISE["reference"]
+        and train_settings(PREMISE["reference"], run_tasks(wildcards)[0]),
         code=code_version("measure_premise"),
     message:
         "Where each task's inputs fall in the frozen subspaces of {wildcards.method} order {wildcards.order} seed {wildcards.seed}"

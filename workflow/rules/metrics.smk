@@ -22,6 +22,7 @@ rule collect_metrics:
         meta=lambda wildcards: dict(run_of(wildcards)),
         schedule=lambda wildcards: METHODS[wildcards.method].schedule,
         tuned_keys=tuned_keys,
+        lr_scale=lambda wildcards: METHODS[wildcards.method].lr_scale,
         code=code_version("collect_metrics"),
     message:
         "Accuracy matrix and metrics of {wildcards.method} order {wildcards.order} seed {wildcards.seed}"

@@ -37,7 +37,7 @@ rule finetune_task:
 
 # The order's first task trained from the base model once per candidate of the tuning grid and
 # scored on a held-out share of its training data: the lr (and trr) every task of the method's
-# runs in that order then uses. One job trains every candidate, as a training job would.
+# runs in that order then uses. One job trains every candidate, each as a training job would.
 rule tune_first_task:
     input:
         base=f"{BASE}/model",
@@ -57,7 +57,11 @@ rule tune_first_task:
         "../envs/asvd.yaml"
     threads: config["threads"]["finetune_task"]
     resources:
-        **config["resources"]["finetune_task"],
+        # a training job's, its runtime once per candidate (a training and an evaluation each)
+        mem_mb=config["resources"]["finetune_task"]["mem_mb"],
+        gpu=config["resources"]["finetune_task"]["gpu"],
+        runtime=lambda wildcards: config["resources"]["finetune_task"]["runtime"]
+        * len(tuning_candidates(wildcards.method)),
     params:
         method=method_config,
         train=lambda wildcards: train_settings(

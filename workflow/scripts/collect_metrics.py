@@ -16,4 +16,5 @@ with stage(snakemake):
         premise_json=snakemake.input.premise[0] if snakemake.input.premise else None,
         tuning_json=snakemake.input.tuned[0] if snakemake.input.tuned else None,
         tuned_keys=snakemake.params.tuned_keys,
+        lr_scale=snakemake.params.lr_scale,
     )

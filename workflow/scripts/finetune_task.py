@@ -5,8 +5,8 @@ from asvd.pipeline.runtime import stage
 # spawned process imports this file again as __mp_main__; it must not start the stage again.
 if __name__ == "__main__":
     with stage(snakemake):
+        from asvd.train.choice import apply_choice, read_choice
         from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
-        from asvd.train.tuning import apply_choice, read_choice
 
         method, train = snakemake.params.method, snakemake.params.train
         if snakemake.input.tuned:  # the lr (and trr) tuned on the order's first task

@@ -3,7 +3,7 @@ from asvd.pipeline.runtime import stage
 
 with stage(snakemake):
     from asvd.evaluation.premise import measure_run
-    from asvd.train.tuning import apply_choice, read_choice
+    from asvd.train.choice import apply_choice, read_choice
 
     tasks = snakemake.params.tasks
     reference = snakemake.params.reference or None
@@ -23,5 +23,6 @@ with stage(snakemake):
         seed=int(snakemake.wildcards.seed),
         out_json=snakemake.output.premise,
         reference=reference,
+        reference_settings=snakemake.params.reference_train or None,
         reference_name=snakemake.params.reference_name,
     )

@@ -19,4 +19,5 @@ if __name__ == "__main__":
             evaluation=snakemake.params.evaluation,
             out_json=snakemake.output.tuning,
             svd_path=snakemake.input.svd[0] if snakemake.input.svd else None,
+            gpus=int(snakemake.resources.get("gpu", 0)),
         )

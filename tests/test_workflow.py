@@ -105,11 +105,19 @@ class DagNode:
         return dict(self.wildcards).get(name)
 
 
+# The wildcards of the run-level rules, which a node may inherit from any dependency (training
+# takes method and order from its tuning job's label).
+RUN_WILDCARDS = {"finetune_task": ("method", "order", "seed", "step"),
+                 "collect_metrics": ("method", "order", "seed"),
+                 "measure_premise": ("method", "order", "seed")}
+
+
 def parse_dot_dag(dot: str) -> tuple[dict[int, DagNode], set[tuple[int, int]]]:
     """Nodes and ``dependency -> job`` edges of ``snakemake --dag dot``.
 
     A node's label shows only the wildcards its dependencies lack, so a job inherits the
-    missing ones from dependencies of the same rule (task t's training from task t-1's).
+    missing ones from dependencies of the same rule (task t's training from task t-1's), and
+    a run-level rule its own wildcards (RUN_WILDCARDS) from any dependency.
     Dashed nodes are jobs that need not run.
     """
     raw, edges = {}, set()
@@ -127,6 +135,10 @@ def parse_dot_dag(dot: str) -> tuple[dict[int, DagNode], set[tuple[int, int]]]:
         for dep, job in edges:
             if job == node and raw[dep][0] == rule and dep not in seen:
                 merged.update(full_wildcards(dep, (*seen, node)))
+            elif job == node and dep not in seen:
+                inherited = full_wildcards(dep, (*seen, node))
+                merged.update({key: value for key, value in inherited.items()
+                               if key in RUN_WILDCARDS.get(rule, ()) and key not in merged})
         merged.update(wildcards)
         return merged
 
@@ -641,16 +653,18 @@ def test_e2e_editing_a_module_reruns_exactly_the_rules_that_import_it(e2e, tmp_p
                 for name in ("model", "train_log.json")}
 
     steps = list(e2e.results.glob("*/order*/seed*/step*"))
-    # the premise is measured with the training stage's own constraint and loop
-    premises = {str(path.relative_to(e2e.workdir)) for path in e2e.results.glob("*/order*/seed*/premise.json")}
-    assert len(premises) == len(e2e.config["run"]["methods"])
+    # the premise is measured, and the first task tuned, with the training stage's own
+    # constraint and loop
+    derived = {str(path.relative_to(e2e.workdir)) for path in [
+        *e2e.results.glob("*/order*/seed*/premise.json"), *e2e.results.glob("tuning/*/order*.json")]}
+    assert len(derived) == 2 * len(e2e.config["run"]["methods"])
     files, planned = changed("method/constraint.py")
-    assert files == outputs(steps) | premises
+    assert files == outputs(steps) | derived
     assert {"finetune_task", "svd_cache", "evaluate_checkpoint", "measure_premise"} <= planned
     assert "base_model" not in planned and "prepare_dataset" not in planned
 
     files, _ = changed("train/loop.py")
-    assert files == outputs([e2e.results / "base", *steps]) | premises
+    assert files == outputs([e2e.results / "base", *steps]) | derived
 
     files, planned = changed("analysis/metrics.py")
     assert "finetune_task" not in planned and "evaluate_checkpoint" not in planned

@@ -50,8 +50,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     _prepare(target)
     # the file is made in a private folder beside ``path``: a writer's own temporaries (safetensors
-    # writes ``.tmpXXXXXX`` beside the file it is given, then renames it) stay inside it, so a
-    # killed job's are swept with it by ``_prepare`` on the rerun
+    # writes ``.tmp`` and six random characters beside the file it is given, then renames it) stay
+    # inside it, so a killed job's are swept with it by ``_prepare`` on the rerun
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     tmp_path = tmp_dir / target.name
     try:

@@ -107,7 +107,7 @@ def _headline(steps: Sequence[Mapping]) -> dict[str, float | None]:
 
 
 def _step_subspace(model, tokenizer, method: Method, stand_in: Method | None, step: int,
-                   count: int, train_log: Mapping | None, svd_path, importance_records,
+                   count: int, train_log: Mapping | None, svd_path, importance_file,
                    settings: TrainSettings, seed: int) -> tuple[str | None, OrthogonalSubspace | None]:
     """The frozen subspace of step ``step``: the one the method trained under (its ranks read
     from the train log, so exactly that subspace), or for an unconstrained method the one
@@ -121,7 +121,8 @@ def _step_subspace(model, tokenizer, method: Method, stand_in: Method | None, st
         return None, None
     modules = find_targets(model, stand_in.target_modules)
     return "would_freeze", build_constraint(model, tokenizer, stand_in, modules, step, count,
-                                            svd_path, importance_records, settings, seed)
+                                            svd_path, load_records(importance_file), settings,
+                                            seed)
 
 
 def measure_run(checkpoints: Sequence[str | Path], svd_caches: Sequence[str | Path],
@@ -156,7 +157,7 @@ def measure_run(checkpoints: Sequence[str | Path], svd_caches: Sequence[str | Pa
         kind, constraint = _step_subspace(
             model, tokenizer, own, stand_in, index, len(tasks),
             read_json(train_logs[index - 1]) if own.constrained_on(index) else None,
-            svd_caches[index - 1], load_records(previous), stand_in_settings, seed)
+            svd_caches[index - 1], previous, stand_in_settings, seed)
         shares = {}
         if constraint is not None:
             named = dict(model.named_modules())

@@ -76,6 +76,30 @@ def test_private_task_symbols_are_disjoint_and_covered_by_the_general_mixture():
     assert used["alpha"] | used["beta"] <= general
 
 
+def test_instructed_general_skill_asks_the_general_table_in_the_tasks_words():
+    benchmark = {**BENCHMARK, "general_skills": ["copy", "instructed"]}
+    general = prepare.synthetic_records(benchmark, prepare.GENERAL, "seed", 0)["train"]
+    alpha = prepare.synthetic_records(benchmark, "alpha", "seed", 0)["train"][0]
+    instructed = [r for r in general if r["skill"] == "instructed"]
+    assert len(instructed) == len(general) // 2 and {r["skill"] for r in general} == {"copy", "instructed"}
+    lead = "Task general : what is the class of the "
+    assert all(r["input"].startswith(lead) for r in instructed)
+    # the same prompt as a task's, up to the task's name and position; answered by one table
+    assert alpha["input"].split("symbol ?")[1].split("]")[0] == instructed[0]["input"].split("symbol ?")[1].split("]")[0]
+    table = {}
+    for record in instructed:
+        position = record["input"][len(lead):].split()[0]
+        symbol = record["input"].split(". ")[-1].split()[synthetic.POSITIONS[position]]
+        table.setdefault(symbol, set()).add(record["target"])
+    assert len(table) == BENCHMARK["symbols"] and all(len(classes) == 1 for classes in table.values())
+    assert {r["input"][len(lead):].split()[0] for r in instructed} == set(synthetic.POSITIONS)
+    assert prepare.synthetic_records(BENCHMARK, prepare.GENERAL, "seed", 0)["train"][0]["skill"] == "copy"
+    spec = {k: v for k, v in BENCHMARK.items() if k != "name"}
+    for bad in (["copy", "copy"], ["telepathy"], []):
+        with pytest.raises(ValueError, match="benchmark.general_skills"):
+            synthetic.generate(seed=0, **{**spec, "general_skills": bad})
+
+
 def test_tasks_compete_for_the_same_outputs():
     spec = {k: v for k, v in BENCHMARK.items() if k != "name"}
     tasks = synthetic.generate(seed=0, **spec)["tasks"]

@@ -45,17 +45,27 @@ def synthetic_instruction(name: str, position: str) -> str:
     return f"Task {name} : what is the class of the {position} symbol ?"
 
 
+def _general_prompt(example: Mapping, template: str, classes: Sequence[str]) -> dict:
+    """A general example's input, target and labels: ``instructed`` ones are asked as the tasks
+    are (``Task general : ...``), every other skill as ``<skill> : <text>``."""
+    if example["skill"] == synthetic.INSTRUCTED:
+        prompt = apply_template(template, task=GENERAL, category="synthetic", labels=classes,
+                                instruction=synthetic_instruction(GENERAL, example["position"]),
+                                text=example["text"])
+        return {"input": prompt, "target": example["target"], "labels": list(classes)}
+    return {"input": f"{example['skill']} : {example['text']}", "target": example["target"],
+            "labels": None}
+
+
 def synthetic_records(benchmark: Mapping, task: str, template: str, seed: int) -> dict[str, list[dict]]:
     """Prepared train/test records of one synthetic task (or of the general set)."""
     spec = {key: value for key, value in benchmark.items() if key != "name"}
     generated = synthetic.generate(seed=seed, **spec)
     if task == GENERAL:
         return {
-            split: [
-                {"id": f"{GENERAL}-{split}-{i}", "task": GENERAL, "skill": ex["skill"],
-                 "input": f"{ex['skill']} : {ex['text']}", "target": ex["target"], "labels": None}
-                for i, ex in enumerate(examples)
-            ]
+            split: [{"id": f"{GENERAL}-{split}-{i}", "task": GENERAL, "skill": ex["skill"],
+                     **_general_prompt(ex, template, generated["classes"])}
+                    for i, ex in enumerate(examples)]
             for split, examples in generated["general"].items()
         }
     if task not in generated["tasks"]:

@@ -5,7 +5,9 @@ symbol at one position, under a class table of its own; all tasks answer with th
 words, so later tasks compete for the outputs of earlier ones and sequential fine-tuning forgets
 for real. The general mixture that pretrains the base model (copy, reverse, pick a position, the
 class under a general table) provides the shared skills every task builds on; its held-out split
-is the general-ability set whose retention the study measures.
+is the general-ability set whose retention the study measures. The optional ``instructed`` skill
+asks for the class at a named position in the tasks' own words, so a base trained on it already
+reads the tasks' instruction and each task has only its own class table to learn.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Mapping, Sequence
 
 POSITIONS = {"first": 0, "second": 1, "third": 2, "last": -1, "penultimate": -2}
 GENERAL_SKILLS = ("copy", "reverse", "pick", "classify")
+INSTRUCTED = "instructed"
+KNOWN_SKILLS = (*GENERAL_SKILLS, INSTRUCTED)
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 
@@ -64,6 +68,10 @@ def _balanced_examples(spec, table, symbols, classes, length, count, rng) -> lis
 
 def _general_example(skill: str, table, symbols, length: int, rng: random.Random) -> dict:
     seq = _sequence(symbols, length, rng)
+    if skill == INSTRUCTED:
+        position = rng.choice(sorted(name for name, index in POSITIONS.items() if -length <= index < length))
+        return {"skill": skill, "text": " ".join(seq), "target": table[seq[POSITIONS[position]]],
+                "position": position}
     if skill == "copy":
         return {"skill": skill, "text": " ".join(seq), "target": " ".join(seq)}
     if skill == "reverse":
@@ -86,12 +94,19 @@ def generate(
     test_per_task: int,
     general_train: int,
     general_test: int,
+    general_skills: Sequence[str] = GENERAL_SKILLS,
 ) -> dict:
     """Generate every split of the benchmark.
 
     Returns ``{"tasks": {name: {"train": [...], "test": [...]}}, "general": {"train", "test"},
-    "classes": [...]}``; examples are ``{"text", "target"}`` (general ones also carry ``skill``).
+    "classes": [...]}``; examples are ``{"text", "target"}`` (general ones also carry ``skill``,
+    ``instructed`` ones the ``position`` asked). The general mixture cycles through
+    ``general_skills``.
     """
+    unknown = [skill for skill in general_skills if skill not in KNOWN_SKILLS]
+    if unknown or not general_skills or len(set(general_skills)) != len(general_skills):
+        raise ValueError(f"benchmark.general_skills: {list(general_skills)} must be distinct names "
+                         f"from {list(KNOWN_SKILLS)}")
     pool = symbol_names(symbols + task_symbols * len(tasks))
     names = pool[:symbols]
     for key, count in (("symbols", symbols), ("task_symbols", task_symbols or len(classes))):
@@ -117,7 +132,7 @@ def generate(
     general_table = class_table(pool, classes, rng)
     out["general"] = {
         split: [
-            _general_example(GENERAL_SKILLS[i % len(GENERAL_SKILLS)], general_table, pool, length, rng)
+            _general_example(general_skills[i % len(general_skills)], general_table, pool, length, rng)
             for i in range(count)
         ]
         for split, count in (("train", general_train), ("test", general_test))

@@ -114,9 +114,6 @@ def test_only_olora_and_hub_draw_a_general_mixture(tmp_path):
     paper = REPO / "config" / "paper" / "llama2_7b_chat_trace.yaml"
     assert_refused(tmp_path, ["benchmark.general: only the olora and hub"],
                    configfiles=[paper, bad])
-    bad.write_text(json.dumps({"benchmark": {"trace_dir": str(trace), "general_skills": ["copy"]}}))
-    assert_refused(tmp_path, ["benchmark.general_skills: only the synthetic benchmark"],
-                   configfiles=[paper, bad])
 
 
 @pytest.mark.parametrize("override, names", [

@@ -149,11 +149,6 @@ def study_problems(config: Mapping, basedir: str | Path) -> list[str]:
             "benchmark.general: only the olora and hub benchmarks draw a general mixture from "
             "their tasks (the synthetic one generates its own)"
         )
-    if config["benchmark"].get("general_skills") and config["benchmark"]["name"] != "synthetic":
-        problems.append(
-            "benchmark.general_skills: only the synthetic benchmark generates its general mixture "
-            "from skills (olora and hub draw theirs from benchmark.general)"
-        )
     if config["base_model"].get("instruction_tune") and not (
         config["base_model"].get("pretrained") and config["benchmark"].get("general")
     ):

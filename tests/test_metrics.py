@@ -200,6 +200,25 @@ def test_summarise_run():
     }  # fmt: skip
 
 
+def test_option_ranking_summarised_from_its_own_matrix():
+    """``ranked`` holds the CL metrics of the ranked scores (not of exact match), ``answers_in_options``
+    the base and final model's mean share of listed answers; None unless every eval ranked every task."""
+    base, steps = worked_evals()
+    for row, eval_ in enumerate([base, *steps]):
+        for column, task in enumerate(TASKS):
+            eval_["scores"][task].update(ranked=90.0 - 10 * column + row, in_options=50.0 + 10 * row)
+    _, summary = summarise_run(base, steps, TASKS, {})
+    assert summary["ranked"]["aa"] == pytest.approx(3 + (90 + 80 + 70) / 3)
+    assert summary["ranked"]["learning_accuracy"] == pytest.approx((91 + 82 + 73) / 3)
+    assert summary["ranked"]["bwt"] == pytest.approx(((93 - 91) + (83 - 82)) / 2)
+    assert summary["ranked"]["base_accuracy"] == pytest.approx(80.0)
+    assert summary["aa"] == pytest.approx(80.0)  # exact match untouched
+    assert summary["answers_in_options"] == {"base": 50.0, "final": 80.0}
+    del steps[1]["scores"]["b"]["ranked"]
+    _, summary = summarise_run(base, steps, TASKS, {})
+    assert summary["ranked"] is None and summary["answers_in_options"] is None
+
+
 def test_micro_accuracy_pools_samples():
     base, steps = worked_evals()
     steps[-1]["scores"]["a"].update(correct=0, total=600)  # a big task with nothing right

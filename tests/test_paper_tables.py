@@ -19,7 +19,8 @@ def summaries(tmp_path, rows):
         path.write_text(json.dumps({"method": method, "order": order, "seed": seed, "aa": aa,
                                     "bwt": bwt, "fwt": None, "forgetting": 1.0,
                                     "learning_accuracy": 50.0, "micro_accuracy": aa,
-                                    "general": None, "premise": None, "tuning": None}))
+                                    "general": None, "ranked": None, "answers_in_options": None,
+                                    "premise": None, "tuning": None}))
         paths.append(path)
     return paths
 

@@ -67,7 +67,8 @@ def write_study_run(tmp_path: Path, method: str, aa: float) -> tuple[Path, Path]
     write_accuracy_csv(matrix, tmp_path / f"{method}.csv")
     summary = {"method": method, "order": 1, "seed": 0, "aa": (aa + 88) / 2, "bwt": aa - 90,
                "fwt": 5.0, "forgetting": 90 - aa, "learning_accuracy": 89.0, "micro_accuracy": 70.0,
-               "general": None, "premise": None, "tuning": None, "tasks": tasks}
+               "general": None, "ranked": None, "answers_in_options": None, "premise": None,
+               "tuning": None, "tasks": tasks}
     (tmp_path / f"{method}.json").write_text(json.dumps(summary))
     return tmp_path / f"{method}.csv", tmp_path / f"{method}.json"
 

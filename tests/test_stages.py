@@ -9,7 +9,7 @@ from transformers import AutoModelForSeq2SeqLM
 
 from asvd.data import prepare, synthetic
 from asvd.data.prepare import load_records
-from asvd.evaluation import evaluate, scoring
+from asvd.evaluation import evaluate, ranking, scoring
 from asvd.io import read_json, write_jsonl
 from asvd.method import svd
 from asvd.method.targets import find_targets
@@ -259,6 +259,11 @@ def test_evaluate_checkpoint_writes_scores(tmp_path, prepared):
         records = load_records(files[name]["test"])
         answers = evaluate.generate(model, tokenizer, [r["input"] for r in records], 8, 8, 128)
         expected = scoring.score(records, answers)
+        # tasks that list their options are also scored by ranking them, the free-form general set not
+        if name == "alpha":
+            chosen = ranking.most_likely_options(model, tokenizer, records, 8, 128, 8)
+            expected.update(ranking.ranked_scores(records, answers, chosen))
+        assert ranking.rankable(records) == (name == "alpha")
         assert result["scores"][name] == expected
         assert expected["correct"] == sum(scoring.normalise(a) == scoring.normalise(r["target"])
                                           for a, r in zip(answers, records))

@@ -63,6 +63,9 @@ def write_summary(path: Path, method: str, order: str, seed: int, aa: float, **e
         "learning_accuracy": aa + 5, "micro_accuracy": aa + 1,
         "general": {"base": 40.0, "per_step": [38.0, 36.0, aa / 2],
                     "final": aa / 2, "retention": 100 * (aa / 2) / 40},
+        "ranked": {"aa": aa + 10, "bwt": -aa / 20, "fwt": None, "forgetting": aa / 20,
+                   "learning_accuracy": aa + 12, "base_accuracy": 30.0},
+        "answers_in_options": {"base": 20.0, "final": 90.0 + seed},
         "premise": premise_of(0.9 + seed / 100, 0.6),
         "tuning": {"lr": 3.5e-4 * seed, "trr": 0.8, "task": TASKS[0], "trials": 8},
         "tasks": TASKS,
@@ -118,6 +121,9 @@ def test_summary_tables(tmp_path, summaries):
     assert rows.loc[("zeta_sub", "order1"), "premise_new_input_share_mean"] == pytest.approx(0.55)
 
     assert rows.loc[("zeta_sub", "order1"), "tuning_lr_mean"] == pytest.approx(5.25e-4)
+    # option ranking beside exact match: ranked AA (aa + 10), share of listed answers (90 + seed)
+    assert rows.loc[("zeta_sub", "order1"), "ranked_aa_mean"] == pytest.approx(81.0)
+    assert rows.loc[("zeta_sub", "order2"), "answers_in_options_final_mean"] == pytest.approx(91.5)
 
     markdown = out[1].read_text()
     assert "| zeta_sub | order1  |   2 | 71.00 ± 1.41" in markdown
@@ -125,6 +131,7 @@ def test_summary_tables(tmp_path, summaries):
     assert "| 0.86 ± 0.01 " in markdown  # the premise share's std is not printed finer than it
     assert "| alpha    | order1  |   1 | 50.00        |" in markdown
     assert "Gen. retention" in markdown and "Earlier in V_h" in markdown and "–" in markdown
+    assert "AA (ranked)" in markdown and "In options" in markdown
 
     latex = out[2].read_text()
     assert r"zeta\_sub & order1 & 2 & 71.00 $\pm$ 1.41" in latex

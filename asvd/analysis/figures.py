@@ -265,17 +265,25 @@ def plot_task_curves(
 
 @_styled
 def plot_aa_bwt(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: PathLike) -> None:
-    """Grouped AA and BWT bars per method, mean ± std over all its runs (orders and seeds)."""
+    """Grouped AA and BWT bars per method, mean ± std over all its runs (orders and seeds); where
+    the runs ranked their tasks' options, the option-ranking AA and BWT stand hatched beside them."""
     runs = load_runs(summary_jsons)
-    stats = runs.groupby("method", sort=False)[["aa", "bwt"]].agg(["mean", "std"])
+    series = [(key, label) for key, label in (("aa", "AA"), ("ranked_aa", "AA (ranked)"),
+                                              ("bwt", "BWT"), ("ranked_bwt", "BWT (ranked)"))
+              if runs[key].notna().any()]
+    stats = runs.groupby("method", sort=False)[[key for key, _ in series]].agg(["mean", "std"])
     positions = np.arange(len(stats.index))
-    width = 0.38
-    fig = Figure(figsize=(1.3 * len(positions) + 3.0, 4.5), layout="constrained")
+    width = 0.76 / len(series)
+    fig = Figure(figsize=(0.65 * len(series) * len(positions) + 3.0, 4.5), layout="constrained")
     ax = fig.subplots()
-    for offset, (key, label) in zip((-0.5, 0.5), (("aa", "AA"), ("bwt", "BWT"))):
+    colors = {"aa": "C0", "bwt": "C1"}
+    for i, (key, label) in enumerate(series):
         means, stds = stats[(key, "mean")], stats[(key, "std")].fillna(0.0)
-        bars = ax.bar(positions + offset * width, means, width, yerr=stds, capsize=3, label=label)
-        ax.bar_label(bars, labels=[_fmt(v) for v in means], padding=2, fontsize=8)
+        bars = ax.bar(positions + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds,
+                      capsize=3, label=label, color=colors[key.removeprefix("ranked_")],
+                      hatch="//" if key.startswith("ranked_") else None,
+                      alpha=0.6 if key.startswith("ranked_") else 1.0)
+        ax.bar_label(bars, labels=[_fmt(v) for v in means], padding=2, fontsize=7)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(positions, list(stats.index), rotation=30, ha="right", rotation_mode="anchor")
     ax.set(xlabel="method", ylabel="percent")
@@ -283,6 +291,7 @@ def plot_aa_bwt(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: P
     ax.legend()
     ax.set_title(
         "Average accuracy (AA) and backward transfer (BWT)\nmean ± std over orders and seeds"
+        + ("; ranked: the most likely listed option" if len(series) > 2 else "")
     )
     _save_figure(fig, out_png, out_pdf)
 

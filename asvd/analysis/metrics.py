@@ -55,6 +55,7 @@ def accuracy_matrix(
     *,
     sources: Sequence[str] | None = None,
     schedule: str = "sequential",
+    score_key: str = "score",
 ) -> pd.DataFrame:
     """Assemble ``R`` from the base eval and one eval per training step.
 
@@ -77,11 +78,13 @@ def accuracy_matrix(
     def scored_by(row: int, column: int) -> int:
         return column + 1 if own_models and 0 < column + 1 <= row else row
 
-    rows = [
-        [float(_score(evals[scored_by(row, col)], task, sources[scored_by(row, col)])["score"])
-         for col, task in enumerate(tasks)]
-        for row in range(len(evals))
-    ]
+    def cell(row: int, column: int, task: str) -> float:
+        record = _score(evals[scored_by(row, column)], task, sources[scored_by(row, column)])
+        if score_key not in record:
+            raise ValueError(f"{sources[scored_by(row, column)]}: {task!r} has no {score_key!r}")
+        return float(record[score_key])
+
+    rows = [[cell(row, col, task) for col, task in enumerate(tasks)] for row in range(len(evals))]
     index = pd.Index([BASE_ROW, *([JOINT_ROW] if joint else tasks)], name=INDEX_NAME)
     return pd.DataFrame(rows, index=index, columns=list(tasks))
 
@@ -312,6 +315,22 @@ def _general_summary(evals: Sequence[dict], sources: Sequence[str]) -> dict[str,
     }
 
 
+def _option_summaries(base_eval: dict, step_evals: list[dict], tasks: list[str],
+                      sources: Sequence[str], schedule: str) -> tuple[dict | None, dict | None]:
+    """The option-ranking metrics (:func:`cl_metrics` of the ``ranked`` matrix, with the base
+    model's mean) and the share of generated answers that are a listed option (base and final
+    model, mean over tasks); both None unless every eval ranked every task."""
+    ranked_everywhere = all("ranked" in ((e.get("scores") or {}).get(task) or {})
+                            for e in (base_eval, *step_evals) for task in tasks)
+    if not ranked_everywhere:
+        return None, None
+    ranked, in_options = (accuracy_matrix(base_eval, step_evals, tasks, sources=sources,
+                                          schedule=schedule, score_key=key)
+                          for key in ("ranked", "in_options"))
+    return ({**cl_metrics(ranked), "base_accuracy": float(ranked.loc[BASE_ROW].mean())},
+            {"base": float(in_options.iloc[0].mean()), "final": float(in_options.iloc[-1].mean())})
+
+
 def summarise_run(
     base_eval: dict,
     step_evals: list[dict],
@@ -321,7 +340,8 @@ def summarise_run(
     sources: Sequence[str] | None = None,
     schedule: str = "sequential",
 ) -> tuple[pd.DataFrame, dict]:
-    """Accuracy matrix and summary dict (meta + CL metrics + micro accuracy + general ability).
+    """Accuracy matrix and summary dict (meta + CL metrics + micro accuracy + general ability
+    + option ranking).
 
     ``schedule`` as in :func:`accuracy_matrix`; under ``per_task`` the micro accuracy pools each
     task's own model's answers.
@@ -330,6 +350,7 @@ def summarise_run(
         [JOINT_ROW] if schedule == "joint" else tasks)
     matrix = accuracy_matrix(base_eval, step_evals, tasks, sources=sources, schedule=schedule)
     evals = [base_eval, *step_evals]
+    ranked, in_options = _option_summaries(base_eval, step_evals, tasks, sources, schedule)
     summary = {
         **meta,
         **cl_metrics(matrix),
@@ -339,6 +360,9 @@ def summarise_run(
         # studies without a general-ability set (real benchmarks) report None
         "general": (_general_summary(evals, sources)
                     if GENERAL in (base_eval.get("scores") or {}) else None),
+        # tasks that list their options, scored by ranking them (None where any does not)
+        "ranked": ranked,
+        "answers_in_options": in_options,
         "tasks": list(tasks),
     }
     return matrix, summary

@@ -47,7 +47,8 @@ def load_reference_matrix(source: str | os.PathLike) -> pd.DataFrame:
 
 def reference_summary(matrix: pd.DataFrame, name: str, order: int | str, source: str) -> dict:
     """A run summary of ``matrix`` under method ``name``: the keys a trained run's summary has
-    (no seed, micro accuracy, general ability, premise or tuning: logs do not give them) plus its source."""
+    (no seed, micro accuracy, general ability, option ranking, premise or tuning: logs do not
+    give them) plus its source."""
     return {
         "method": name,
         "order": order,
@@ -56,6 +57,8 @@ def reference_summary(matrix: pd.DataFrame, name: str, order: int | str, source:
         **cl_metrics(matrix),
         "micro_accuracy": None,
         "general": None,
+        "ranked": None,
+        "answers_in_options": None,
         "premise": None,
         "tuning": None,
         "tasks": list(matrix.columns),

@@ -28,6 +28,10 @@ METRICS: dict[tuple[str, ...], str] = {
     ("learning_accuracy",): "LA",
     ("micro_accuracy",): "Micro acc.",
     ("general", "retention"): "Gen. retention",
+    # option ranking (asvd.evaluation.ranking): forgetting the task, not the answer format
+    ("ranked", "aa"): "AA (ranked)",
+    ("ranked", "bwt"): "BWT (ranked)",
+    ("answers_in_options", "final"): "In options",
     # the method's premise (asvd.evaluation.premise): input energy in the frozen subspace
     ("premise", "earlier_input_share"): "Earlier in V_h",
     ("premise", "new_input_share"): "New in V_h",

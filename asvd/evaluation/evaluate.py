@@ -1,4 +1,5 @@
-"""Evaluation: greedy generation, scored by each task's metric (:mod:`asvd.evaluation.scoring`)."""
+"""Evaluation: greedy generation, scored by each task's metric (:mod:`asvd.evaluation.scoring`),
+and on tasks that list their options also by option ranking (:mod:`asvd.evaluation.ranking`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from asvd.data.prepare import load_records
+from asvd.evaluation.ranking import most_likely_options, rankable, ranked_scores
 from asvd.evaluation.scoring import metric_of, score
 from asvd.io import write_json
 from asvd.pipeline.runtime import compute_device
@@ -35,10 +37,13 @@ def generate(model, tokenizer, inputs: Sequence[str], batch_size: int, max_new_t
 
 def evaluate_checkpoint(checkpoint: str | Path, test_files: Mapping[str, str | Path], out_json: str | Path,
                         batch_size: int = 256, max_new_tokens: int = 16, max_source_length: int = 128,
-                        examples: int = 3) -> dict:
+                        examples: int = 3, rank_options: bool = True) -> dict:
     """Score of a checkpoint on every named test set; keeps a few predictions for inspection.
 
-    Every test set's records are read and their metric checked before any generation.
+    With ``rank_options``, a test set whose records all list their options also gets
+    ``ranked`` (option-ranking accuracy) and ``in_options`` (the share of generated answers
+    that are a listed option) beside its metric's score. Every test set's records are read and
+    their metric checked before any generation.
     """
     test_sets = {name: load_records(path) for name, path in test_files.items()}
     for name, records in test_sets.items():
@@ -54,6 +59,10 @@ def evaluate_checkpoint(checkpoint: str | Path, test_files: Mapping[str, str | P
         predictions = generate(model, tokenizer, [r["input"] for r in records], batch_size,
                                max_new_tokens, max_source_length)
         scores[name] = score(records, predictions, str(test_files[name]))
+        if rank_options and rankable(records):
+            chosen = most_likely_options(model, tokenizer, records, batch_size, max_source_length,
+                                         max_new_tokens)
+            scores[name].update(ranked_scores(records, predictions, chosen))
         samples[name] = [{"input": r["input"], "target": r["target"], "prediction": p}
                          for r, p in zip(records[:examples], predictions[:examples])]
     result = {"checkpoint": str(checkpoint), "scores": scores, "examples": samples}

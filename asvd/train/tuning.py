@@ -66,8 +66,9 @@ def tune_first_task(base: str | Path, train_file: str | Path, task: str, task_co
                 TaskInputs(checkpoint=base, train_file=work / "train.jsonl", svd_path=svd_path),
                 TaskPosition(task=task, index=1, count=task_count), tuned_method,
                 tuned_settings, seed, where / "model", where / "train_log.json", gpus=gpus)
+            # the choice is made on the task's metric alone: no option ranking
             scored = evaluate_checkpoint(where / "model", {task: work / "validation.jsonl"},
-                                         where / "eval.json", **evaluation)
+                                         where / "eval.json", **{**evaluation, "rank_options": False})
             results.append({**candidate, "score": scored["scores"][task]["score"],
                             "final_loss": log["final_loss"]})
             shutil.rmtree(where)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from asvd.data import prepare, sources, tasks
+from asvd.data import curriculum, prepare, sources, tasks
 from asvd.evaluation.scoring import score
 from asvd.io import read_jsonl
 from conftest import shared_dir
@@ -253,6 +253,56 @@ def test_a_small_class_keeps_three_quarters_for_training_and_mnli_dashes_stay_ou
                      for r in mixture[split])
     assert counts[("sst-2", "Good", "test")] == 1 and counts[("sst-2", "Good", "train")] == 3
     assert all(r["target"] != sources.UNANSWERABLE for rows in mixture.values() for r in rows)
+
+
+COPA = tasks.task("copa")
+
+
+def copa_examples(count):
+    return [{"sentence": f'Which sentence is the effect of "premise {i}"? Choose one between A and B.'
+                         f"\nA: first {i}.\nB: second {i}.", "label": "AB"[i % 2]} for i in range(count)]
+
+
+@pytest.mark.parametrize("template", ["olora", "seed"])
+def test_renamed_mixture_leaves_no_label_word_constant_and_copy_records_hold_one_option(olora_dir,
+                                                                                          template):
+    write_task(olora_dir, SST2, {"train": examples(SST2, 10)})
+    write_task(olora_dir, COPA, {"train": copa_examples(20)})
+    spec = general_benchmark(olora_dir, train=8, test=2, general_tasks=("sst-2", "copa"))
+    plain = prepare.general_records(spec, template, 0)
+    spec["general"].update(renamed_share=1.0, copy_records=30)
+    mixture = prepare.general_records(spec, template, 0)
+    assert mixture["test"] == plain["test"]  # general ability is measured on the tasks' own words
+    train = mixture["train"]
+    assert Counter(r["skill"] for r in train) == {"sst-2": 16, "copa": 16, curriculum.COPY_TASK: 30}
+    own_words = {"Good", "Bad", "A", "B"}
+    assert not {r["target"] for r in train} & own_words
+    assert len({r["target"] for r in train}) > 20  # drawn per record, no constant answer
+    for record in train:
+        assert record["target"] in curriculum.WORDS and record["labels"] is None
+        if record["skill"] == "copa":  # its text names the options: renamed there too
+            assert "Choose one between A and B" not in record["input"]
+            assert f"\n{record['target']}: " in record["input"]
+        elif template == "olora":  # the option line lists the renamed target among 2-4 words
+            options = record["input"].split("\nOption: ")[1].split(" \n")[0].split(", ")
+            assert record["target"] in options and 2 <= len(options) <= 4
+        if record["skill"] == curriculum.COPY_TASK:
+            text = record["input"].split("\n")[-2] if template == "olora" else record["input"].split("]. ")[1]
+            assert [w for w in text.split() if w in curriculum.WORDS] == [record["target"]]
+    half = prepare.general_records({**spec, "general": {**spec["general"], "renamed_share": 0.5,
+                                                       "copy_records": 0}}, template, 0)
+    renamed = sum(r["target"] not in own_words for r in half["train"])
+    assert 8 <= renamed <= 24 and half == prepare.general_records(
+        {**spec, "general": {**spec["general"], "renamed_share": 0.5, "copy_records": 0}}, template, 0)
+
+
+def test_renaming_a_copa_text_without_its_options_names_the_record(olora_dir):
+    unnamed = [{"sentence": "no options", "label": "AB"[i % 2]} for i in range(8)]
+    write_task(olora_dir, COPA, {"train": unnamed})
+    spec = general_benchmark(olora_dir, train=4, test=2, general_tasks=("copa",))
+    spec["general"]["renamed_share"] = 1.0
+    with pytest.raises(ValueError, match="general task copa record 0: COPA text without"):
+        prepare.general_records(spec, "olora", 0)
 
 
 def test_general_mixture_from_the_hub_uses_each_tasks_train_split():

@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from asvd.data import sources, synthetic, tasks
+from asvd.data import curriculum, sources, synthetic, tasks
 from asvd.io import read_jsonl, write_jsonl
 
 GENERAL = "general"
@@ -153,9 +153,11 @@ def general_records(benchmark: Mapping, template: str, seed: int,
     training part (the base model's instruction tuning) and its held-out test part (general
     ability, evaluated after every task). Both parts are drawn from one split of each task (O-LoRA's
     copy may ship only one), disjointly; prompts are the tasks' own, answers their label strings.
+    The training part may also rename label words and add copy records
+    (:mod:`asvd.data.curriculum`); the test part is always the tasks' own.
     """
     spec = benchmark["general"]
-    prepared: dict[str, list[dict]] = {"train": [], "test": []}
+    prompters, train_parts, test = {}, {}, []
     for name in spec["tasks"]:
         info = tasks.task(name)
         per_class = spec["train_per_class"] + spec["test_per_class"]
@@ -166,14 +168,23 @@ def general_records(benchmark: Mapping, template: str, seed: int,
             examples = sources.hub_examples(info, "train", per_class, seed, load_dataset=load_dataset,
                                             overrides=(benchmark.get("hub") or {}).get(name))
         examples = [e for e in examples if e["label"] != sources.UNANSWERABLE]
-        parts = sources.held_out_split(examples, spec["train_per_class"], spec["test_per_class"])
-        prompt = task_prompter(info, template, prompt_labels(benchmark, info, template))
-        for split, part in zip(("train", "test"), parts):
-            prepared[split] += [{"task": GENERAL, "skill": name, "input": prompt(ex["sentence"]),
-                                 "target": ex["label"], "labels": None} for ex in part]
-    random.Random(seed).shuffle(prepared["train"])  # tasks interleaved in every batch
+        train_parts[name], held_out = sources.held_out_split(
+            examples, spec["train_per_class"], spec["test_per_class"])
+        labels = prompt_labels(benchmark, info, template)
+        prompters[name] = (labels, lambda text, options, info=info:
+                           task_prompter(info, template, options)(text))
+        test += [{"task": GENERAL, "skill": name, "input": prompters[name][1](ex["sentence"], labels),
+                  "target": ex["label"], "labels": None} for ex in held_out]
+
+    def copy_prompt(text: str, options: Sequence[str]) -> str:
+        return apply_template(template, task=curriculum.COPY_TASK, category="copy",
+                              instruction=curriculum.COPY_INSTRUCTION, labels=options, text=text)
+
+    train = [{"task": GENERAL, **record, "labels": None} for record in
+             curriculum.option_curriculum(spec, seed, prompters, train_parts, copy_prompt)]
+    random.Random(seed).shuffle(train)  # tasks interleaved in every batch
     return {split: [{"id": f"{GENERAL}-{split}-{i}", **record} for i, record in enumerate(rows)]
-            for split, rows in prepared.items()}
+            for split, rows in (("train", train), ("test", test))}
 
 
 def trace_records(benchmark: Mapping, task: str, seed: int) -> dict[str, list[dict]]:

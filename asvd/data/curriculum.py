@@ -1,0 +1,107 @@
+"""Teaching a base model to answer with one of the options its prompt lists.
+
+A model instruction-tuned on a mixture of tasks learns each task's label words; asked a new task,
+it answers the mixture's words, never the new task's options. Two additions to the mixture's
+training part address that (``benchmark.general``), each making "copy a listed option" the only
+way to lower the loss on its records:
+
+- ``copy_records``: "which option appears in the text?" records: 2-4 single-token option words,
+  a text of filler words with the answer among them, the answer as target. The easiest form of
+  reading the options.
+- ``renamed_share``: that share of the mixture's records get new label words (drawn per record,
+  every task's, COPA's A/B too, so no constant answer remains to fall back on), in the option
+  line and the target alike, the options shuffled.
+
+Every word is a lowercase common noun that BERT's uncased WordPiece vocabulary (the small real
+base's) holds as one token; ``WORDS`` and ``FILLERS`` are disjoint, so a copy record's text holds
+exactly one option.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Mapping, Sequence
+
+WORDS = (
+    "apple", "river", "stone", "cloud", "horse", "table", "garden", "window", "bread", "music",
+    "forest", "island", "mountain", "ocean", "paper", "silver", "winter", "summer", "castle",
+    "bridge", "candle", "doctor", "engine", "finger", "guitar", "hammer", "jacket", "kitchen",
+    "letter", "market", "needle", "orange", "pencil", "rabbit", "saddle", "tiger", "valley",
+    "wagon", "yellow", "anchor", "basket", "cotton", "desert", "eagle", "feather", "glass",
+    "harbor", "iron", "jungle", "lemon", "mirror", "nest", "pepper", "queen", "rocket", "shadow",
+    "tower", "violin", "whale", "butter", "coffee", "dragon", "flower", "planet", "thunder",
+)
+FILLERS = (
+    "the", "a", "of", "and", "to", "in", "is", "was", "it", "for", "on", "with", "as", "at", "by",
+    "this", "that", "from", "or", "but", "not", "are", "be", "one", "all", "there", "when", "up",
+    "out", "so", "then", "some", "her", "his", "they", "we", "you", "our", "its", "very",
+)
+COPY_TASK = "copy_option"
+COPY_INSTRUCTION = "Which option appears in the text?"
+# COPA's prompt names its options in its own text (no option line): what renaming rewrites
+_COPA_CHOICE = "Choose one between A and B."
+_COPA_LINES = ("\nA: ", "\nB: ")
+
+
+def copy_examples(count: int, seed: int) -> list[dict]:
+    """``count`` copy examples ``{"sentence", "label", "labels"}``: 2-4 options, the answer
+    placed among 4-12 filler words."""
+    rng = random.Random(f"{seed}-copy")
+    examples = []
+    for _ in range(count):
+        options = rng.sample(WORDS, rng.randint(2, 4))
+        answer = rng.choice(options)
+        text = rng.choices(FILLERS, k=rng.randint(4, 12))
+        text.insert(rng.randint(0, len(text)), answer)
+        examples.append({"sentence": " ".join(text), "label": answer, "labels": options})
+    return examples
+
+
+def rename_copa(sentence: str, names: Sequence[str], where: str) -> str:
+    """COPA's text with its options A and B called ``names``."""
+    if sentence.count(_COPA_CHOICE) != 1 or any(sentence.count(line) != 1 for line in _COPA_LINES):
+        raise ValueError(f"{where}: COPA text without its 'Choose one between A and B.' and "
+                         f"'A: ' / 'B: ' lines, cannot rename its options: {sentence[:80]!r}")
+    first, second = names
+    sentence = sentence.replace(_COPA_CHOICE, f"Choose one between {first} and {second}.")
+    return sentence.replace(_COPA_LINES[0], f"\n{first}: ").replace(_COPA_LINES[1], f"\n{second}: ")
+
+
+def renamed(example: Mapping, labels: Sequence[str], rng: random.Random, copa: bool,
+            where: str) -> tuple[str, str, list[str]]:
+    """(sentence, target, options) of ``example`` with every label given a new word, the
+    options in a new order; COPA's text names its options, so it is rewritten too."""
+    names = dict(zip(labels, rng.sample(WORDS, len(labels))))
+    sentence = rename_copa(example["sentence"], [names[label] for label in labels], where) if copa \
+        else example["sentence"]
+    options = list(names.values())
+    rng.shuffle(options)
+    return sentence, names[example["label"]], options
+
+
+def option_curriculum(spec: Mapping, seed: int,
+                      prompters: Mapping[str, tuple[Sequence[str], Callable[[str, Sequence[str]], str]]],
+                      parts: Mapping[str, Sequence[Mapping]], copy_prompt: Callable[[str, Sequence[str]], str]
+                      ) -> list[dict]:
+    """The mixture's training records with ``spec``'s renamed share and copy records.
+
+    ``parts``: each task's training examples; ``prompters``: each task's labels and
+    ``(text, options) -> prompt``; ``copy_prompt`` the copy task's. Records are
+    ``{"skill", "input", "target"}``; which records are renamed is seeded.
+    """
+    share = spec.get("renamed_share", 0.0)
+    rng = random.Random(f"{seed}-rename")
+    records = []
+    for name, examples in parts.items():
+        labels, prompt = prompters[name]
+        for number, example in enumerate(examples):
+            if rng.random() < share:
+                sentence, target, options = renamed(example, labels, rng, name == "copa",
+                                                    f"general task {name} record {number}")
+                records.append({"skill": name, "input": prompt(sentence, options), "target": target})
+            else:
+                records.append({"skill": name, "input": prompt(example["sentence"], labels),
+                                "target": example["label"]})
+    records += [{"skill": COPY_TASK, "input": copy_prompt(ex["sentence"], ex["labels"]),
+                 "target": ex["label"]} for ex in copy_examples(spec.get("copy_records", 0), seed)]
+    return records

@@ -49,16 +49,17 @@ def write_olora_dir(root):
     return root
 
 
-@pytest.mark.parametrize("source", ["made by the test", "shared"])
-def test_small_real_dry_runs_on_an_olora_directory(tmp_path, source):
-    if source == "shared":
-        if shared_dir() is None:
-            pytest.skip("../shared (the real O-LoRA subset) is not present")
-        olora = shared_dir() / "data" / "olora_cl_benchmark"
-    else:
-        olora = write_olora_dir(tmp_path / "CL_Benchmark")
-    result = run_snakemake(tmp_path, "all_figures", "-n", "--config",
-                           f"benchmark={{olora_dir: {olora}}}", configfiles=[SMALL_REAL])
+@pytest.mark.parametrize("source", ["made by the test", "shared", "hub"])
+def test_small_real_dry_runs_on_an_olora_directory_or_the_hub(tmp_path, source):
+    """The hub (for users with network) builds the same DAG; its prompts are checked against
+    O-LoRA's in tests/test_sources.py."""
+    if source == "shared" and shared_dir() is None:
+        pytest.skip("../shared (the real O-LoRA subset) is not present")
+    olora = {"shared": lambda: shared_dir() / "data" / "olora_cl_benchmark", "hub": lambda: None,
+             "made by the test": lambda: write_olora_dir(tmp_path / "CL_Benchmark")}[source]()
+    benchmark = "benchmark={name: hub}" if olora is None else f"benchmark={{olora_dir: {olora}}}"
+    result = run_snakemake(tmp_path, "all_figures", "-n", "--config", benchmark,
+                           configfiles=[SMALL_REAL])
     log = result.stdout + result.stderr
     stats = job_stats(log)
     config = effective_config(SMALL_REAL)

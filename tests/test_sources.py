@@ -1,6 +1,8 @@
 """Real task data: O-LoRA directories and the hub (mocked), checked before anything is written."""
 
 import json
+import re
+import string
 from collections import Counter
 from pathlib import Path
 
@@ -202,6 +204,57 @@ def test_every_task_of_the_shared_olora_subset_loads_with_its_label_set():
             if task.name == "mnli" and split == "test":
                 assert sum(r["label"] == "-" for r in records) == 131
     assert loaded["train"] >= 10 and loaded["test"] >= 8
+
+
+# the 12 tasks of config/small_real.yaml (4 studied, 8 in the general mixture)
+SMALL_REAL_TASKS = ("agnews", "amazon", "mnli", "sst-2", "dbpedia", "yelp", "imdb", "rte", "cb", "copa",
+                    "wic", "multirc")
+NO_HUB_TITLE = {"agnews", "amazon"}  # the hub's records have no separate title line
+
+
+def as_hub_rows(info: tasks.Task, records: list[dict]) -> list[dict]:
+    """O-LoRA records as the hub serves them: the fields of the task's hub text format read back
+    out of each sentence (its title line dropped where the hub has none), label strings as ids."""
+    pattern = "".join(re.escape(literal) + (f"(?P<{field}>.*?)" if field else "")
+                      for literal, field, _, _ in string.Formatter().parse(info.hub.text))
+    rows = []
+    for record in records:
+        if record["label"] == sources.UNANSWERABLE:
+            continue  # the hub hides these labels (-1): its path drops them
+        sentence = record["sentence"]
+        if info.name in NO_HUB_TITLE:
+            sentence = re.sub(r"^Title: [^\n]*\n", "", sentence)
+        fields = re.fullmatch(pattern, sentence, re.S)
+        assert fields is not None, (info.name, info.hub.text, sentence[:200])
+        rows.append({**fields.groupdict(), info.hub.label_field: info.hub.labels.index(record["label"])})
+    return rows
+
+
+@pytest.mark.skipif(SHARED is None, reason="../shared (the real O-LoRA subset) is not present")
+@pytest.mark.parametrize("name", SMALL_REAL_TASKS)
+def test_small_real_s_tasks_read_through_the_hub_path_give_olora_s_prompts(name):
+    """What users with network get from `benchmark.name: hub` for config/small_real.yaml: the
+    shared subset served as the hub serves it, through the hub reader and prompt builder, gives
+    the O-LoRA path's prompts and targets (AG News and Amazon without O-LoRA's title line)."""
+    root, info = SHARED / "data" / "olora_cl_benchmark", tasks.task(name)
+    template = "olora"
+    olora_prompt = prepare.task_prompter(info, template, prepare.prompt_labels(
+        {"name": "olora", "olora_dir": str(root)}, info, template))
+    hub_prompt = prepare.task_prompter(info, template, prepare.prompt_labels({"name": "hub"}, info, template))
+    compared = 0
+    for split, hub_split in (("train", info.hub.train_split), ("test", info.hub.test_split)):
+        if not (root / info.olora_path / f"{split}.json").exists():
+            continue
+        records, _ = sources.read_olora_split(root, info, split)
+        hub = FakeHub({hub_split: as_hub_rows(info, records)})
+        served = sources.hub_examples(info, split, None, 0, load_dataset=hub)
+        expected = Counter((olora_prompt(re.sub(r"^Title: [^\n]*\n", "", r["sentence"])
+                                         if name in NO_HUB_TITLE else r["sentence"]), r["label"])
+                           for r in records if r["label"] != sources.UNANSWERABLE)
+        assert Counter((hub_prompt(r["sentence"]), r["label"]) for r in served) == expected
+        compared += len(served)
+    assert compared >= 50
+
 
 
 def test_capped_sampling_keeps_the_share_of_unanswerable_items():

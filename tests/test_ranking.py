@@ -3,8 +3,10 @@ the tests build, the option they pick, and its scores."""
 
 import pytest
 import torch
+from transformers import BertConfig, BertModel, BertTokenizer
 
 from asvd.evaluation.ranking import most_likely_options, option_log_likelihoods, rankable, ranked_scores
+from asvd.train.base import fetch_base_model
 from asvd.train.loop import TrainSettings, encode
 from asvd.train.models import build_seq2seq, build_word_tokenizer, load_checkpoint, save_checkpoint
 from conftest import random_llama
@@ -20,32 +22,56 @@ BART = {"d_model": 16, "encoder_layers": 1, "decoder_layers": 1, "encoder_attent
         "activation_dropout": 0.0}
 
 
+FAMILIES = ["llama", "bart", "bert2bert"]
+
+
+def warm_started_bert(tmp_path):
+    """A tiny random BERT warm-started into an encoder-decoder, as the small real base is."""
+    words = sorted({word for r in RECORDS for word in f"{r['input']} {r['target']}".split()})
+    tokenizer = BertTokenizer(vocab={word: i for i, word in
+                                     enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])})
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64)
+    BertModel(config).save_pretrained(tmp_path / "bert")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    fetch_base_model(str(tmp_path / "bert"), tmp_path / "bert2bert", tmp_path / "log.json",
+                     warm_start="encoder_decoder")
+
+
 def tiny_model(tmp_path, family: str):
-    tokenizer = build_word_tokenizer([text for r in RECORDS for text in (r["input"], r["target"])])
-    model = random_llama(tokenizer) if family == "llama" else build_seq2seq(tokenizer, "bart", BART, 0)
-    save_checkpoint(model, tokenizer, tmp_path / family)
+    if family == "bert2bert":
+        warm_started_bert(tmp_path)
+    else:
+        tokenizer = build_word_tokenizer([text for r in RECORDS for text in (r["input"], r["target"])])
+        model = random_llama(tokenizer) if family == "llama" else build_seq2seq(tokenizer, "bart", BART, 0)
+        save_checkpoint(model, tokenizer, tmp_path / family)
     return load_checkpoint(tmp_path / family)  # as evaluation loads it (a causal LM pads left)
 
 
-@pytest.mark.parametrize("family", ["llama", "bart"])
-def test_batched_likelihoods_equal_each_pair_scored_alone(tmp_path, family):
-    """Padding and options of different lengths in one batch change nothing: each pair's sum
-    equals minus the model's own mean loss on that pair alone times its answer tokens."""
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_batched_likelihoods_equal_each_pair_scored_alone(tmp_path, family, batch_size):
+    """Padding, options of different lengths and (encoder-decoder) one encoding shared by a
+    prompt's options change nothing: each option's sum equals minus the model's own mean loss
+    on that (prompt, option) pair alone times its answer tokens."""
     model, tokenizer = tiny_model(tmp_path, family)
-    pairs = [(r["input"], option) for r in RECORDS for option in OPTIONS]
-    batched = option_log_likelihoods(model, tokenizer, pairs, batch_size=5, max_source_length=64,
-                                     max_target_length=8)
+    records = [*RECORDS, {**RECORDS[0], "labels": OPTIONS[:2]}]  # a record with fewer options
+    batched = option_log_likelihoods(model, tokenizer, records, batch_size=batch_size,
+                                     max_source_length=64, max_target_length=8)
     settings = TrainSettings(max_source_length=64, max_target_length=8)
-    for (prompt, option), likelihood in zip(pairs, batched):
-        alone = encode(tokenizer, [{"input": prompt, "target": option}], settings, model)
-        with torch.no_grad():
-            loss = model(**alone).loss.item()
-        answer_tokens = int((alone["labels"] != -100).sum())
-        assert likelihood == pytest.approx(-loss * answer_tokens, rel=1e-4, abs=1e-4)
-    assert len(set(batched)) > len(RECORDS)  # the options really are told apart
+    assert [len(scores) for scores in batched] == [len(r["labels"]) for r in records]
+    for record, scores in zip(records, batched):
+        for option, likelihood in zip(record["labels"], scores):
+            alone = encode(tokenizer, [{"input": record["input"], "target": option}], settings, model)
+            with torch.no_grad():
+                loss = model(**alone).loss.item()
+            answer_tokens = int((alone["labels"] != -100).sum())
+            assert likelihood == pytest.approx(-loss * answer_tokens, rel=1e-4, abs=1e-4)
+    assert all(len(set(scores)) == len(scores) for scores in batched)  # options told apart
 
 
-@pytest.mark.parametrize("family", ["llama", "bart"])
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("favoured", ["red", "green"])
 def test_the_option_the_model_favours_is_chosen(tmp_path, family, favoured):
     """A model whose output layer favours one word picks that option for every prompt, whatever
@@ -57,7 +83,7 @@ def test_the_option_the_model_favours_is_chosen(tmp_path, family, favoured):
         logits[..., word] += 50.0
         return logits
 
-    with model.lm_head.register_forward_hook(favour):
+    with model.get_output_embeddings().register_forward_hook(favour):
         assert most_likely_options(model, tokenizer, RECORDS, 5, 64, 8) == [favoured] * len(RECORDS)
 
 

@@ -25,42 +25,52 @@ def rankable(records: Sequence[Mapping]) -> bool:
 
 
 @torch.no_grad()
-def option_log_likelihoods(model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int,
-                           max_source_length: int, max_target_length: int) -> list[float]:
-    """Summed log-probability of each (prompt, option) pair's option tokens, in order."""
+def option_log_likelihoods(model, tokenizer, records: Sequence[Mapping], batch_size: int,
+                           max_source_length: int, max_target_length: int) -> list[list[float]]:
+    """Per record, the summed log-probability of each listed option's tokens given its prompt.
+
+    At most ``batch_size`` (prompt, option) pairs go through the model at once; an
+    encoder-decoder encodes each prompt once and decodes every option from it.
+    """
     settings = TrainSettings(max_source_length=max_source_length,
                              max_target_length=max_target_length)
     causal = is_causal(model)
     model.eval()
-    scores: list[float] = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = [{"input": prompt, "target": option} for prompt, option in pairs[start:start + batch_size]]
-        encoded = encode(tokenizer, chunk, settings, model)
-        batch = {key: value.to(model.device) for key, value in encoded.items()}
-        labels = batch.pop("labels")
-        logits = model(**batch, **({} if causal else {"labels": labels})).logits
+    per_batch = max(1, batch_size // max(len(record["labels"]) for record in records))
+    likelihoods: list[list[float]] = []
+    for start in range(0, len(records), per_batch):
+        chunk = records[start:start + per_batch]
+        counts = [len(record["labels"]) for record in chunk]
+        pairs = [{"input": record["input"], "target": option}
+                 for record in chunk for option in record["labels"]]
+        encoded = encode(tokenizer, pairs, settings, model)
+        encoded = {key: value.to(model.device) for key, value in encoded.items()}
+        labels = encoded.pop("labels")
         if causal:  # position i predicts token i + 1
-            logits, labels = logits[:, :-1], labels[:, 1:]
+            logits, labels = model(**encoded).logits[:, :-1], labels[:, 1:]
+        else:
+            prompts = tokenizer([record["input"] for record in chunk], padding=True, truncation=True,
+                                max_length=max_source_length, return_tensors="pt").to(model.device)
+            hidden = model.get_encoder()(**prompts).last_hidden_state
+            owner = torch.repeat_interleave(torch.arange(len(chunk), device=model.device),
+                                            torch.tensor(counts, device=model.device))
+            logits = model(encoder_outputs=(hidden[owner],), attention_mask=prompts["attention_mask"][owner],
+                           labels=labels).logits
         answer = labels != -100  # normalised over the vocabulary at answer positions only
         logits = logits[answer].float()
         token_scores = logits.gather(-1, labels[answer].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-        per_pair = torch.zeros(len(chunk), device=logits.device)
-        scores.extend(per_pair.index_add_(0, answer.nonzero()[:, 0], token_scores).tolist())
-    return scores
+        per_pair = torch.zeros(len(pairs), device=logits.device)
+        sums = iter(per_pair.index_add_(0, answer.nonzero()[:, 0], token_scores).tolist())
+        likelihoods += [[next(sums) for _ in range(count)] for count in counts]
+    return likelihoods
 
 
 def most_likely_options(model, tokenizer, records: Sequence[Mapping], batch_size: int,
-                 max_source_length: int, max_target_length: int) -> list[str]:
+                        max_source_length: int, max_target_length: int) -> list[str]:
     """The most likely listed option of every record (ties: the first listed)."""
-    pairs = [(record["input"], option) for record in records for option in record["labels"]]
-    scores = iter(option_log_likelihoods(model, tokenizer, pairs, batch_size, max_source_length,
-                                         max_target_length))
-    chosen = []
-    for record in records:
-        options = list(record["labels"])
-        likelihoods = [next(scores) for _ in options]
-        chosen.append(options[likelihoods.index(max(likelihoods))])
-    return chosen
+    likelihoods = option_log_likelihoods(model, tokenizer, records, batch_size, max_source_length,
+                                         max_target_length)
+    return [record["labels"][scores.index(max(scores))] for record, scores in zip(records, likelihoods)]
 
 
 def ranked_scores(records: Sequence[Mapping], predictions: Sequence[str], chosen: Sequence[str]) -> dict:

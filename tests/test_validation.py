@@ -127,3 +127,22 @@ def test_cross_key_checks_pass_the_default_and_name_every_problem():
     assert [problem.split(":")[0] for problem in problems] == [
         "run.methods", "orders.1", "methods.asvd.rank_rule", "reference_runs.seqft",
         "reference_runs.seqft.path"]
+
+
+@pytest.mark.parametrize("change, key", [
+    (lambda c: c.update(experiment="p1\n"), "experiment"),
+    (lambda c: c["orders"].update({"2\n": c["orders"]["1"]}), "orders"),
+    (lambda c: c["run"].update(methods=["seqft", "asvd\n"]), "run.methods.1"),
+    (lambda c: c["benchmark"]["tasks"][0].update(name="alpha\n"), "benchmark.tasks.0.name"),
+    (lambda c: c["methods"].update({"mine\n": c["methods"]["seqft"]}), "methods"),
+    (lambda c: c.update(reference_runs={"ref\r\n": {"path": "x", "order": 1}}), "reference_runs"),
+], ids=["experiment", "order key", "run method", "task name", "method key", "reference name"])
+def test_a_name_with_a_trailing_newline_is_refused_naming_its_key(change, key):
+    """A final ``$`` of a name's pattern is the end of the string: ``"p1\\n"`` would otherwise
+    pass and become a folder, wildcard or key ending in a newline (or replace order 2's key)."""
+    config = load_yaml(DEFAULT_CONFIG)
+    config["orders"] = {str(order): tasks for order, tasks in config["orders"].items()}
+    assert schema_problems(config, SCHEMA_DOC) == []
+    change(config)
+    problems = schema_problems(config, SCHEMA_DOC)
+    assert any(p.startswith(f"{key}: ") and "does not match" in p for p in problems), problems

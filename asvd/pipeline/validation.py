@@ -6,12 +6,26 @@ The workflow calls this before it builds any job (workflow/rules/common.smk); so
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
+
+
+def _whole_pattern(validator, pattern: str, instance: Any, schema: Mapping):
+    """``pattern``, with a final ``$`` meaning the end of the string: under ``re.search`` (JSON
+    Schema's default) ``$`` also matches before a final newline, so ``"p1\\n"`` would pass
+    ``^[a-z0-9]+$`` and become a folder whose name ends in a newline."""
+    whole = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") else pattern
+    if validator.is_type(instance, "string") and re.search(whole, instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# Names that become folders, wildcards or keys are matched whole.
+_Validator = validators.extend(Draft202012Validator, {"pattern": _whole_pattern})
 
 
 def key_path(error: ValidationError) -> str:
@@ -96,7 +110,7 @@ def schema_problems(config: Mapping[str, Any], schema: str | Path | Mapping) -> 
     """
     if not isinstance(schema, Mapping):
         schema = yaml.safe_load(Path(schema).read_text())
-    validator = Draft202012Validator(schema)
+    validator = _Validator(schema)
     problems = []
     for error in sorted(validator.iter_errors(dict(config)), key=lambda e: [str(p) for p in e.absolute_path]):
         specific = best_match([error]) if error.context else error

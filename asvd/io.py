@@ -35,6 +35,28 @@ def _named_disk_full(target: Path) -> Iterator[None]:
                                  f"is unchanged") from err
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _follow_umask(path: Path) -> None:
+    """Give ``path`` (and all under it) the modes a plain ``open`` or ``mkdir`` would: temporary
+    folders are private (0700) and some writers (safetensors) make private files (0600), which
+    would hide a shared cluster's results from the rest of the group. Links are left alone."""
+    mask = _current_umask()
+    if not path.is_dir() or path.is_symlink():
+        if not path.is_symlink():
+            os.chmod(path, 0o666 & ~mask)
+        return
+    for folder, _, files in os.walk(path):  # does not descend into linked folders
+        os.chmod(folder, 0o777 & ~mask)
+        for name in files:
+            if not (Path(folder) / name).is_symlink():
+                os.chmod(Path(folder) / name, 0o666 & ~mask)
+
+
 def _prepare(target: Path) -> None:
     """Make the parent and remove what a killed writer of ``target`` left (its temporaries;
     one job at a time writes an output, so none of them is in use)."""
@@ -57,6 +79,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         with _named_disk_full(target):
             yield tmp_path
+        _follow_umask(tmp_path)
         os.replace(tmp_path, target)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -76,6 +99,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         with _named_disk_full(target):
             yield tmp_path
+        _follow_umask(tmp_path)
         if target.exists():
             os.replace(target, old)
         os.replace(tmp_path, target)

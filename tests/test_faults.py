@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from asvd.io import atomic_path
 from asvd.train.models import build_word_tokenizer, load_checkpoint, save_checkpoint
@@ -117,3 +118,42 @@ def test_what_a_killed_writer_left_is_removed_by_the_next_write(tmp_path):
     with atomic_dir(tmp_path / "model") as tmp:
         (tmp / "weights").write_text("w")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.c3.tmp", "model", "summary.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o007, 0o077])
+def test_outputs_and_checkpoints_take_the_modes_the_umask_gives(tmp_path, umask):
+    """Results on a shared cluster are as readable as the user's umask makes files: not the
+    private 0700 of a temporary folder nor the 0600 safetensors gives its files."""
+    from asvd.io import atomic_dir, write_json
+    from asvd.method.svd import compute_svd, save_svd
+
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "summary.json", {"aa": 1})
+        tokenizer = build_word_tokenizer(WORDS)
+        save_checkpoint(random_llama(tokenizer), tokenizer, tmp_path / "model")
+        save_svd(tmp_path / "svd.safetensors", compute_svd({"w": torch.eye(3)}, progress=False), "stamp")
+    finally:
+        os.umask(old)
+    for path in [tmp_path / "summary.json", tmp_path / "svd.safetensors", tmp_path / "model",
+                 *(tmp_path / "model").iterdir()]:
+        expected = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert path.stat().st_mode & 0o777 == expected, (path.name, oct(path.stat().st_mode))
+    outside = tmp_path.parent / f"{tmp_path.name}-user-file"
+    outside.write_text("mine")
+    os.chmod(outside, 0o600)
+    with atomic_dir(tmp_path / "linked") as tmp:  # a link in an output is never followed
+        (tmp / "link").symlink_to(outside)
+    assert outside.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_rebuilt_svd_cache_is_byte_identical(tmp_path):
+    """Its metadata is one key (safetensors writes several in a random order)."""
+    from asvd.method.svd import compute_svd, read_stamp, save_svd
+
+    svd = compute_svd({"a": torch.arange(12.0).reshape(3, 4), "b": torch.eye(3)}, progress=False)
+    written = set()
+    for attempt in range(6):
+        save_svd(tmp_path / "svd.safetensors", svd, "stamp")
+        written.add((tmp_path / "svd.safetensors").read_bytes())
+    assert len(written) == 1 and read_stamp(tmp_path / "svd.safetensors") == "stamp"

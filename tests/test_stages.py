@@ -177,7 +177,7 @@ def test_svd_cache_is_what_the_constraint_accepts(tmp_path, prepared):
     cache = tmp_path / "svd.safetensors"
     svd.build_cache(root / "base" / "model", cache)
     with safe_open(str(cache), framework="pt") as handle:
-        assert set(json.loads(handle.metadata()["versions"])) == {"asvd", "torch", "safetensors"}
+        assert set(json.loads(handle.metadata()["asvd"])["versions"]) == {"asvd", "torch", "safetensors"}
     model, _ = load_checkpoint(root / "base" / "model")
     from_file = OrthogonalSubspace(model, rank_rule=ranks.Uniform(0.5), svd=cache)
     computed = OrthogonalSubspace(model, rank_rule=ranks.Uniform(0.5))

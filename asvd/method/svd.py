@@ -23,7 +23,7 @@ from asvd.io import atomic_path, read_json, sha256_bytes, verify_checksums
 from asvd.method.targets import family, select_weights
 from asvd.pipeline.runtime import compute_device
 
-FORMAT = "asvd-svd-v1"
+FORMAT = "asvd-svd-v2"
 log = logging.getLogger(__name__)
 
 SVD = dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -68,14 +68,20 @@ def save_svd(path: str | Path, svd: SVD, stamp: str) -> None:
     for name, (U, S, Vh) in svd.items():
         tensors.update({f"{name}.U": U.cpu(), f"{name}.S": S.cpu(), f"{name}.Vh": Vh.cpu()})
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "weights_sha256": stamp,
-                                               "versions": json.dumps(library_versions())})
+        # one metadata key: safetensors writes several in a random order, so a rebuilt cache
+        # would not be byte-identical
+        save_file(tensors, str(tmp), metadata={"asvd": json.dumps(
+            {"format": FORMAT, "weights_sha256": stamp, "versions": library_versions()}, sort_keys=True)})
 
 
 def read_stamp(path: str | Path) -> str | None:
     with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
-    return meta.get("weights_sha256") if meta.get("format") == FORMAT else None
+        written = (handle.metadata() or {}).get("asvd", "{}")
+    try:
+        meta = json.loads(written)
+    except json.JSONDecodeError:
+        return None  # not this format's metadata: the cache is rebuilt
+    return meta.get("weights_sha256") if isinstance(meta, dict) and meta.get("format") == FORMAT else None
 
 
 def load_svd(path: str | Path, names) -> SVD:

@@ -347,7 +347,7 @@ def run_suite(sizes: Mapping[str, Mapping], fractions: Sequence[float], out_json
 
 
 def markdown_table(report: Mapping) -> str:
-    """The measurements as Markdown tables (the README shows these from an actual run): medians
+    """The measurements as Markdown tables (docs/cost.md shows these from an actual run): medians
     over the repeats with their range in brackets (step ratios to each case's plain twin), then
     the pass-by-pass comparison with peft.
     Both are derived from the report's raw cases by this code, not read from stored summaries."""

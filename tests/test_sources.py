@@ -320,7 +320,7 @@ def copa_examples(count):
 def test_renamed_mixture_leaves_no_label_word_constant_and_copy_records_hold_one_option(olora_dir,
                                                                                           template):
     write_task(olora_dir, SST2, {"train": examples(SST2, 10)})
-    write_task(olora_dir, COPA, {"train": copa_examples(20)})
+    write_task(olora_dir, COPA, {"train": copa_examples(20)}, labels=["B", "A"])  # labels.json's order
     spec = general_benchmark(olora_dir, train=8, test=2, general_tasks=("sst-2", "copa"))
     plain = prepare.general_records(spec, template, 0)
     spec["general"].update(renamed_share=1.0, copy_records=30)
@@ -333,9 +333,11 @@ def test_renamed_mixture_leaves_no_label_word_constant_and_copy_records_hold_one
     assert len({r["target"] for r in train}) > 20  # drawn per record, no constant answer
     for record in train:
         assert record["target"] in curriculum.WORDS and record["labels"] is None
-        if record["skill"] == "copa":  # its text names the options: renamed there too
+        if record["skill"] == "copa":  # its text names the options: renamed there too, each its own line
             assert "Choose one between A and B" not in record["input"]
-            assert f"\n{record['target']}: " in record["input"]
+            premise = int(re.search(r"premise (\d+)", record["input"]).group(1))
+            right = "first" if premise % 2 == 0 else "second"  # A (even) or B (odd) is right
+            assert f"\n{record['target']}: {right} {premise}." in record["input"]
         elif template == "olora":  # the option line lists the renamed target among 2-4 words
             options = record["input"].split("\nOption: ")[1].split(" \n")[0].split(", ")
             assert record["target"] in options and 2 <= len(options) <= 4

@@ -57,14 +57,13 @@ def copy_examples(count: int, seed: int) -> list[dict]:
     return examples
 
 
-def rename_copa(sentence: str, names: Sequence[str], where: str) -> str:
-    """COPA's text with its options A and B called ``names``."""
+def rename_copa(sentence: str, names: Mapping[str, str], where: str) -> str:
+    """COPA's text with its options A and B called ``names["A"]`` and ``names["B"]``."""
     if sentence.count(_COPA_CHOICE) != 1 or any(sentence.count(line) != 1 for line in _COPA_LINES):
         raise ValueError(f"{where}: COPA text without its 'Choose one between A and B.' and "
                          f"'A: ' / 'B: ' lines, cannot rename its options: {sentence[:80]!r}")
-    first, second = names
-    sentence = sentence.replace(_COPA_CHOICE, f"Choose one between {first} and {second}.")
-    return sentence.replace(_COPA_LINES[0], f"\n{first}: ").replace(_COPA_LINES[1], f"\n{second}: ")
+    sentence = sentence.replace(_COPA_CHOICE, f"Choose one between {names['A']} and {names['B']}.")
+    return sentence.replace(_COPA_LINES[0], f"\n{names['A']}: ").replace(_COPA_LINES[1], f"\n{names['B']}: ")
 
 
 def renamed(example: Mapping, labels: Sequence[str], rng: random.Random, copa: bool,
@@ -72,8 +71,7 @@ def renamed(example: Mapping, labels: Sequence[str], rng: random.Random, copa: b
     """(sentence, target, options) of ``example`` with every label given a new word, the
     options in a new order; COPA's text names its options, so it is rewritten too."""
     names = dict(zip(labels, rng.sample(WORDS, len(labels))))
-    sentence = rename_copa(example["sentence"], [names[label] for label in labels], where) if copa \
-        else example["sentence"]
+    sentence = rename_copa(example["sentence"], names, where) if copa else example["sentence"]
     options = list(names.values())
     rng.shuffle(options)
     return sentence, names[example["label"]], options

@@ -219,6 +219,14 @@ def test_option_ranking_summarised_from_its_own_matrix():
     assert summary["ranked"] is None and summary["answers_in_options"] is None
 
 
+def test_truncated_prompts_are_summed_over_the_run_s_tasks():
+    base, steps = worked_evals()
+    assert summarise_run(base, steps, TASKS, {})[1]["truncated_prompts"] is None  # not counted
+    for count, task in enumerate(TASKS):
+        steps[-1]["scores"][task]["truncated"] = count
+    assert summarise_run(base, steps, TASKS, {})[1]["truncated_prompts"] == 0 + 1 + 2
+
+
 def test_micro_accuracy_pools_samples():
     base, steps = worked_evals()
     steps[-1]["scores"]["a"].update(correct=0, total=600)  # a big task with nothing right

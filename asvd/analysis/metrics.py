@@ -315,6 +315,11 @@ def _general_summary(evals: Sequence[dict], sources: Sequence[str]) -> dict[str,
     }
 
 
+def _truncated(eval_: dict, tasks: Sequence[str]) -> int | None:
+    counts = [((eval_.get("scores") or {}).get(task) or {}).get("truncated") for task in tasks]
+    return None if None in counts else sum(counts)
+
+
 def _option_summaries(base_eval: dict, step_evals: list[dict], tasks: list[str],
                       sources: Sequence[str], schedule: str) -> tuple[dict | None, dict | None]:
     """The option-ranking metrics (:func:`cl_metrics` of the ``ranked`` matrix, with the base
@@ -360,6 +365,8 @@ def summarise_run(
         # studies without a general-ability set (real benchmarks) report None
         "general": (_general_summary(evals, sources)
                     if GENERAL in (base_eval.get("scores") or {}) else None),
+        # prompts cut at evaluation.max_source_length, over the run's tasks (None: not counted)
+        "truncated_prompts": _truncated(step_evals[-1], tasks),
         # tasks that list their options, scored by ranking them (None where any does not)
         "ranked": ranked,
         "answers_in_options": in_options,

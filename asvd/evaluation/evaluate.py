@@ -3,6 +3,7 @@ and on tasks that list their options also by option ranking (:mod:`asvd.evaluati
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -15,6 +16,8 @@ from asvd.evaluation.scoring import metric_of, score
 from asvd.io import write_json
 from asvd.pipeline.runtime import compute_device
 from asvd.train.models import check_lengths, is_causal, load_checkpoint
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -40,7 +43,8 @@ def evaluate_checkpoint(checkpoint: str | Path, test_files: Mapping[str, str | P
                         examples: int = 3, rank_options: bool = True) -> dict:
     """Score of a checkpoint on every named test set; keeps a few predictions for inspection.
 
-    With ``rank_options``, a test set whose records all list their options also gets
+    Each score counts the prompts cut at ``max_source_length`` (``truncated``; a warning names
+    the test set). With ``rank_options``, a test set whose records all list their options also gets
     ``ranked`` (option-ranking accuracy) and ``in_options`` (the share of generated answers
     that are a listed option) beside its metric's score. Every test set's records are read and
     their metric checked before any generation.
@@ -49,16 +53,23 @@ def evaluate_checkpoint(checkpoint: str | Path, test_files: Mapping[str, str | P
     for name, records in test_sets.items():
         metric_of(records, str(test_files[name]))
     model, tokenizer = load_checkpoint(checkpoint)
-    longest = max(len(ids) for records in test_sets.values() for ids in tokenizer(
-        [r["input"] for r in records], truncation=True, max_length=max_source_length)["input_ids"])
+    lengths = {name: [len(ids) for ids in tokenizer([r["input"] for r in records])["input_ids"]]
+               for name, records in test_sets.items()}
+    longest = min(max_source_length, max(max(found) for found in lengths.values()))
     check_lengths(model, ("evaluation.max_source_length", max_source_length, longest),
                   ("evaluation.max_new_tokens", max_new_tokens, max_new_tokens))
+    truncated = {name: sum(length > max_source_length for length in found) for name, found in lengths.items()}
+    for name, count in truncated.items():
+        if count:  # the prompt's end is cut: usually the text the task asks about
+            log.warning("%s: %d of %d prompts are longer than evaluation.max_source_length = %d tokens "
+                        "(up to %d) and lose their end", test_files[name], count, len(lengths[name]),
+                        max_source_length, max(lengths[name]))
     model.to(compute_device())
     scores, samples = {}, {}
     for name, records in tqdm(test_sets.items(), desc="evaluate"):
         predictions = generate(model, tokenizer, [r["input"] for r in records], batch_size,
                                max_new_tokens, max_source_length)
-        scores[name] = score(records, predictions, str(test_files[name]))
+        scores[name] = {**score(records, predictions, str(test_files[name])), "truncated": truncated[name]}
         if rank_options and rankable(records):
             chosen = most_likely_options(model, tokenizer, records, batch_size, max_source_length,
                                          max_new_tokens)

@@ -257,6 +257,20 @@ def test_small_real_s_tasks_read_through_the_hub_path_give_olora_s_prompts(name)
 
 
 
+def test_repeated_prompts_and_test_prompts_seen_in_training_are_counted_and_warned_about(tmp_path, caplog):
+    root = tmp_path / "CL_Benchmark"
+    train = examples(AGNEWS, 3) + [examples(AGNEWS, 1)[0]] * 2  # one prompt three times
+    test = examples(AGNEWS, 2, 100) + examples(AGNEWS, 1)[:3]  # three prompts trained on
+    write_task(root, AGNEWS, {"train": train, "test": test})
+    with caplog.at_level("WARNING", logger="asvd.data.prepare"):
+        stats = prepare.prepare_task(benchmark(root, train=None, test=None), "agnews", "seed", 0,
+                                     tmp_path / "tr.jsonl", tmp_path / "te.jsonl")
+    assert (stats["train"]["duplicates"], stats["test"]["duplicates"]) == (2, 0)
+    assert stats["test"]["also_in_train"] == 3
+    assert "agnews train: 2 of 14 records repeat" in caplog.text
+    assert "agnews: 3 of 11 test prompts also occur in training" in caplog.text
+
+
 def test_capped_sampling_keeps_the_share_of_unanswerable_items():
     records = examples(MNLI, 10) + [{"sentence": f"s{i}", "label": "-"} for i in range(6)]
     chosen = sources.balanced_sample(records, 5, seed=0)

@@ -10,12 +10,15 @@ their task (absent: exact match).
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from asvd.data import curriculum, sources, synthetic, tasks
 from asvd.io import read_jsonl, write_jsonl
+
+log = logging.getLogger(__name__)
 
 GENERAL = "general"
 TEMPLATES = ("seed", "olora")
@@ -203,9 +206,11 @@ def trace_records(benchmark: Mapping, task: str, seed: int) -> dict[str, list[di
 
 
 def split_stats(records: Sequence[Mapping]) -> dict:
-    """Size, per-label counts (classification) and unanswerable items of a prepared split."""
+    """Size, per-label counts (classification), unanswerable items and repeated inputs (records
+    whose prompt an earlier record of the split already has) of a prepared split."""
     stats = {"records": len(records),
-             "unanswerable": sum(not r.get("answerable", True) for r in records)}
+             "unanswerable": sum(not r.get("answerable", True) for r in records),
+             "duplicates": len(records) - len({r["input"] for r in records})}
     if all(record["labels"] is not None for record in records):
         counts: dict[str, int] = {}
         for record in records:
@@ -218,7 +223,8 @@ def split_stats(records: Sequence[Mapping]) -> dict:
 
 def prepare_task(benchmark: Mapping, task: str, template: str, seed: int,
                  train_out: str | Path, test_out: str | Path, load_dataset=None) -> dict:
-    """Write one task's prepared train/test JSONL files; return per-split stats.
+    """Write one task's prepared train/test JSONL files; return per-split stats (with test
+    prompts that also occur in training counted; repeats and overlaps are warned about).
 
     Every record is read and checked before either file is written.
     """
@@ -236,7 +242,17 @@ def prepare_task(benchmark: Mapping, task: str, template: str, seed: int,
                          "(expected synthetic, olora, hub or trace)")
     write_jsonl(train_out, records["train"])
     write_jsonl(test_out, records["test"])
-    return {split: split_stats(rows) for split, rows in records.items()}
+    stats = {split: split_stats(rows) for split, rows in records.items()}
+    trained = {r["input"] for r in records["train"]}
+    stats["test"]["also_in_train"] = sum(r["input"] in trained for r in records["test"])
+    for split, found in stats.items():
+        if found["duplicates"]:
+            log.warning("%s %s: %d of %d records repeat an earlier record's prompt", task, split,
+                        found["duplicates"], found["records"])
+    if stats["test"]["also_in_train"]:
+        log.warning("%s: %d of %d test prompts also occur in training: they measure memory, not "
+                    "generalisation", task, stats["test"]["also_in_train"], stats["test"]["records"])
+    return stats
 
 
 def load_records(path: str | Path) -> list[dict]:

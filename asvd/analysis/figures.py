@@ -393,29 +393,41 @@ def tradeoff_points(summary_jsons: Sequence[PathLike]) -> pd.DataFrame:
 
 @_styled
 def plot_tradeoff(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: PathLike) -> None:
-    """Learning against retention for every method at each learning-rate factor, one line per
-    method, with the forgetting per point learned beside each point."""
+    """Left: learning against retention for every method at each learning-rate factor (one line
+    per method, one marker per factor). Right: the forgetting per point learned at each factor."""
     points = tradeoff_points(summary_jsons)
     if points.empty:
         raise ValueError(f"no run with learning accuracy and BWT in {len(summary_jsons)} summaries")
-    fig = Figure(figsize=(7.5, 5.5), layout="constrained")
-    ax = fig.subplots()
+    fig = Figure(figsize=(11.5, 5.0), layout="constrained")
+    ax, ratio_ax = fig.subplots(1, 2, width_ratios=(3, 2))
     colors = _color_map(_unique(points["family"]))
+    scales = sorted(points["scale"].unique())
+    markers = dict(zip(scales, "osD^v<>p*"))
     for family, line in points.groupby("family", sort=False):
         ax.errorbar(line["bwt"], line["learning"], xerr=line["bwt_std"], yerr=line["learning_std"],
-                    marker="o", capsize=3, color=colors[family], label=family)
+                    color=colors[family], capsize=3, label=family, alpha=0.8)
         for _, point in line.iterrows():
-            ratio = point["forgetting_per_point"]
-            note = f"x{point['scale']:g}" + ("" if math.isnan(ratio) else f", f/l {ratio:.2f}")
-            ax.annotate(note, (point["bwt"], point["learning"]), textcoords="offset points",
-                        xytext=(6, 4), fontsize=8, color=colors[family])
+            ax.plot(point["bwt"], point["learning"], marker=markers[point["scale"]], markersize=8,
+                    color=colors[family], markeredgecolor="black", linestyle="none")
+        ratio_ax.plot(line["scale"], line["forgetting_per_point"], marker="o", color=colors[family],
+                      label=family)
+    for scale, marker in markers.items():
+        ax.plot([], [], marker=marker, color="grey", markeredgecolor="black", linestyle="none",
+                label=f"x{scale:g} lr")
     ax.set(xlabel="retention: backward transfer BWT (%)",
-           ylabel="learning: mean accuracy on a task right after training it (%)")
+           ylabel="learning: mean accuracy on a task right after training it (%)",
+           title="Learning vs retention (mean ± std over orders and seeds)")
     ax.margins(0.15)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
-    ax.set_title("Learning vs retention at multiples (x) of each method's tuned learning rate\n"
-                 "(mean ± std over orders and seeds; f/l: points forgotten per point learned)")
+    ax.legend(loc="lower left", fontsize=8, ncol=2)
+    ratio_ax.set_xscale("log", base=2)
+    ratio_ax.set_xticks(scales, [f"x{scale:g}" for scale in scales])
+    ratio_ax.set(xlabel="multiple of the method's tuned learning rate",
+                 ylabel="points forgotten per point learned (-BWT / gain)",
+                 title="Forgetting per point learned")
+    ratio_ax.set_ylim(bottom=0)
+    ratio_ax.grid(alpha=0.3)
+    ratio_ax.legend(fontsize=8)
     _save_figure(fig, out_png, out_pdf)
 
 

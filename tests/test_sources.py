@@ -1,5 +1,6 @@
 """Real task data: O-LoRA directories and the hub (mocked), checked before anything is written."""
 
+import itertools
 import json
 import re
 import string
@@ -323,6 +324,9 @@ def test_a_small_class_keeps_three_quarters_for_training_and_mnli_dashes_stay_ou
 
 
 COPA = tasks.task("copa")
+# made-up words of 4 letters for the texts new label names are drawn from
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ti", "vo", "ze"]
+MADE_UP = ["".join(pair) for pair in itertools.product(SYLLABLES, repeat=2)]
 
 
 def copa_examples(count):
@@ -330,10 +334,16 @@ def copa_examples(count):
                          f"\nA: first {i}.\nB: second {i}.", "label": "AB"[i % 2]} for i in range(count)]
 
 
+def worded_examples(task, per_label):
+    """Examples whose texts hold made-up words (64 of them over the examples)."""
+    return [{"sentence": f"Text: {' '.join(MADE_UP[(7 * i + j) % 64] for j in range(6))}", "label": label}
+            for i, label in enumerate(list(task.labels) * per_label)]
+
+
 @pytest.mark.parametrize("template", ["olora", "seed"])
 def test_renamed_mixture_leaves_no_label_word_constant_and_copy_records_hold_one_option(olora_dir,
                                                                                           template):
-    write_task(olora_dir, SST2, {"train": examples(SST2, 10)})
+    write_task(olora_dir, SST2, {"train": worded_examples(SST2, 10)})
     write_task(olora_dir, COPA, {"train": copa_examples(20)}, labels=["B", "A"])  # labels.json's order
     spec = general_benchmark(olora_dir, train=8, test=2, general_tasks=("sst-2", "copa"))
     plain = prepare.general_records(spec, template, 0)
@@ -345,8 +355,10 @@ def test_renamed_mixture_leaves_no_label_word_constant_and_copy_records_hold_one
     own_words = {"Good", "Bad", "A", "B"}
     assert not {r["target"] for r in train} & own_words
     assert len({r["target"] for r in train}) > 20  # drawn per record, no constant answer
+    pool = set(MADE_UP) | {"which", "sentence", "effect", "premise", "first", "second", "choose",
+                           "between"}  # the words of the texts (not the prompts) that may name
     for record in train:
-        assert record["target"] in curriculum.WORDS and record["labels"] is None
+        assert record["target"] in pool and record["labels"] is None
         if record["skill"] == "copa":  # its text names the options: renamed there too, each its own line
             assert "Choose one between A and B" not in record["input"]
             premise = int(re.search(r"premise (\d+)", record["input"]).group(1))
@@ -357,7 +369,7 @@ def test_renamed_mixture_leaves_no_label_word_constant_and_copy_records_hold_one
             assert record["target"] in options and 2 <= len(options) <= 4
         if record["skill"] == curriculum.COPY_TASK:
             text = record["input"].split("\n")[-2] if template == "olora" else record["input"].split("]. ")[1]
-            assert [w for w in text.split() if w in curriculum.WORDS] == [record["target"]]
+            assert [w for w in text.split() if w not in curriculum.FILLERS] == [record["target"]]
     half = prepare.general_records({**spec, "general": {**spec["general"], "renamed_share": 0.5,
                                                        "copy_records": 0}}, template, 0)
     renamed = sum(r["target"] not in own_words for r in half["train"])
@@ -366,11 +378,19 @@ def test_renamed_mixture_leaves_no_label_word_constant_and_copy_records_hold_one
 
 
 def test_renaming_a_copa_text_without_its_options_names_the_record(olora_dir):
-    unnamed = [{"sentence": "no options", "label": "AB"[i % 2]} for i in range(8)]
+    unnamed = [{"sentence": f"no options {' '.join(MADE_UP)}", "label": "AB"[i % 2]} for i in range(8)]
     write_task(olora_dir, COPA, {"train": unnamed})
     spec = general_benchmark(olora_dir, train=4, test=2, general_tasks=("copa",))
     spec["general"]["renamed_share"] = 1.0
     with pytest.raises(ValueError, match="general task copa record 0: COPA text without"):
+        prepare.general_records(spec, "olora", 0)
+
+
+def test_too_few_words_to_draw_new_label_names_from_is_refused(olora_dir):
+    write_task(olora_dir, SST2, {"train": examples(SST2, 10)})  # texts: "Text: Good example 3"
+    spec = general_benchmark(olora_dir, train=8, test=2, general_tasks=("sst-2",))
+    spec["general"]["copy_records"] = 5
+    with pytest.raises(ValueError, match="benchmark.general: its texts hold 1 distinct words"):
         prepare.general_records(spec, "olora", 0)
 
 

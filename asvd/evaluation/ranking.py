@@ -41,7 +41,8 @@ def option_log_likelihoods(model, tokenizer, records: Sequence[Mapping], batch_s
     for start in range(0, len(records), per_batch):
         chunk = records[start:start + per_batch]
         counts = [len(record["labels"]) for record in chunk]
-        pairs = [{"input": record["input"], "target": option}
+        # an encoder-decoder's prompts are encoded once below: only the options' labels are needed here
+        pairs = [{"input": record["input"] if causal else "", "target": option}
                  for record in chunk for option in record["labels"]]
         encoded = encode(tokenizer, pairs, settings, model)
         encoded = {key: value.to(model.device) for key, value in encoded.items()}

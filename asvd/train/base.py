@@ -10,6 +10,7 @@ from asvd.data.prepare import load_records
 from asvd.io import write_json
 from asvd.train.loop import TrainSettings, train
 from asvd.train.models import (
+    WARM_STARTS,
     build_seq2seq,
     build_word_tokenizer,
     load_checkpoint,
@@ -42,20 +43,22 @@ def fetch_base_model(name: str, out_dir: str | Path, log_json: str | Path,
 
     ``name`` is a hub id, a local directory or ``package:<module>/<subdir>`` (see
     :func:`asvd.train.models.resolve_pretrained`); ``warm_start="encoder_decoder"`` turns a pretrained
-    encoder (BERT family) into an encoder-decoder. The copy makes the base checkpoint a file of
-    this study, so its SVD cache, evaluation and every task's training chain on it like on a
-    built one (and the hub is read once). ``seed`` initialises the weights a warm start adds.
+    encoder (BERT family) into an encoder-decoder ready to copy from its input
+    (``"encoder_decoder_random"``: its new parts random, the ablation). The copy makes the base
+    checkpoint a file of this study, so its SVD cache, evaluation and every task's training chain
+    on it like on a built one (and the hub is read once). ``seed`` initialises the weights a warm start adds.
     ``general_train`` (with ``settings``): train on the benchmark's general mixture first, so a
     model that never saw an instruction (a warm-started encoder) reads the prompt's options
     before the sequence starts, as the paper's multi-task-pretrained T5 does.
     """
     path = resolve_pretrained(name)
-    if warm_start == "encoder_decoder":
-        model, tokenizer = warm_start_encoder_decoder(path, seed)
+    if warm_start in WARM_STARTS:
+        model, tokenizer = warm_start_encoder_decoder(path, seed, copy_ready=warm_start == "encoder_decoder")
     elif warm_start is None:
         model, tokenizer = load_checkpoint(path)
     else:
-        raise ValueError(f"base_model.warm_start: {warm_start!r} (expected encoder_decoder or null)")
+        raise ValueError(f"base_model.warm_start: {warm_start!r} "
+                         f"(expected one of {list(WARM_STARTS)} or null)")
     result = {"source": str(name), "parameters": sum(p.numel() for p in model.parameters()),
               "model_type": model.config.model_type, "warm_start": warm_start,
               **({"seed": seed} if warm_start else {})}

@@ -142,6 +142,37 @@ def test_precomputed_svd_is_used_as_given():
         assert torch.allclose(a.subspaces[name].anchor(), b.subspaces[name].anchor(), atol=1e-5)
 
 
+def test_a_precomputed_svd_that_does_not_fit_is_refused_naming_the_target():
+    torch.manual_seed(0)
+    model, other = TwoLayer(), TwoLayer()
+    own = {name: thin_svd(getattr(model, name).weight) for name in ("up", "square", "down")}
+    foreign = {name: thin_svd(getattr(other, name).weight) for name in ("up", "square", "down")}
+    cases = {
+        "another model's": ({**own, "square": foreign["square"]}, r"svd\['square'\].*another model"),
+        "transposed": ({**own, "up": (own["up"][2].T, own["up"][1], own["up"][0].T)},
+                       r"svd\['up'\]: shapes"),
+        "missing": ({k: v for k, v in own.items() if k != "down"}, r"no \(U, S, Vh\) for target 'down'"),
+        "not a triplet": ({**own, "up": own["up"][0]}, r"svd\['up'\]: expected a \(U, S, Vh\)"),
+    }
+    for svd, message in cases.values():
+        with pytest.raises(ValueError, match=message):
+            OrthogonalSubspace(model, TARGETS, ranks.Uniform(0.5), svd=svd)
+
+
+def test_a_target_the_user_froze_stays_bit_for_bit():
+    torch.manual_seed(0)
+    model = TwoLayer()
+    model.square.weight.requires_grad_(False)
+    frozen = model.square.weight.detach().clone()
+    train_steps(model, OrthogonalSubspace(model, TARGETS, ranks.Uniform(0.5)), steps=5)
+    assert torch.equal(model.square.weight, frozen)
+
+
+def test_a_target_pattern_that_is_no_regex_is_named():
+    with pytest.raises(ValueError, match=r"target_modules: '\(up' is not a regular expression"):
+        OrthogonalSubspace(TwoLayer(), ["(up"])
+
+
 def test_unknown_projection_is_rejected():
     with pytest.raises(ValueError, match="projection"):
         OrthogonalSubspace(TwoLayer(), TARGETS, projection="one_sided")

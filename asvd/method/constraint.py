@@ -159,6 +159,37 @@ def _product_into(X: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> None:
     (torch.bmm if X.dim() == 3 else torch.mm)(A, B, out=X)
 
 
+def checked_triplet(name: str, triplet, weight: torch.Tensor, tolerance: float = 1e-2) -> tuple:
+    """``triplet`` if it is a thin SVD ``(U, S, Vh)`` of ``weight``, else a ValueError naming the
+    target: a missing entry, wrong shapes, or a product U S Vh that differs from the weight (a
+    decomposition of another model or checkpoint) would otherwise freeze the wrong subspace and
+    let the first step move the weight. Compared on 4 seeded random probes (O(mn), not a full
+    product); ``tolerance`` (relative) leaves room for a bf16 weight's rounding."""
+    if triplet is None:
+        raise ValueError(f"svd: no (U, S, Vh) for target {name!r}")
+    try:
+        U, S, Vh = triplet
+    except (TypeError, ValueError):
+        raise ValueError(f"svd[{name!r}]: expected a (U, S, Vh) triplet, got "
+                         f"{type(triplet).__name__}") from None
+    W = _whole(weight.detach()).float()
+    m, n = W.shape
+    r = min(m, n)
+    shapes = tuple(tuple(t.shape) for t in (U, S, Vh))
+    if shapes != ((m, r), (r,), (r, n)):
+        raise ValueError(f"svd[{name!r}]: shapes U {shapes[0]}, S {shapes[1]}, Vh {shapes[2]} do "
+                         f"not decompose its {m} x {n} weight (expected {(m, r)}, {(r,)}, {(r, n)})")
+    probes = torch.randn(n, 4, generator=torch.Generator().manual_seed(0)).to(W.device)
+    exact = W @ probes
+    product = U.to(W.device).float() @ (S.to(W.device).float()[:, None] * (Vh.to(W.device).float() @ probes))
+    error = float(torch.linalg.matrix_norm(product - exact) /
+                  torch.linalg.matrix_norm(exact).clamp_min(torch.finfo(torch.float32).tiny))
+    if error > tolerance:
+        raise ValueError(f"svd[{name!r}]: U S Vh differs from the target's weight by {error:.3g} "
+                         "(relative): a decomposition of another model or checkpoint")
+    return U, S, Vh
+
+
 @dataclass
 class FrozenSubspace:
     """The frozen singular triplets of one target: U (m x k), S (k), V (n x k), fp32."""
@@ -275,7 +306,10 @@ class OrthogonalSubspace:
         self.rank_rule, self.importance = rank_rule, importance
         self.ranks = rank_rule.frozen_ranks(self.shapes, importance)
         if isinstance(svd, (str, os.PathLike)):
-            svd = cached_svd(svd, model, modules)
+            svd = cached_svd(svd, model, modules)  # its stamp already ties it to these weights
+        elif svd is not None:
+            svd = {name: checked_triplet(name, svd.get(name), modules[name].weight)
+                   for name in modules if self.ranks[name] > 0}
         members: dict[tuple, list[str]] = {}
         for name, module in modules.items():
             if self.ranks[name] > 0:  # k = 0: unconstrained, exactly plain fine-tuning
@@ -335,8 +369,9 @@ class OrthogonalSubspace:
 
         W - Q(W) is the allowed component of W under either projection form, so one formula
         serves both; cached (U_h, S_h, V_h) from the SVD of W0 make Q(W0) = U_h S_h V_h^T.
+        A target the user froze (``requires_grad=False``) is left bit for bit as it is.
         """
-        self._apply(lambda weight: weight.data, anchored=True)
+        self._apply(lambda weight: weight.data if weight.requires_grad else None, anchored=True)
 
     def _apply(self, tensor_of: Callable[[torch.nn.Parameter], torch.Tensor | None],
                anchored: bool) -> None:

@@ -57,13 +57,20 @@ def select_weights(shapes: Mapping[str, Sequence[int]], model_family: str | None
                    targets: str | Sequence[str] = "auto") -> list[str]:
     """The names in ``shapes`` (module name -> weight shape) that are targets, in the given
     order; shapes, not tensors, so a checkpoint's targets are chosen before any is read."""
-    patterns = [re.compile(p) for p in target_patterns(model_family, targets)]
+    patterns = [_compiled(p) for p in target_patterns(model_family, targets)]
     found = [name for name, shape in shapes.items()
              if len(shape) == 2 and any(p.search(name) for p in patterns)]
     if not found:
         raise ValueError(f"target_modules: no 2-D weight matches {[p.pattern for p in patterns]}; "
                          f"this model's 2-D weights are {_general_names(shapes)}")
     return found
+
+
+def _compiled(pattern: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except (re.error, TypeError) as err:
+        raise ValueError(f"target_modules: {pattern!r} is not a regular expression ({err})") from None
 
 
 def find_targets(model: torch.nn.Module, targets: str | Sequence[str] = "auto") -> dict[str, torch.nn.Module]:

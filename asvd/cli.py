@@ -88,12 +88,14 @@ def _configure_metrics(parser: argparse.ArgumentParser) -> None:
 def _metrics(args: argparse.Namespace) -> int:
     """Accepts partial matrices (published logs): a metric whose cells are missing is null, and
     ``notes`` says which cells it lacked."""
-    from asvd.analysis.metrics import cl_metrics, metric_notes, read_accuracy_csv
+    from asvd.analysis.metrics import cl_metrics, fraction_scale, metric_notes, read_accuracy_csv
 
     try:
         matrix = read_accuracy_csv(args.matrix_csv, partial=True)
     except (OSError, ValueError) as err:
         raise CliError(f"cannot read accuracy matrix: {err}") from err
+    if fraction_scale(matrix):
+        raise CliError(f"{args.matrix_csv}: {fraction_scale(matrix)}")
     notes = metric_notes(matrix)
     print(json.dumps({**cl_metrics(matrix), **({"notes": notes} if notes else {})}, indent=2))
     return 0
@@ -108,12 +110,17 @@ def _configure_import_olora(parser: argparse.ArgumentParser) -> None:
 @command("import-olora", "turn O-LoRA's per-step all_results.json files into an accuracy-matrix "
          "CSV", _configure_import_olora)
 def _import_olora(args: argparse.Namespace) -> int:
-    from asvd.analysis.metrics import read_olora_results, write_accuracy_csv
+    from asvd.analysis.metrics import fraction_scale, read_olora_results, write_accuracy_csv
 
     try:
         matrix = read_olora_results(args.run_dir)
     except (OSError, ValueError) as err:
         raise CliError(f"cannot read O-LoRA results: {err}") from err
-    write_accuracy_csv(matrix, args.out_csv, partial=True)
+    if fraction_scale(matrix):
+        raise CliError(f"{args.run_dir}: {fraction_scale(matrix)}")
+    try:
+        write_accuracy_csv(matrix, args.out_csv, partial=True)
+    except (OSError, ValueError) as err:
+        raise CliError(f"cannot write {args.out_csv}: {err}") from err
     print(f"{args.out_csv}: {len(matrix)} steps x {len(matrix.columns)} tasks")
     return 0

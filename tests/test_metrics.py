@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -433,6 +434,54 @@ def test_cli_main_malformed_file(tmp_path, capsys):
     assert main(["metrics", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "not a number" in err
+
+
+def _bad_olora_run(tmp_path, case):
+    """An O-LoRA run directory with one fault (the test's own files)."""
+    run = tmp_path / "run"
+    step_one = run / "outputs" / "1-a" / "all_results.json"
+    if case == "one task in two steps":
+        return write_olora_run(run, [[80.0], [70.0, 90.0]], ["a", "a"])
+    write_olora_run(run, [[180.0 if case == "over 100" else 80.0], [85.0, 90.0]], ["a", "b"])
+    if case == "null":
+        step_one.write_text('{"predict_exact_match_for_a": null}')
+    if case == "a list":
+        step_one.write_text("[80.0]")
+    if case == "fractions":
+        for step, row in (("1-a", {"a": 0.8}), ("2-b", {"a": 0.85, "b": 0.9})):
+            (run / "outputs" / step / "all_results.json").write_text(
+                json.dumps({f"predict_exact_match_for_{t}": v for t, v in row.items()}))
+    return run
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("over 100", r"1-a/all_results.json: 'predict_exact_match_for_a' is 180.0, expected a percentage"),
+    ("null", r"1-a/all_results.json: 'predict_exact_match_for_a' is None, expected a percentage"),
+    ("a list", r"1-a/all_results.json: a JSON list, expected an object"),
+    ("one task in two steps", r"task 'a' is trained at steps 1 and 2"),
+    ("fractions", r"run: every accuracy is at most 1 \(largest 0.9\): these look like fractions"),
+    ("output is a directory", r"cannot write .*out"),
+])
+def test_cli_import_olora_names_the_bad_input(tmp_path, capsys, case, message):
+    out = tmp_path / "out"
+    if case == "output is a directory":
+        out.mkdir()
+    run = _bad_olora_run(tmp_path, case)
+    assert main(["import-olora", str(run), str(out)]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists() or out.is_dir()  # nothing written
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("after,a,b\nbase,0.1,0.2\na,0.8,0.1\nb,0.7,0.9\n", r"at most 1 \(largest 0.9\)"),
+    ("after,base,b\nbase,10,20\nbase,80,10\nb,70,90\n", r"a task named 'base'.*reserved"),
+])
+def test_cli_metrics_names_fractions_and_a_reserved_task_name(tmp_path, capsys, text, message):
+    path = tmp_path / "R.csv"
+    path.write_text(text)
+    assert main(["metrics", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and re.search(message, err)
 
 
 def test_cli_requires_subcommand(capsys):

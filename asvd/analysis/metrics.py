@@ -16,7 +16,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -216,6 +216,11 @@ def _check_matrix(matrix: pd.DataFrame, source: str | os.PathLike, partial: bool
         raise ValueError(f"{source}: accuracy matrix has no task columns")
     if len(set(tasks)) != len(tasks):
         raise ValueError(f"{source}: duplicate task columns {tasks}")
+    reserved = [task for task in tasks if task in (BASE_ROW, JOINT_ROW)]
+    if reserved:
+        raise ValueError(f"{source}: a task named {reserved[0]!r}: that name is reserved for the "
+                         f"row of the model before training ({BASE_ROW!r}) or trained jointly "
+                         f"({JOINT_ROW!r}); rename the task")
     expected = [BASE_ROW, *tasks]
     layouts = [expected, [BASE_ROW, JOINT_ROW]] + ([tasks] if partial else [])
     if list(matrix.index) not in layouts:
@@ -437,7 +442,32 @@ def _olora_steps(outputs: Path) -> list[tuple[str, Path]]:
             steps[int(match.group(1))] = (match.group(2), entry / "all_results.json")
     if sorted(steps) != list(range(1, len(steps) + 1)):
         raise ValueError(f"{outputs}: step directories {sorted(steps)} are not 1..T")
+    first = {}
+    for k in sorted(steps):
+        task = steps[k][0]
+        if task in first:
+            raise ValueError(f"{outputs}: task {task!r} is trained at steps {first[task]} and {k}; "
+                             "an O-LoRA run trains each task once")
+        first[task] = k
     return [steps[k] for k in sorted(steps)]
+
+
+def _olora_value(results: Mapping, key: str, path: Path) -> float:
+    value = results[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        raise ValueError(f"{path}: {key!r} is {value!r}, expected a percentage in [0, 100]")
+    return float(value)
+
+
+def fraction_scale(matrix: pd.DataFrame) -> str | None:
+    """Why ``matrix`` looks like accuracies on a 0-1 scale rather than percent, or None: every
+    cell at most 1 and one above 0 (a published log or spreadsheet that wrote 0.985 for 98.5 %)."""
+    values = matrix.to_numpy(dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size and 0 < values.max() <= 1:
+        return (f"every accuracy is at most 1 (largest {values.max():g}): these look like "
+                "fractions, and accuracies are read as percentages (write 98.5 for 0.985)")
+    return None
 
 
 def read_olora_results(run_dir: str | os.PathLike) -> pd.DataFrame:
@@ -454,11 +484,14 @@ def read_olora_results(run_dir: str | os.PathLike) -> pd.DataFrame:
     )
     for k, (task, results_path) in enumerate(steps, start=1):
         results = read_json(results_path)
+        if not isinstance(results, dict):
+            raise ValueError(f"{results_path}: a JSON {type(results).__name__}, expected an object "
+                             f"of metrics ({_OLORA_PREFIX}<task>: percent)")
         if not any(key.startswith(_OLORA_PREFIX) for key in results):
             continue
         for seen in tasks[:k]:
             key = _OLORA_PREFIX + seen
             if key not in results:
                 raise ValueError(f"{results_path}: missing {key!r}")
-            matrix.loc[task, seen] = float(results[key])
+            matrix.loc[task, seen] = _olora_value(results, key, results_path)
     return matrix

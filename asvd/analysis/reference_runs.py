@@ -17,6 +17,7 @@ import pandas as pd
 
 from asvd.analysis.metrics import (
     cl_metrics,
+    fraction_scale,
     metric_notes,
     read_accuracy_csv,
     read_olora_results,
@@ -39,10 +40,14 @@ def load_reference_matrix(source: str | os.PathLike) -> pd.DataFrame:
     if path.is_dir():
         if not (path / "outputs").is_dir():
             raise ValueError(f"{path}: an O-LoRA run directory holds outputs/<k>-<task>/all_results.json")
-        return read_olora_results(path)
-    if not path.is_file():
+        matrix = read_olora_results(path)
+    elif path.is_file():
+        matrix = read_accuracy_csv(path, partial=True)
+    else:
         raise ValueError(f"{path}: no such file or directory")
-    return read_accuracy_csv(path, partial=True)
+    if fraction_scale(matrix):
+        raise ValueError(f"{path}: {fraction_scale(matrix)}")
+    return matrix
 
 
 def reference_summary(matrix: pd.DataFrame, name: str, order: int | str, source: str) -> dict:

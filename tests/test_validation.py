@@ -56,6 +56,16 @@ def test_text_that_is_no_number_stays_text_and_the_schema_names_it():
     assert schema_problems(config, SCHEMA) == ["train.batch_size: 'eight' is not of type 'integer'"]
 
 
+@pytest.mark.parametrize(("key", "value"), [
+    (("train", "batch_size"), 16.0), (("run", "seeds"), [0, 1.0]), (("premise", "samples"), 64.5)])
+def test_a_float_where_an_integer_belongs_is_refused_naming_the_key(key, value):
+    config = load_yaml(DEFAULT_CONFIG)
+    config[key[0]][key[1]] = value
+    problems = schema_problems(config, SCHEMA)
+    where = ".".join(key) + (".1" if isinstance(value, list) else "")
+    assert problems and problems[0].startswith(f"{where}: ") and "not of type 'integer'" in problems[0]
+
+
 def test_coercion_leaves_a_config_of_the_right_types_alone():
     config = load_yaml(DEFAULT_CONFIG)
     before = copy.deepcopy(config)

@@ -24,8 +24,16 @@ def _whole_pattern(validator, pattern: str, instance: Any, schema: Mapping):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-# Names that become folders, wildcards or keys are matched whole.
-_Validator = validators.extend(Draft202012Validator, {"pattern": _whole_pattern})
+def _is_integer(checker, instance: Any) -> bool:
+    """An int, not a float with no fraction (JSON Schema's own rule): ``batch_size: 16.0`` would
+    pass the schema and fail mid-training, after the step's old output was cleared."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# Names that become folders, wildcards or keys are matched whole; integers are ints.
+_Validator = validators.extend(
+    Draft202012Validator, {"pattern": _whole_pattern},
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
 
 
 def key_path(error: ValidationError) -> str:

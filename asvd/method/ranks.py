@@ -168,12 +168,19 @@ class Progressive:
 
 @dataclass(frozen=True)
 class Fixed:
-    """Explicit frozen counts per target (missing targets are left unconstrained)."""
+    """Explicit frozen counts per target (targets it does not name are left unconstrained).
+
+    A name that is no target is an error: a typo would otherwise leave every target at k = 0,
+    and the "constrained" method would train unconstrained."""
 
     ranks: Mapping[str, int] = field(default_factory=dict)
     needs_importance = False
 
     def frozen_ranks(self, shapes: Shapes, importance=None) -> dict[str, int]:
+        unknown = sorted(set(self.ranks) - set(shapes))
+        if unknown:
+            raise ValueError(f"rank_rule 'fixed': {unknown} are not targets of this model "
+                             f"(its targets: {sorted(shapes)[:8]}{' ...' if len(shapes) > 8 else ''})")
         return {name: clamp_rank(self.ranks.get(name, 0), s) for name, s in shapes.items()}
 
 

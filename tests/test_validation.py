@@ -66,6 +66,17 @@ def test_a_float_where_an_integer_belongs_is_refused_naming_the_key(key, value):
     assert problems and problems[0].startswith(f"{where}: ") and "not of type 'integer'" in problems[0]
 
 
+def test_a_key_a_yaml_mapping_repeats_is_named_with_both_lines(tmp_path):
+    from asvd.pipeline.validation import repeated_keys
+
+    path = tmp_path / "study.yaml"
+    path.write_text("train:\n  lr: 1.0e-3\n  batch_size: 8\n  lr: 3.0e-3\n"
+                    "lora: &lora {r: 8}\nolora: {<<: *lora, r: 4}\n")  # a merge key may override
+    assert repeated_keys(path) == [f"{path}:4: key 'lr' repeats the one on line 2 "
+                                   "(YAML would keep this one silently)"]
+    assert repeated_keys(DEFAULT_CONFIG) == []
+
+
 def test_coercion_leaves_a_config_of_the_right_types_alone():
     config = load_yaml(DEFAULT_CONFIG)
     before = copy.deepcopy(config)

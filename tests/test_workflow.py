@@ -418,6 +418,16 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path, case):
     assert not (workdir / "results").exists()
 
 
+def test_a_config_file_that_repeats_a_key_is_refused_before_any_job(tmp_path):
+    configfile = tmp_path / "twice.yaml"
+    configfile.write_text("experiment: twice\nrun:\n  seeds: [0]\n  seeds: [0, 1]\n")
+    result = run_snakemake(tmp_path, "all_figures", "-n", configfiles=[configfile], check=False)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"invalid config: {configfile}:4: key 'seeds' repeats the one on line 3" in log, log[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
 # --------------------------------------------------------------------------- lint and format
 
 

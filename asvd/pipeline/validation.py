@@ -128,6 +128,33 @@ def schema_problems(config: Mapping[str, Any], schema: str | Path | Mapping) -> 
     return problems
 
 
+def repeated_keys(path: str | Path) -> list[str]:
+    """``<file>:<line>: <key> repeats ...`` for every key a YAML mapping of ``path`` gives twice:
+    YAML loaders keep the second silently, so a study would run with a value its author may have
+    meant to replace or may not have seen."""
+    problems = []
+
+    def mapping(loader, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: overriding is its point
+                continue
+            key = loader.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, (str, int, float, bool)):
+                continue
+            if key in seen:
+                problems.append(f"{path}:{line}: key {key!r} repeats the one on line {seen[key]} "
+                                "(YAML would keep this one silently)")
+            seen.setdefault(key, line)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+    loader = type("RepeatedKeyLoader", (yaml.SafeLoader,), {})
+    loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    yaml.load(Path(path).read_text(), Loader=loader)  # noqa: S506 (a SafeLoader subclass)
+    return problems
+
+
 def config_error(problems: list[str]) -> ValueError:
     """One error for every problem found, the first named on its first line."""
     rest = "".join(f"\n  {problem}" for problem in problems[1:])

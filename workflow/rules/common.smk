@@ -17,13 +17,19 @@ from asvd.train.choice import candidates
 from asvd.pipeline.validation import (
     coerce_command_line_values,
     config_error,
+    repeated_keys,
     schema_problems,
 )
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 coerce_command_line_values(config, SCHEMA)
-# every problem named by its key before any job: the schema's first, then the cross-key checks
-_problems = schema_problems(config, SCHEMA) or study_problems(config, workflow.basedir)
+# every problem named by its key before any job: a key a config file repeats, the schema's,
+# then the cross-key checks
+_problems = (
+    [problem for path in workflow.configfiles for problem in repeated_keys(path)]
+    or schema_problems(config, SCHEMA)
+    or study_problems(config, workflow.basedir)
+)
 if _problems:
     raise config_error(_problems)
 

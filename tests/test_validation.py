@@ -150,6 +150,35 @@ def test_cross_key_checks_pass_the_default_and_name_every_problem():
         "reference_runs.seqft.path"]
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["methods"]["asvd"].update(train={"task_epochs": {"alpah": 2}}),
+     "methods.asvd.train.task_epochs: 'alpah' is not in benchmark.tasks"),
+    (lambda c: c["benchmark"]["tasks"].append({**c["benchmark"]["tasks"][0], "position": "last"}),
+     "benchmark.tasks: 'alpha' is listed 2 times; list each task once"),
+    (lambda c: c["base_model"].update(warm_start="encoder_decoder"),
+     "base_model.warm_start: needs base_model.pretrained"),
+], ids=["a method's task_epochs typo", "a task listed twice", "warm start of a built base"])
+def test_a_key_read_nowhere_else_is_checked_where_it_is_read(change, message):
+    """Accepted silently before: the typo trained every task at the default epochs, the second
+    entry's settings were dropped, the warm start was ignored."""
+    config = load_yaml(DEFAULT_CONFIG)
+    change(config)
+    assert any(problem.startswith(message) for problem in study_problems(config, REPO)), \
+        study_problems(config, REPO)
+
+
+def test_an_architecture_key_the_family_does_not_have_is_refused_before_the_model_is_built():
+    from asvd.train.models import build_seq2seq, build_word_tokenizer
+
+    tokenizer = build_word_tokenizer(["a b c"])
+    architecture = {**load_yaml(DEFAULT_CONFIG)["base_model"]["architecture"], "encoder_layer": 3}
+    with pytest.raises(ValueError, match=r"base_model.architecture: \['encoder_layer'\] are not "
+                                         r"BartConfig settings \(did you mean 'encoder_layers'\?\)"):
+        build_seq2seq(tokenizer, "bart", architecture, seed=0)
+    del architecture["encoder_layer"]
+    assert build_seq2seq(tokenizer, "bart", architecture, seed=0).config.encoder_layers == 2
+
+
 @pytest.mark.parametrize("change, key", [
     (lambda c: c.update(experiment="p1\n"), "experiment"),
     (lambda c: c["orders"].update({"2\n": c["orders"]["1"]}), "orders"),

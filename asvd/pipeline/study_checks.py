@@ -136,9 +136,21 @@ def study_problems(config: Mapping, basedir: str | Path) -> list[str]:
             f"premise.reference: {reference!r} is not a constrained method under methods "
             "(its rank rule gives the subspace unconstrained methods are measured against)"
         )
-    for task in config["train"].get("task_epochs") or {}:
-        if task not in tasks:
-            problems.append(f"train.task_epochs: {task!r} is not in benchmark.tasks")
+    trains = {"train": config["train"]} | {
+        f"methods.{name}.train": method["train"]
+        for name, method in config["methods"].items() if method.get("train")}
+    for key, block in trains.items():
+        for task in block.get("task_epochs") or {}:
+            if task not in tasks:
+                problems.append(f"{key}.task_epochs: {task!r} is not in benchmark.tasks")
+    repeated = sorted({task for task in tasks if tasks.count(task) > 1})
+    problems += [f"benchmark.tasks: {task!r} is listed {tasks.count(task)} times; list each task "
+                 "once (which entry's settings would count is not said)" for task in repeated]
+    if config["base_model"].get("warm_start") and not config["base_model"].get("pretrained"):
+        problems.append(
+            "base_model.warm_start: needs base_model.pretrained (an encoder to start from); "
+            "a base built from scratch has nothing to warm-start"
+        )
     if config["benchmark"]["name"] != "synthetic":
         problems += _real_benchmark_problems(config, orders, tasks)
     if config["benchmark"].get("general") and config["benchmark"]["name"] not in (

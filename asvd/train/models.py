@@ -7,6 +7,7 @@ files) so any user can ``from_pretrained`` them; they are written atomically.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -53,6 +54,14 @@ def build_seq2seq(tokenizer: PreTrainedTokenizerFast, family: str, architecture:
     T5 has only relative positions in self-attention, which a tiny model from scratch learns
     slowly; BART's learned absolute positions make position-based skills quick to learn.
     """
+    config_class = {"t5": T5Config, "bart": BartConfig}.get(family)
+    if config_class is not None:
+        known = set(config_class().to_dict()) | set(config_class.attribute_map)
+        unknown = sorted(set(architecture) - known)
+        if unknown:  # a config class keeps unknown keys silently, and config.json with them
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            raise ValueError(f"base_model.architecture: {unknown} are not {config_class.__name__} "
+                             "settings" + (f" (did you mean {close[0]!r}?)" if close else ""))
     torch.manual_seed(seed)
     special = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
                "eos_token_id": tokenizer.eos_token_id}

@@ -5,30 +5,24 @@
     python benchmarks/warm_start_copy.py --starts encoder_decoder --steps 400 --lr 1e-4
 
 For each warm start it trains all-MiniLM-L6-v2 (or ``--model``) on made-up copy records only
-("which option appears in the text?", 2-4 options, the answer among filler words; the option
-curriculum's own generator) and prints the loss curve, the share of held-out copy prompts it
-answers exactly and its most frequent answer. The random start (``encoder_decoder_random``)
-answering one word to every prompt is what made the base of ``config/small_real.yaml`` unable to
-read its options (docs/measurements.md).
+("which option appears in the text?", 2-4 options drawn from the tokenizer's whole words, the
+answer among filler words; the option curriculum's own generator) and prints the loss curve,
+the share of held-out copy prompts (words never trained on) it answers exactly and its most
+frequent answer. Measured 2026-12-06 (defaults, 2 cores, 4 min 26 s): encoder_decoder 89.0 %,
+encoder_decoder_random 20.0 % (its loss still 3.1 after 200 steps); docs/measurements.md.
 """
 
 import argparse
 import collections
 import random
 
+from transformers import AutoTokenizer
+
 from asvd.data import curriculum
 from asvd.data.prepare import apply_template
 from asvd.evaluation.evaluate import generate
 from asvd.train.loop import TrainSettings, train
 from asvd.train.models import WARM_STARTS, resolve_pretrained, warm_start_encoder_decoder
-
-NAMES = ("amber apple arrow badge basket beacon blade bloom border bottle branch bridge brush "
-         "cabin candle canvas carpet castle cedar chain chalk cherry circle cliff cloud coast "
-         "copper coral cotton crystal desert dragon eagle engine falcon feather forest fountain "
-         "garden glacier granite harbor helmet island ivory jacket jungle kettle ladder lantern "
-         "lemon marble meadow mirror needle ocean orchid palace pepper pillow planet puzzle "
-         "rabbit ribbon river rocket saddle salmon shadow silver spider statue summit thunder "
-         "timber tower valley velvet violin walnut willow window winter zebra").split()
 
 
 def copy_records(count: int, seed: int, names) -> list[dict]:
@@ -48,15 +42,19 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    names = list(NAMES)
+    path = resolve_pretrained(args.model)
+    # option words: the tokenizer's own whole words (thousands, none learnable as a small set);
+    # held-out prompts use words never seen in training
+    vocabulary = AutoTokenizer.from_pretrained(path).get_vocab()
+    names = sorted(word for word in vocabulary if word.isalpha() and word.islower() and
+                   4 <= len(word) <= 10 and word not in curriculum.FILLERS)
     random.Random(args.seed).shuffle(names)
-    train_names, test_names = names[:60], names[60:]  # held-out prompts use unseen words
+    test_names, train_names = names[:500], names[500:]
     batch = 16
     records = copy_records(args.steps * batch, args.seed, train_names)
     held_out = copy_records(args.held_out, args.seed + 1, test_names)
     settings = TrainSettings(epochs=1, batch_size=batch, lr=args.lr, warmup_ratio=0.05,
                              max_source_length=64, max_target_length=8)
-    path = resolve_pretrained(args.model)
     for start in args.starts:
         model, tokenizer = warm_start_encoder_decoder(path, args.seed,
                                                       copy_ready=start == "encoder_decoder")

@@ -187,11 +187,11 @@ def warm_start_encoder_decoder(path: str | Path, seed: int = 0, copy_ready: bool
     Two parts of the decoder have no pretrained weights: its cross-attention, and the language-model
     head's transform between the last hidden state and the tied word embeddings when the
     checkpoint ships no masked-LM head (sentence encoders such as all-MiniLM do not). Started at
-    random, they left the real MiniLM unable to copy a listed word within 200 steps (loss stuck
-    near 5, the same answer to every prompt); ``copy_ready`` starts each cross-attention as a copy
-    of its layer's self-attention and a missing square head layer as the identity, so an answer
-    can name the input word it attends to, and the same 200 steps copy 83-92 % of held-out
-    options (docs/measurements.md). ``copy_ready=False`` is the literal random start, kept as the
+    random, they left the real MiniLM copying 0-20 % of held-out options after 200 steps (its loss
+    still 3-5); ``copy_ready`` starts each cross-attention as a copy of its layer's
+    self-attention and a missing square head layer as the identity, so an answer can name the
+    input word it attends to, and the same 200 steps copy 83-92 % (docs/measurements.md,
+    benchmarks/warm_start_copy.py). ``copy_ready=False`` is the literal random start, kept as the
     ablation ``encoder_decoder_random``; ``seed`` draws what stays random, so the same config gives
     the same base model on every run.
     """

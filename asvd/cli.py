@@ -94,8 +94,8 @@ def _metrics(args: argparse.Namespace) -> int:
         matrix = read_accuracy_csv(args.matrix_csv, partial=True)
     except (OSError, ValueError) as err:
         raise CliError(f"cannot read accuracy matrix: {err}") from err
-    if fraction_scale(matrix):
-        raise CliError(f"{args.matrix_csv}: {fraction_scale(matrix)}")
+    if why := fraction_scale(matrix):
+        raise CliError(f"{args.matrix_csv}: {why}")
     notes = metric_notes(matrix)
     print(json.dumps({**cl_metrics(matrix), **({"notes": notes} if notes else {})}, indent=2))
     return 0
@@ -116,8 +116,8 @@ def _import_olora(args: argparse.Namespace) -> int:
         matrix = read_olora_results(args.run_dir)
     except (OSError, ValueError) as err:
         raise CliError(f"cannot read O-LoRA results: {err}") from err
-    if fraction_scale(matrix):
-        raise CliError(f"{args.run_dir}: {fraction_scale(matrix)}")
+    if why := fraction_scale(matrix):
+        raise CliError(f"{args.run_dir}: {why}")
     try:
         write_accuracy_csv(matrix, args.out_csv, partial=True)
     except (OSError, ValueError) as err:

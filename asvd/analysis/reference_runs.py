@@ -45,8 +45,8 @@ def load_reference_matrix(source: str | os.PathLike) -> pd.DataFrame:
         matrix = read_accuracy_csv(path, partial=True)
     else:
         raise ValueError(f"{path}: no such file or directory")
-    if fraction_scale(matrix):
-        raise ValueError(f"{path}: {fraction_scale(matrix)}")
+    if why := fraction_scale(matrix):
+        raise ValueError(f"{path}: {why}")
     return matrix
 
 

@@ -41,43 +41,43 @@ localrules:
 rule all_figures:
     default_target: True
     input:
-        figure_outputs(),
+        STUDY.outputs("study"),
         rebuilt_results(),
 
 
 rule all_tables:
     input:
-        table_outputs(),
+        STUDY.table_outputs(),
         rebuilt_results(),
 
 
 rule all_train:
     input:
-        checkpoints_of_all_runs(),
+        STUDY.checkpoints_of_all_runs(),
         rebuilt_results(),
 
 
 rule all_eval:
     input:
-        evals_of_all_runs(),
+        STUDY.evals_of_all_runs(),
         rebuilt_results(),
 
 
 rule all_baselines:
     input:
-        baseline_outputs(),
+        STUDY.outputs("comparison"),
         rebuilt_results(),
 
 
 rule all_ablations:
     input:
-        ablation_outputs(),
+        STUDY.outputs("ablation"),
         rebuilt_results(),
 
 
 rule all_tradeoff:
     input:
-        tradeoff_outputs(),
+        STUDY.outputs("tradeoff"),
         rebuilt_results(),
 
 

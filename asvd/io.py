@@ -198,3 +198,12 @@ def verify_checksums(directory: str | os.PathLike) -> None:
             raise ValueError(f"{path}: content does not match its recorded sha256 ({expected[:12]}..., "
                              f"now {actual[:12]}...); moved the directory to {aside} and will not use it: "
                              f"run the workflow again to recompute it")
+
+
+def read_extra_tensors(checkpoint: str | os.PathLike, name: str) -> dict:
+    """The tensors a checkpoint stores beside its weights in file ``name`` (a method's state,
+    e.g. EWC's Fisher; empty when a checkpoint has none, e.g. the base model), as torch tensors."""
+    from safetensors.torch import load_file
+
+    path = Path(checkpoint) / name
+    return load_file(path) if path.is_file() else {}

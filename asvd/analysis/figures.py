@@ -7,11 +7,9 @@ through ``pyplot``, so nothing here touches global backend state or leaks open f
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 import re
-from typing import Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Iterable, Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -24,53 +22,20 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from safetensors import safe_open
 
-from asvd.analysis.figure_specs import PER_METHOD_PREFIX, figure_spec
 from asvd.analysis.metrics import BASE_ROW, read_accuracy_csv
 from asvd.analysis.subspaces import overlap_table
 from asvd.analysis.tables import load_runs
-from asvd.cost.comparison import against_peft, summarize
-from asvd.io import atomic_path, read_json
+from asvd.io import read_json
 from asvd.pipeline.ablations import lr_variant_of
 from asvd.pipeline.damage import check_readable
+from asvd.plotting import PathLike, color_map, save_figure, styled
 
-PathLike = str | os.PathLike
-F = TypeVar("F", bound=Callable[..., None])
-
-_STYLE = {
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "xtick.labelsize": 9,
-    "ytick.labelsize": 9,
-    "legend.fontsize": 9,
-    "figure.titlesize": 13,
-    "savefig.dpi": 150,  # no bbox "tight": constrained layout already fits every label
-    "pdf.fonttype": 42,  # embed TrueType so PDF text stays selectable and editable
-}
 _MAX_TICK_LABELS = 60
 _RANK_ROW_INCHES = 0.12  # fits a 6 pt target name per heatmap row
 _ACCURACY_CMAP = "viridis"
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-
-def _styled(plot: F) -> F:
-    """Apply the house style to everything a plot function draws and saves."""
-
-    @functools.wraps(plot)
-    def wrapper(*args, **kwargs):
-        with matplotlib.rc_context(_STYLE):
-            return plot(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _save_figure(fig: Figure, out_png: PathLike, out_pdf: PathLike) -> None:
-    """Write ``fig`` as PNG and PDF; the format is explicit because temp names end in .tmp."""
-    for path, fmt in ((out_png, "png"), (out_pdf, "pdf")):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt)
 
 
 def _unique(items: Iterable[str]) -> list[str]:
@@ -91,12 +56,6 @@ def _wrap_name(name: str, width: int = 32) -> str:
             lines.append("")
         lines[-1] += part
     return "\n".join(lines)
-
-
-def _color_map(names: Sequence[str]) -> dict[str, tuple]:
-    """One fixed colour per name, so a task has the same colour in every panel."""
-    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
-    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
 def _sparse_ticks(
@@ -146,7 +105,7 @@ def _annotate(ax: Axes, values: np.ndarray, cmap: Colormap, norm: Normalize, fmt
 # --------------------------------------------------------------------------- accuracy
 
 
-@_styled
+@styled
 def plot_accuracy_matrices(
     matrix_csvs: Mapping[str, PathLike], method: str, out_png: PathLike, out_pdf: PathLike
 ) -> None:
@@ -163,7 +122,7 @@ def plot_accuracy_matrices(
         ax.set(title=str(order), xlabel="evaluated task", ylabel="after training on")
     fig.colorbar(image, ax=axes, label="accuracy (%)", shrink=0.9)
     fig.suptitle(f"{method}: accuracy matrix R[after step, task]")
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
 def _with_base_row(matrix: pd.DataFrame) -> pd.DataFrame:
@@ -194,7 +153,7 @@ def _no_run(ax: Axes) -> None:
     ax.set_axis_off()
 
 
-@_styled
+@styled
 def plot_method_matrices(
     matrix_csvs: Mapping[str, Mapping[str, PathLike]], out_png: PathLike, out_pdf: PathLike
 ) -> None:
@@ -215,7 +174,7 @@ def plot_method_matrices(
             ax.set_title(f"{method} · {order}")
     fig.colorbar(image, ax=axes, label="accuracy (%)", shrink=0.6)
     fig.suptitle("Accuracy matrices R[after step, task] of every method")
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
 def _plot_curves(ax: Axes, matrix: pd.DataFrame | None, colors: Mapping[str, tuple]) -> None:
@@ -237,13 +196,13 @@ def _plot_curves(ax: Axes, matrix: pd.DataFrame | None, colors: Mapping[str, tup
     ax.grid(alpha=0.3)
 
 
-@_styled
+@styled
 def plot_task_curves(
     matrix_csvs: Mapping[str, Mapping[str, PathLike]], out_png: PathLike, out_pdf: PathLike
 ) -> None:
     """Per-task accuracy after each step; rows are orders, columns methods."""
     methods, orders, matrices = _read_grid(matrix_csvs)
-    colors = _color_map(_unique(t for m in matrices.values() for t in m.columns))
+    colors = color_map(_unique(t for m in matrices.values() for t in m.columns))
     fig = Figure(figsize=(3.8 * len(methods) + 2.0, 3.2 * len(orders) + 0.8), layout="constrained")
     axes = fig.subplots(len(orders), len(methods), squeeze=False, sharey=True)
     for row, order in enumerate(orders):
@@ -257,13 +216,13 @@ def plot_task_curves(
     handles = [Line2D([], [], color=c, marker="o") for c in colors.values()]
     fig.legend(handles, list(colors), title="task", loc="outside right upper")
     fig.suptitle("Accuracy on each task over the training sequence (★ = step that trains it)")
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
 # --------------------------------------------------------------------------- run summaries
 
 
-@_styled
+@styled
 def plot_aa_bwt(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: PathLike) -> None:
     """Grouped AA and BWT bars per method, mean ± std over all its runs (orders and seeds); where
     the runs ranked their tasks' options, the option-ranking AA and BWT stand hatched beside them."""
@@ -293,7 +252,7 @@ def plot_aa_bwt(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: P
         "Average accuracy (AA) and backward transfer (BWT)\nmean ± std over orders and seeds"
         + ("; ranked: the most likely listed option" if len(series) > 2 else "")
     )
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
 def aa_per_order(runs: pd.DataFrame) -> pd.DataFrame:
@@ -302,7 +261,7 @@ def aa_per_order(runs: pd.DataFrame) -> pd.DataFrame:
     return stats.fillna({"std": 0.0})
 
 
-@_styled
+@styled
 def plot_aa_per_order(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: PathLike) -> None:
     """AA per method, one bar per order; error bars are the std over seeds."""
     stats = aa_per_order(load_runs(summary_jsons))
@@ -325,7 +284,7 @@ def plot_aa_per_order(summary_jsons: Sequence[PathLike], out_png: PathLike, out_
     ax.grid(axis="y", alpha=0.3)
     ax.legend(ncol=min(len(orders), 6))
     ax.set_title(f"AA per method and order\nerror bars: std over seeds (up to {seeds})")
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
 def learnability_retention(runs: pd.DataFrame) -> pd.DataFrame:
@@ -343,7 +302,7 @@ def learnability_retention(runs: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-@_styled
+@styled
 def plot_learnability_retention(summary_jsons: Sequence[PathLike], out_png: PathLike,
                                 out_pdf: PathLike) -> None:
     """One point per method: how well it learns each new task (mean R[t][t]) against how much
@@ -351,7 +310,7 @@ def plot_learnability_retention(summary_jsons: Sequence[PathLike], out_png: Path
     points = learnability_retention(load_runs(summary_jsons))
     fig = Figure(figsize=(6.5, 5.0), layout="constrained")
     ax = fig.subplots()
-    colors = _color_map(list(points.index))
+    colors = color_map(list(points.index))
     for method, row in points.iterrows():
         ax.errorbar(row["bwt"], row["learning"], xerr=row["bwt_std"], yerr=row["learning_std"],
                     marker="o" if row["pareto"] else "s", markersize=8, capsize=3,
@@ -366,7 +325,7 @@ def plot_learnability_retention(summary_jsons: Sequence[PathLike], out_png: Path
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     ax.set_title("Learnability vs retention (mean ± std over orders and seeds)")
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
 def tradeoff_points(summary_jsons: Sequence[PathLike]) -> pd.DataFrame:
@@ -391,7 +350,7 @@ def tradeoff_points(summary_jsons: Sequence[PathLike]) -> pd.DataFrame:
             .sort_values(["order", "scale"]).drop(columns="order").reset_index(drop=True))
 
 
-@_styled
+@styled
 def plot_tradeoff(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: PathLike) -> None:
     """Left: learning against retention for every method at each learning-rate factor (one line
     per method, one marker per factor). Right: the forgetting per point learned at each factor."""
@@ -400,7 +359,7 @@ def plot_tradeoff(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf:
         raise ValueError(f"no run with learning accuracy and BWT in {len(summary_jsons)} summaries")
     fig = Figure(figsize=(11.5, 5.0), layout="constrained")
     ax, ratio_ax = fig.subplots(1, 2, width_ratios=(3, 2))
-    colors = _color_map(_unique(points["family"]))
+    colors = color_map(_unique(points["family"]))
     scales = sorted(points["scale"].unique())
     markers = dict(zip(scales, "osD^v<>p*"))
     for family, line in points.groupby("family", sort=False):
@@ -428,7 +387,7 @@ def plot_tradeoff(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf:
     ratio_ax.set_ylim(bottom=0)
     ratio_ax.grid(alpha=0.3)
     ratio_ax.legend(fontsize=8)
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
 def _fmt(value: float) -> str:
@@ -443,7 +402,7 @@ def _mean_curve(method: str, curves: Sequence[Sequence[float | None]]) -> np.nda
     return np.nanmean(np.array(curves, dtype=float), axis=0)
 
 
-@_styled
+@styled
 def plot_general_retention(
     summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: PathLike
 ) -> None:
@@ -463,7 +422,7 @@ def plot_general_retention(
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title("General ability over the sequence (mean over runs)")
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
 # --------------------------------------------------------------------------- training internals
@@ -484,7 +443,7 @@ def _frozen_fractions(paths: Sequence[PathLike]) -> pd.DataFrame:
     return fractions
 
 
-@_styled
+@styled
 def plot_frozen_ranks(
     train_logs: Mapping[str, Sequence[PathLike]], out_png: PathLike, out_pdf: PathLike
 ) -> None:
@@ -508,7 +467,7 @@ def plot_frozen_ranks(
     fig.suptitle(title)
     if not shown:
         fig.text(0.5, 0.5, "no method froze any rank", ha="center", va="center")
-        _save_figure(fig, out_png, out_pdf)
+        save_figure(fig, out_png, out_pdf)
         return
     shared = len({tuple(f.index) for f in shown.values()}) == 1
     axes = fig.subplots(1, len(shown), squeeze=False, sharey=shared)[0]
@@ -524,7 +483,7 @@ def plot_frozen_ranks(
         ax.tick_params(axis="y", labelleft=False)
     axes[0].set_ylabel("target")
     fig.colorbar(image, ax=axes, label="frozen fraction k / r", shrink=min(0.8, 6.0 / height))
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
 def _unit_table(logs: Sequence[dict], key: str) -> pd.DataFrame:
@@ -551,7 +510,7 @@ def rule_limits(logs: Sequence[dict]) -> dict[str, str]:
     return {unit: f" [{'; '.join(items)}]" for unit, items in notes.items()}
 
 
-@_styled
+@styled
 def plot_importance_ratios(
     train_logs: Mapping[str, Sequence[PathLike]], out_png: PathLike, out_pdf: PathLike
 ) -> None:
@@ -588,7 +547,7 @@ def plot_importance_ratios(
     fig.suptitle("What the adaptive rule measured on the previous task's samples\n"
                  "[clamped n@t: n targets asked for k >= rank at step t, kept at rank - 1;"
                  " mrr@t: importance <= 0, kept mrr]")
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
 ALL_TARGETS = "all targets"
@@ -623,7 +582,7 @@ def premise_shares(summary_jsons: Sequence[PathLike]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "subspace_of", "step", "series", "unit", "share"])
 
 
-@_styled
+@styled
 def plot_premise(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: PathLike) -> None:
     """Share of each task's input energy in the frozen right subspace, per step: earlier tasks
     by how far back they were trained, the new task dashed; rows methods, columns all targets
@@ -669,10 +628,10 @@ def plot_premise(summary_jsons: Sequence[PathLike], out_png: PathLike, out_pdf: 
     fig.suptitle("Where each task's inputs fall: share of input energy in the frozen right "
                  "subspace V_h\n(the premise holds where earlier tasks stand near 1 and clearly "
                  "above the new task; y axis zoomed to the data)")
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
-@_styled
+@styled
 def plot_subspace_overlap(
     runs: Mapping[str, Mapping[str, Sequence[PathLike]]], out_png: PathLike, out_pdf: PathLike
 ) -> None:
@@ -700,7 +659,7 @@ def plot_subspace_overlap(
     fig.colorbar(image, ax=axes, label="||U_t^T U_t+1||^2 / k_t", shrink=min(0.8, 6.0 / height))
     fig.suptitle("Overlap of successive tasks' frozen subspaces\n"
                  "(1: task t+1 keeps every direction task t froze)")
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
 def _cache_targets(path: PathLike) -> list[str]:
@@ -730,7 +689,7 @@ def _read_spectra(path: PathLike, targets: Sequence[str]) -> dict[str, np.ndarra
         return {t: cache.get_tensor(f"{t}.S").astype(np.float64) for t in targets}
 
 
-@_styled
+@styled
 def plot_singular_spectra(
     svd_caches: Mapping[str, Sequence[PathLike]],
     targets: Sequence[str] | int,
@@ -768,68 +727,7 @@ def plot_singular_spectra(
     colorbar.set_label("checkpoint (0 = base, k = after task k)")
     colorbar.set_ticks(range(n_checkpoints))
     fig.suptitle("Singular value spectra across the task sequence")
-    _save_figure(fig, out_png, out_pdf)
+    save_figure(fig, out_png, out_pdf)
 
 
 # --------------------------------------------------------------------------- constraint benchmark
-
-_BENCH_LABELS = {"asvd": "asvd (project gradient)", "asvd_update": "asvd (project update)",
-                 "peft_osf": "peft OSF"}
-
-
-@_styled
-def plot_constraint_cost(report_json: PathLike, out_png: PathLike, out_pdf: PathLike) -> None:
-    """Step-time ratios to each case's plain twin and peak-memory ratios to plain AdamW against
-    model size, per method and fraction (medians over the repeats, bars spanning their range),
-    and the constraint's overhead as a share of peft OSF's compared pass by pass (mean, bars
-    2 std; dotted: the 0.75 bar)."""
-    report = read_json(report_json)
-    rows = pd.DataFrame(summarize(report["cases"]))
-    params = {c["size"]: c["trained_parameters"] for c in report["cases"] if c["method"] == "plain"}
-    rows = rows[rows["method"] != "plain"].assign(params=rows["size"].map(params))
-    shares = pd.DataFrame(against_peft(report["cases"]), columns=[
-        "size", "method", "fraction_frozen", "share_mean", "share_std"]).dropna()
-    shares = shares.assign(params=shares["size"].map(params))
-    fig = Figure(figsize=(14, 4.8), layout="constrained")
-    axes = fig.subplots(1, 3)
-    colors = _color_map(list(_BENCH_LABELS))
-    for (method, fraction), group in rows.groupby(["method", "fraction_frozen"], sort=True):
-        group = group.sort_values("params")
-        style = dict(color=colors[method], marker="o",
-                     linestyle="-" if fraction <= 0.5 else "--",
-                     label=f"{_BENCH_LABELS.get(method, method)}, {fraction:.0%} frozen")
-        for ax, column in zip(axes, ("step_ratio", "memory_ratio")):  # bars: range of the repeats
-            low, high = np.array(group[f"{column}_range"].tolist()).T
-            ax.errorbar(group["params"], group[column], capsize=3, **style,
-                        yerr=[group[column] - low, high - group[column]])
-        share = shares[(shares["method"] == method) & (shares["fraction_frozen"] == fraction)]
-        if len(share):
-            share = share.sort_values("params")
-            axes[2].errorbar(share["params"], share["share_mean"], yerr=2 * share["share_std"],
-                             capsize=3, **style)
-    axes[2].axhline(0.75, color="dimgrey", linewidth=1.2, linestyle=":")
-    for ax, ylabel in zip(axes, ("step time / plain AdamW twin (median)", "peak memory / plain AdamW",
-                                 "step overhead / peft OSF's, per pass")):
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_xscale("log")
-        ax.margins(x=0.12)
-        ax.set(xlabel="trained parameters (target matrices)", ylabel=ylabel)
-        for size, count in params.items():  # name each size at the top of the axes
-            ax.annotate(size, (count, 1.0), xycoords=("data", "axes fraction"),
-                        textcoords="offset points", xytext=(0, -10), ha="center", fontsize=8)
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=3)
-    cases = report["cases"]
-    fig.suptitle(f"Cost of the subspace constraint vs model size ({cases[0]['device']}, "
-                 f"{cases[0]['dtype']}; right: mean ± 2 std over passes, dotted line 0.75)")
-    _save_figure(fig, out_png, out_pdf)
-
-
-def draw(name: str, inputs: Mapping, out_png: PathLike, out_pdf: PathLike, spectra_targets: int = 4) -> None:
-    """Draw the pipeline figure ``name`` from its structured inputs, by its registry entry
-    (:mod:`asvd.analysis.figure_specs`)."""
-    spec = figure_spec(name)
-    extra = {"method": [name.removeprefix(PER_METHOD_PREFIX)], "spectra_targets": [spectra_targets],
-             None: []}[spec.extra]
-    globals()[spec.plot](inputs[spec.data], *extra, out_png, out_pdf)

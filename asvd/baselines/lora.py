@@ -19,7 +19,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from asvd.train.models import read_extra_tensors
+from asvd.io import read_extra_tensors
 
 STATE_FILE = "lora_state.safetensors"
 ADAPTER = "default"

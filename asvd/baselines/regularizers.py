@@ -15,7 +15,7 @@ from typing import Iterable, Mapping
 import torch
 import torch.nn.functional as F
 
-from asvd.train.models import is_causal, read_extra_tensors
+from asvd.io import read_extra_tensors
 
 
 def fisher_diagonal(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -83,7 +83,7 @@ class DistillationLoss:
         self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
         self.strength = strength
         self.temperature = temperature
-        self.causal = is_causal(model)
+        self.causal = not model.config.is_encoder_decoder  # prompt and answer in one sequence
 
     def teacher_logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():

@@ -399,7 +399,7 @@ def markdown_table(report: Mapping) -> str:
 def write_report(report_json: str | Path, out_md: str | Path, out_png: str | Path,
                  out_pdf: str | Path) -> None:
     """The Markdown table and the overhead-vs-size figure of a finished benchmark."""
-    from asvd.analysis.figures import plot_constraint_cost
+    from asvd.cost.figure import plot_constraint_cost
     from asvd.io import read_json, write_text
 
     report = read_json(report_json)

@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from asvd.io import atomic_path, read_json, sha256_bytes, verify_checksums
 from asvd.method.targets import family, select_weights
-from asvd.pipeline.runtime import compute_device
 
 FORMAT = "asvd-svd-v2"
 log = logging.getLogger(__name__)
@@ -136,9 +135,9 @@ def checkpoint_weights(checkpoint: str | Path, targets="auto") -> dict[str, torc
         return {name: where[name].get_tensor(f"{name}.weight") for name in names}
 
 
-def build_cache(checkpoint: str | Path, out: str | Path, targets="auto") -> dict:
-    """Compute and write the SVD cache of a checkpoint's targets; return a short summary."""
-    device = compute_device()
+def build_cache(checkpoint: str | Path, out: str | Path, targets="auto", device="cpu") -> dict:
+    """Compute and write the SVD cache of a checkpoint's targets on ``device``; return a short
+    summary."""
     weights = {name: weight.to(device) for name, weight in checkpoint_weights(checkpoint, targets).items()}
     stamp = weights_hash(weights)
     save_svd(out, compute_svd(weights), stamp)

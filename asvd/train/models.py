@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import (
     AutoConfig,
@@ -250,8 +250,3 @@ def save_checkpoint(model, tokenizer, path: str | Path,
         write_checksums(tmp)
 
 
-def read_extra_tensors(checkpoint: str | Path, name: str) -> dict[str, torch.Tensor]:
-    """The tensors ``save_checkpoint`` stored in the checkpoint's file ``name`` (empty when a
-    checkpoint has none, e.g. the base model)."""
-    path = Path(checkpoint) / name
-    return load_file(path) if path.is_file() else {}

@@ -1,9 +1,9 @@
 rule base_model:
     input:
-        unpack(base_model_inputs),
+        unpack(STUDY.base_model_inputs),
     output:
-        model=directory(f"{BASE}/model"),
-        log_json=f"{BASE}/train_log.json",
+        model=directory(f"{BASE}/{MODEL}"),
+        log_json=f"{BASE}/{TRAIN_LOG}",
     log:
         f"{LOGS}/base_model.log",
     benchmark:
@@ -16,7 +16,7 @@ rule base_model:
     params:
         pretrained=config["base_model"].get("pretrained"),
         warm_start=config["base_model"].get("warm_start"),
-        instruction_tune=INSTRUCTION_TUNED,
+        instruction_tune=STUDY.instruction_tuned,
         family=config["base_model"]["family"],
         architecture=config["base_model"]["architecture"],
         train=config["base_model"]["train"],

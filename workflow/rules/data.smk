@@ -1,8 +1,8 @@
 rule prepare_dataset:
     output:
-        train=f"{RESULTS}/data/{{task}}/train.jsonl",
-        test=f"{RESULTS}/data/{{task}}/test.jsonl",
-        stats=f"{RESULTS}/data/{{task}}/stats.json",
+        train=PATHS.data("{task}", "train.jsonl"),
+        test=PATHS.data("{task}", "test.jsonl"),
+        stats=PATHS.data("{task}", "stats.json"),
     log:
         f"{LOGS}/prepare_dataset/{{task}}.log",
     benchmark:

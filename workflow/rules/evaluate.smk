@@ -1,8 +1,8 @@
 rule evaluate_checkpoint:
     input:
-        unpack(checkpoint_eval_inputs),
+        unpack(STUDY.checkpoint_eval_inputs),
     output:
-        eval_json="{checkpoint}/eval.json",
+        eval_json=f"{{checkpoint}}/{EVAL}",
     log:
         f"{LOGS}/evaluate_checkpoint/{{checkpoint}}.log",
     benchmark:
@@ -15,7 +15,7 @@ rule evaluate_checkpoint:
     resources:
         **config["resources"]["evaluate_checkpoint"],
     params:
-        names=checkpoint_eval_names,
+        names=STUDY.checkpoint_eval_names,
         evaluation=config["evaluation"],
         code=code_version("evaluate_checkpoint"),
     message:
@@ -28,9 +28,9 @@ rule evaluate_checkpoint:
 # evaluate_checkpoint's threads and resources.
 rule measure_premise:
     input:
-        unpack(premise_inputs),
+        unpack(STUDY.premise_inputs),
     output:
-        premise=f"{RUN}/premise.json",
+        premise=f"{RUN}/{PREMISE}",
     log:
         f"{LOGS}/measure_premise/{{method}}/order{{order}}/seed{{seed}}.log",
     benchmark:
@@ -41,17 +41,13 @@ rule measure_premise:
     resources:
         **config["resources"]["evaluate_checkpoint"],
     params:
-        method=method_config,
-        train=lambda wildcards: train_settings(
-            wildcards.method, run_tasks(wildcards)[0]
-        ),
-        tasks=run_tasks,
-        samples=lambda wildcards: PREMISE["samples"],
-        reference_name=lambda wildcards: PREMISE["reference"],
-        reference=lambda wildcards: PREMISE["reference"]
-        and config["methods"][PREMISE["reference"]],
-        reference_train=lambda wildcards: PREMISE["reference"]
-        and train_settings(PREMISE["reference"], run_tasks(wildcards)[0]),
+        method=STUDY.method_block,
+        train=STUDY.first_task_settings,
+        tasks=STUDY.run_tasks,
+        samples=lambda wildcards: STUDY.premise["samples"],
+        reference_name=lambda wildcards: STUDY.premise["reference"],
+        reference=lambda wildcards: STUDY.premise_reference(),
+        reference_train=STUDY.premise_reference_train,
         code=code_version("measure_premise"),
     message:
         "Where each task's inputs fall in the frozen subspaces of {wildcards.method} order {wildcards.order} seed {wildcards.seed}"

@@ -5,24 +5,24 @@ localrules:
 
 rule collect_metrics:
     input:
-        base=f"{BASE}/eval.json",
-        steps=lambda wildcards: step_paths(run_of(wildcards), "eval.json"),
-        train_logs=lambda wildcards: step_paths(run_of(wildcards), "train_log.json"),
-        premise=premise_of_run,
-        tuned=tuning_of_run,
+        base=f"{BASE}/{EVAL}",
+        steps=STUDY.run_step_files(EVAL),
+        train_logs=STUDY.run_step_files(TRAIN_LOG),
+        premise=STUDY.premise_of_run,
+        tuned=STUDY.tuning_of_run,
     output:
-        matrix=f"{RUN}/accuracy_matrix.csv",
-        summary=f"{RUN}/summary.json",
+        matrix=f"{RUN}/{MATRIX}",
+        summary=f"{RUN}/{SUMMARY}",
     log:
         f"{LOGS}/collect_metrics/{{method}}/order{{order}}/seed{{seed}}.log",
     conda:
         "../envs/asvd.yaml"
     params:
-        tasks=run_tasks,
-        meta=lambda wildcards: dict(run_of(wildcards)),
-        schedule=lambda wildcards: METHODS[wildcards.method].schedule,
-        tuned_keys=tuned_keys,
-        lr_scale=lambda wildcards: METHODS[wildcards.method].lr_scale,
+        tasks=STUDY.run_tasks,
+        meta=STUDY.run_of,
+        schedule=lambda wildcards: STUDY.methods[wildcards.method].schedule,
+        tuned_keys=STUDY.tuned_keys,
+        lr_scale=lambda wildcards: STUDY.methods[wildcards.method].lr_scale,
         code=code_version("collect_metrics"),
     message:
         "Accuracy matrix and metrics of {wildcards.method} order {wildcards.order} seed {wildcards.seed}"
@@ -32,17 +32,17 @@ rule collect_metrics:
 
 rule reference_run:
     input:
-        reference_inputs,
+        STUDY.reference_inputs,
     output:
-        matrix=f"{REFERENCE}/accuracy_matrix.csv",
-        summary=f"{REFERENCE}/summary.json",
+        matrix=f"{PATHS.reference}/{MATRIX}",
+        summary=f"{PATHS.reference}/{SUMMARY}",
     log:
         f"{LOGS}/reference_run/{{reference}}.log",
     conda:
         "../envs/asvd.yaml"
     params:
-        source=lambda wildcards: reference_source(wildcards.reference),
-        order=lambda wildcards: REFERENCE_RUNS[wildcards.reference]["order"],
+        source=lambda wildcards: STUDY.reference_source(wildcards.reference),
+        order=lambda wildcards: STUDY.reference_runs[wildcards.reference]["order"],
         code=code_version("reference_run"),
     message:
         "Published run {wildcards.reference} as an accuracy matrix and summary"

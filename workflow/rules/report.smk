@@ -1,4 +1,31 @@
-# Tables and figures: cheap, local, and each a pure function of files earlier stages wrote.
+# Tables and figures: cheap, local, and each a pure function of files earlier stages wrote. One
+# tables rule and one figure rule per public target (asvd/pipeline/study.py's scopes), defined
+# once below; which figures a target draws, what they read and their captions come from
+# asvd/analysis/figure_registry.py.
+# scope -> its tables' rule, its figures' rule, the words of its job messages, report category
+REPORT_RULES = {
+    "study": ("summary_tables", "plot_figure", "", None),
+    "comparison": (
+        "baseline_tables",
+        "baseline_figure",
+        " of every method",
+        "Every baseline",
+    ),
+    "ablation": (
+        "ablation_tables",
+        "ablation_figure",
+        " of the retention ablation",
+        "Retention ablation",
+    ),
+    "tradeoff": (
+        "tradeoff_tables",
+        "tradeoff_figure",
+        " of the learning-retention trade-off",
+        "Learning-retention trade-off",
+    ),
+}
+
+
 localrules:
     summary_tables,
     paper_tables,
@@ -11,38 +38,71 @@ localrules:
     tradeoff_figure,
 
 
-rule summary_tables:
-    input:
-        summaries=run_summaries() + reference_summaries(),
-    output:
-        csv=report(
-            f"{RESULTS}/tables/summary.csv",
-            caption="../report/table.rst",
-            category="Tables",
-        ),
-        md=f"{RESULTS}/tables/summary.md",
-        tex=f"{RESULTS}/tables/summary.tex",
-        environment=report(
-            f"{RESULTS}/tables/environment.csv",
-            caption="../report/environment.rst",
-            category="Tables",
-        ),
-    log:
-        f"{LOGS}/summary_tables.log",
-    conda:
-        "../envs/asvd.yaml"
-    params:
-        code=code_version("summary_tables"),
-    message:
-        "Summary tables (CSV, Markdown, LaTeX)"
-    script:
-        "../scripts/summary_tables.py"
+for _scope, (_tables, _figure, _words, _category) in REPORT_RULES.items():
+    _folder = STUDY.layout.scope(STUDY.scopes[_scope].folder)
+
+    rule:
+        name:
+            _tables
+        input:
+            summaries=STUDY.table_summaries(_scope),
+        output:
+            csv=report(
+                f"{_folder}/tables/summary.csv",
+                caption="../report/table.rst",
+                category=_category or "Tables",
+            ),
+            md=f"{_folder}/tables/summary.md",
+            tex=f"{_folder}/tables/summary.tex",
+            environment=report(
+                f"{_folder}/tables/environment.csv",
+                caption="../report/environment.rst",
+                category=_category or "Tables",
+            ),
+        log:
+            f"{LOGS}/{_tables}.log",
+        conda:
+            "../envs/asvd.yaml"
+        params:
+            code=code_version("summary_tables"),
+        message:
+            f"Summary tables{_words} (CSV, Markdown, LaTeX)"
+        script:
+            "../scripts/summary_tables.py"
+
+    rule:
+        name:
+            _figure
+        input:
+            figure_files(_scope),
+        output:
+            png=report(
+                f"{_folder}/figures/{{figure}}.png",
+                caption="../report/figure.rst",
+                category=_category or "Figures",
+            ),
+            pdf=f"{_folder}/figures/{{figure}}.pdf",
+        log:
+            f"{LOGS}/{_figure}/{{figure}}.log",
+        wildcard_constraints:
+            figure="[a-z0-9_]+",
+        conda:
+            "../envs/asvd.yaml"
+        params:
+            inputs=figure_structure(_scope),
+            caption=lambda wildcards: figure_registry.caption(wildcards.figure),
+            options=config["figures"],
+            code=code_version("plot_figure"),
+        message:
+            f"Figure {{wildcards.figure}}{_words}"
+        script:
+            "../scripts/plot_figure.py"
 
 
 rule paper_tables:
     input:
-        summaries=run_summaries(),
-        reference=lambda wildcards: paper_reference(),
+        summaries=STUDY.run_summaries(),
+        reference=lambda wildcards: STUDY.paper_reference(),
     output:
         csv=report(
             f"{RESULTS}/tables/paper.csv",
@@ -62,159 +122,3 @@ rule paper_tables:
         "The paper's table with this study's values beside it"
     script:
         "../scripts/paper_tables.py"
-
-
-rule plot_figure:
-    input:
-        _flat_inputs,
-    output:
-        png=report(
-            f"{RESULTS}/figures/{{figure}}.png",
-            caption="../report/figure.rst",
-            category="Figures",
-        ),
-        pdf=f"{RESULTS}/figures/{{figure}}.pdf",
-    log:
-        f"{LOGS}/plot_figure/{{figure}}.log",
-    wildcard_constraints:
-        figure="[a-z0-9_]+",
-    conda:
-        "../envs/asvd.yaml"
-    params:
-        inputs=figure_inputs,
-        spectra_targets=config["figures"]["spectra_targets"],
-        code=code_version("plot_figure"),
-    message:
-        "Figure {wildcards.figure}"
-    script:
-        "../scripts/plot_figure.py"
-
-
-# The same tables and comparison figures over every method defined under `methods`
-# (target all_baselines), under results/<experiment>/baselines/.
-use rule summary_tables as baseline_tables with:
-    input:
-        summaries=run_summaries(ALL_METHODS) + reference_summaries(),
-    output:
-        csv=report(
-            f"{RESULTS}/baselines/tables/summary.csv",
-            caption="../report/table.rst",
-            category="Every baseline",
-        ),
-        md=f"{RESULTS}/baselines/tables/summary.md",
-        tex=f"{RESULTS}/baselines/tables/summary.tex",
-        environment=report(
-            f"{RESULTS}/baselines/tables/environment.csv",
-            caption="../report/environment.rst",
-            category="Every baseline",
-        ),
-    log:
-        f"{LOGS}/baseline_tables.log",
-    message:
-        "Summary tables of every method (CSV, Markdown, LaTeX)"
-
-
-use rule plot_figure as baseline_figure with:
-    input:
-        lambda wildcards: _flat_inputs(wildcards, ALL_METHODS),
-    output:
-        png=report(
-            f"{RESULTS}/baselines/figures/{{figure}}.png",
-            caption="../report/figure.rst",
-            category="Every baseline",
-        ),
-        pdf=f"{RESULTS}/baselines/figures/{{figure}}.pdf",
-    log:
-        f"{LOGS}/baseline_figure/{{figure}}.log",
-    params:
-        inputs=lambda wildcards: figure_inputs(wildcards, ALL_METHODS),
-        spectra_targets=config["figures"]["spectra_targets"],
-        code=code_version("plot_figure"),
-    message:
-        "Figure {wildcards.figure} of every method"
-
-
-# The retention ablation (target all_ablations) under results/<experiment>/ablations/.
-use rule summary_tables as ablation_tables with:
-    input:
-        summaries=run_summaries(ABLATION_METHODS),
-    output:
-        csv=report(
-            f"{RESULTS}/ablations/tables/summary.csv",
-            caption="../report/table.rst",
-            category="Retention ablation",
-        ),
-        md=f"{RESULTS}/ablations/tables/summary.md",
-        tex=f"{RESULTS}/ablations/tables/summary.tex",
-        environment=report(
-            f"{RESULTS}/ablations/tables/environment.csv",
-            caption="../report/environment.rst",
-            category="Retention ablation",
-        ),
-    log:
-        f"{LOGS}/ablation_tables.log",
-    message:
-        "Summary tables of the retention ablation (CSV, Markdown, LaTeX)"
-
-
-use rule plot_figure as ablation_figure with:
-    input:
-        lambda wildcards: _flat_inputs(wildcards, ABLATION_METHODS),
-    output:
-        png=report(
-            f"{RESULTS}/ablations/figures/{{figure}}.png",
-            caption="../report/figure.rst",
-            category="Retention ablation",
-        ),
-        pdf=f"{RESULTS}/ablations/figures/{{figure}}.pdf",
-    log:
-        f"{LOGS}/ablation_figure/{{figure}}.log",
-    params:
-        inputs=lambda wildcards: figure_inputs(wildcards, ABLATION_METHODS),
-        spectra_targets=config["figures"]["spectra_targets"],
-        code=code_version("plot_figure"),
-    message:
-        "Figure {wildcards.figure} of the retention ablation"
-
-
-# The learning-retention trade-off (target all_tradeoff) under results/<experiment>/tradeoff/.
-use rule summary_tables as tradeoff_tables with:
-    input:
-        summaries=run_summaries(TRADEOFF_METHODS),
-    output:
-        csv=report(
-            f"{RESULTS}/tradeoff/tables/summary.csv",
-            caption="../report/table.rst",
-            category="Learning-retention trade-off",
-        ),
-        md=f"{RESULTS}/tradeoff/tables/summary.md",
-        tex=f"{RESULTS}/tradeoff/tables/summary.tex",
-        environment=report(
-            f"{RESULTS}/tradeoff/tables/environment.csv",
-            caption="../report/environment.rst",
-            category="Learning-retention trade-off",
-        ),
-    log:
-        f"{LOGS}/tradeoff_tables.log",
-    message:
-        "Summary tables of the learning-retention trade-off (CSV, Markdown, LaTeX)"
-
-
-use rule plot_figure as tradeoff_figure with:
-    input:
-        lambda wildcards: _flat_inputs(wildcards, TRADEOFF_METHODS),
-    output:
-        png=report(
-            f"{RESULTS}/tradeoff/figures/{{figure}}.png",
-            caption="../report/figure.rst",
-            category="Learning-retention trade-off",
-        ),
-        pdf=f"{RESULTS}/tradeoff/figures/{{figure}}.pdf",
-    log:
-        f"{LOGS}/tradeoff_figure/{{figure}}.log",
-    params:
-        inputs=lambda wildcards: figure_inputs(wildcards, TRADEOFF_METHODS),
-        spectra_targets=config["figures"]["spectra_targets"],
-        code=code_version("plot_figure"),
-    message:
-        "Figure {wildcards.figure} of the learning-retention trade-off"

@@ -1,8 +1,8 @@
 rule svd_cache:
     input:
-        model="{checkpoint}/model",
+        model=f"{{checkpoint}}/{MODEL}",
     output:
-        svd="{checkpoint}/svd.safetensors",
+        svd=f"{{checkpoint}}/{SVD_CACHE}",
     log:
         f"{LOGS}/svd_cache/{{checkpoint}}.log",
     benchmark:
@@ -15,7 +15,7 @@ rule svd_cache:
     resources:
         **config["resources"]["svd_cache"],
     params:
-        targets=svd_targets(),
+        targets=STUDY.svd_targets(),
         code=code_version("svd_cache"),
     message:
         "SVD of every target of {wildcards.checkpoint}"

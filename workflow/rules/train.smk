@@ -1,33 +1,32 @@
 rule finetune_task:
     input:
-        checkpoint=previous_checkpoint,
-        svd=previous_svd,
-        train=lambda wildcards: f"{RESULTS}/data/{task_of_step(wildcards)}/train.jsonl",
-        previous_train=previous_train_data,
-        earlier_train=earlier_train_data,
-        base=shared_adapter_base,
-        tuned=tuning_of_run,
+        checkpoint=STUDY.previous_checkpoint,
+        svd=STUDY.previous_svd,
+        train=STUDY.task_train_data,
+        previous_train=STUDY.previous_train_data,
+        earlier_train=STUDY.earlier_train_data,
+        base=STUDY.shared_adapter_base,
+        tuned=STUDY.tuning_of_run,
     output:
-        model=directory(f"{STEP}/model"),
-        log_json=f"{STEP}/train_log.json",
+        model=directory(f"{STEP}/{MODEL}"),
+        log_json=f"{STEP}/{TRAIN_LOG}",
     log:
-        f"{LOGS}/finetune_task/{{method}}/order{{order}}/seed{{seed}}/step{{step}}.log",
+        f"{LOGS}/finetune_task/{PATHS.job_key}.log",
     benchmark:
-        f"{BENCH}/finetune_task/{{method}}/order{{order}}/seed{{seed}}/step{{step}}.tsv"
+        f"{BENCH}/finetune_task/{PATHS.job_key}.tsv"
     conda:
         "../envs/asvd.yaml"
     threads: config["threads"]["finetune_task"]
     resources:
         **config["resources"]["finetune_task"],
     params:
-        method=method_config,
-        train=task_train_settings,
-        task=task_of_step,
-        earlier_tasks=earlier_tasks,
-        tuned_keys=tuned_keys,
-        task_count=lambda wildcards: len(run_tasks(wildcards)),
-        # intra-task state of a killed job, outside the outputs so a rerun resumes from it
-        resume=f"{RESULTS}/resume/{{method}}/order{{order}}/seed{{seed}}/step{{step}}/train_state.pt",
+        method=STUDY.method_block,
+        train=STUDY.task_train_settings,
+        task=STUDY.task_of_step,
+        earlier_tasks=STUDY.earlier_tasks,
+        tuned_keys=STUDY.tuned_keys,
+        task_count=lambda wildcards: len(STUDY.run_tasks(wildcards)),
+        resume=PATHS.resume,
         code=code_version("finetune_task"),
     message:
         "Training {wildcards.method} order {wildcards.order} seed {wildcards.seed}: task {wildcards.step}"
@@ -40,15 +39,11 @@ rule finetune_task:
 # runs in that order then uses. One job trains every candidate, each as a training job would.
 rule tune_first_task:
     input:
-        base=f"{BASE}/model",
-        svd=lambda wildcards: (
-            [f"{BASE}/svd.safetensors"]
-            if METHODS[wildcards.method].constrained
-            else []
-        ),
-        train=lambda wildcards: f"{RESULTS}/data/{run_tasks(wildcards)[0]}/train.jsonl",
+        base=f"{BASE}/{MODEL}",
+        svd=STUDY.first_task_svd,
+        train=lambda wildcards: STUDY.data(STUDY.run_tasks(wildcards)[0]),
     output:
-        tuning=f"{TUNING_RESULT}",
+        tuning=PATHS.tuning,
     log:
         f"{LOGS}/tune_first_task/{{method}}/order{{order}}.log",
     benchmark:
@@ -61,17 +56,15 @@ rule tune_first_task:
         mem_mb=config["resources"]["finetune_task"]["mem_mb"],
         gpu=config["resources"]["finetune_task"]["gpu"],
         runtime=lambda wildcards: config["resources"]["finetune_task"]["runtime"]
-        * len(tuning_candidates(wildcards.method)),
+        * len(STUDY.tuning_candidates(wildcards.method)),
     params:
-        method=method_config,
-        train=lambda wildcards: train_settings(
-            wildcards.method, run_tasks(wildcards)[0]
-        ),
-        task=lambda wildcards: run_tasks(wildcards)[0],
-        task_count=lambda wildcards: len(run_tasks(wildcards)),
-        grid=lambda wildcards: TUNING["grid"],
-        validation=lambda wildcards: TUNING["validation"],
-        seed=lambda wildcards: TUNING["seed"],
+        method=STUDY.method_block,
+        train=STUDY.first_task_settings,
+        task=lambda wildcards: STUDY.run_tasks(wildcards)[0],
+        task_count=lambda wildcards: len(STUDY.run_tasks(wildcards)),
+        grid=lambda wildcards: STUDY.tuning["grid"],
+        validation=lambda wildcards: STUDY.tuning["validation"],
+        seed=lambda wildcards: STUDY.tuning["seed"],
         evaluation=config["evaluation"],
         code=code_version("tune_first_task"),
     message:

@@ -3,5 +3,13 @@ from asvd.pipeline.runtime import stage
 
 with stage(snakemake):
     from asvd.method.svd import build_cache
+    from asvd.pipeline.runtime import compute_device
 
-    print(build_cache(snakemake.input.model, snakemake.output.svd, snakemake.params.targets))
+    print(
+        build_cache(
+            snakemake.input.model,
+            snakemake.output.svd,
+            snakemake.params.targets,
+            device=compute_device(),
+        )
+    )

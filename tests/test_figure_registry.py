@@ -82,8 +82,9 @@ def test_a_figure_shows_only_qualifying_methods_and_needs_one():
 def test_inputs_are_shaped_as_the_plot_functions_take_them():
     study = study_of(run={"methods": ["asvd"], "orders": [1, 2], "seeds": [0, 1]})
     matrices = figure_inputs(study, "study", "accuracy_matrix_asvd")
-    assert matrices == {"asvd": {"order 1": "results/default/asvd/order1/seed0/accuracy_matrix.csv",
-                                 "order 2": "results/default/asvd/order2/seed0/accuracy_matrix.csv"}}
+    assert matrices == {"order 1": "results/default/asvd/order1/seed0/accuracy_matrix.csv",
+                        "order 2": "results/default/asvd/order2/seed0/accuracy_matrix.csv"}
+    assert figure_inputs(study, "study", "accuracy_matrices") == {"asvd": matrices}
     runs = figure_inputs(study, "study", "subspace_overlap")["asvd"]
     assert len(runs["svd_caches"]) == len(runs["train_logs"]) == 4
     assert runs["svd_caches"][0] == "results/default/base/svd.safetensors"

@@ -24,6 +24,12 @@ def matrices(study, methods: Sequence[str], references: bool) -> dict:
     return {**data, **(study.reference_matrices() if references else {})}
 
 
+def method_matrices(study, methods: Sequence[str], references: bool) -> dict:
+    """One method's accuracy matrix per order (first seed), by order."""
+    (method,) = methods
+    return study.matrices(method)
+
+
 def summaries(study, methods: Sequence[str], references: bool) -> list[str]:
     """Every run's summary (all orders and seeds), published runs' after them."""
     return study.run_summaries(methods) + (study.reference_summaries() if references else [])
@@ -187,7 +193,7 @@ FIGURES: dict[str, FigureSpec] = {
 # One heatmap per method of the study: ``accuracy_matrix_<method>``.
 PER_METHOD_PREFIX = "accuracy_matrix_"
 PER_METHOD = FigureSpec(
-    figures.plot_accuracy_matrices, matrices,
+    figures.plot_accuracy_matrices, method_matrices,
     "Accuracy matrix R of method **{method}**, one per task order: row i is the model after "
     "training step i, column j task j (scores in %).",
     arguments=lambda name, options: (name.removeprefix(PER_METHOD_PREFIX),))

@@ -32,9 +32,9 @@ from asvd.method.importance import forward_with_hooks
 from asvd.method.targets import find_targets
 from asvd.methods import Method
 from asvd.pipeline.runtime import compute_device
-from asvd.train.finetune import build_constraint
 from asvd.train.loop import TrainSettings, sample_batches
 from asvd.train.models import load_checkpoint
+from asvd.train.pieces.constraint import build_constraint
 
 Bases = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 

@@ -47,6 +47,14 @@ def deep_merge(base: Mapping, update: Mapping) -> dict:
     return merged
 
 
+def task_log(task: str = "alpha", step: int = 1, **keys) -> dict:
+    """A complete task train log record (asvd.train_log.TaskLog) with ``keys`` over defaults."""
+    return {"steps": 2, "resumed_from_step": 0, "examples": 4, "seconds": 0.1, "loss": [1.0, 0.5],
+            "final_loss": 0.5, "environment": {}, "task": task, "step": step, "replayed": 0,
+            "ranks": {}, "frozen_ranks": {}, "max_violation": 0.0, "violation": {},
+            "trained_parameters": 10, "processes": 1, **keys}
+
+
 def effective_config(*configfiles: str | Path) -> dict:
     """The config a run sees: the embedded default with ``configfiles`` merged on top in order."""
     config = load_yaml(DEFAULT_CONFIG)

@@ -13,6 +13,7 @@ import pytest
 from asvd.analysis.metrics import run_environment
 from asvd.analysis.tables import environment_table
 from asvd.pipeline.runtime import environment, job_threads
+from conftest import task_log
 
 
 @pytest.mark.parametrize("scheduled", [1, 2, 8])
@@ -47,7 +48,7 @@ def test_the_environment_names_versions_threads_cpu_and_gpu(tmp_path):
     logs = []
     for step, threads in enumerate([1, 1, 2], start=1):
         logs.append(tmp_path / f"log{step}.json")
-        logs[-1].write_text(json.dumps({"environment": {**env, "torch_threads": threads}}))
+        logs[-1].write_text(json.dumps(task_log(environment={**env, "torch_threads": threads})))
     assert run_environment(logs[:2]) == {**env, "torch_threads": 1}
     assert [e["torch_threads"] for e in run_environment(logs)] == [1, 2]  # distinct ones, in order
     summaries = []

@@ -34,6 +34,8 @@ from asvd.analysis.figures import (
 from asvd.analysis.metrics import write_accuracy_csv
 from asvd.analysis.subspaces import overlap_table
 from asvd.analysis.tables import load_runs, write_summary_tables
+from asvd.train_log import TaskLog
+from conftest import task_log
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PDF_MAGIC = b"%PDF"
@@ -237,12 +239,8 @@ def write_train_logs(directory: Path, frozen_per_step: list[int]) -> list[Path]:
     directory.mkdir()
     paths = []
     for step, (task, frozen) in enumerate(zip(TASKS, frozen_per_step), start=1):
-        log = {
-            "task": task, "step": step,
-            "frozen_ranks": {t: frozen * (i + 1) for i, t in enumerate(TARGETS)},
-            "ranks": {t: 16 for t in TARGETS},
-            "max_violation": 1e-6, "loss": [1.0, 0.5],
-        }  # fmt: skip
+        log = task_log(task, step, frozen_ranks={t: frozen * (i + 1) for i, t in enumerate(TARGETS)},
+                       ranks={t: 16 for t in TARGETS}, max_violation=1e-6)
         paths.append(directory / f"train_{step}.json")
         paths[-1].write_text(json.dumps(log))
     return paths
@@ -325,7 +323,7 @@ def test_rule_limits_name_clamped_targets_and_mrr_units_per_step(tmp_path):
     logs = [json.loads(path.read_text()) for path in paths[1:]]
     logs[0] |= {"clamped_targets": [TARGETS[0], TARGETS[1]], "unimportant_units": []}
     logs[1] |= {"clamped_targets": [TARGETS[1]], "unimportant_units": ["encoder.block.1"]}
-    assert rule_limits(logs) == {"encoder.block.0": " [clamped 1@2]",
+    assert rule_limits([TaskLog.from_record(log) for log in logs]) == {"encoder.block.0": " [clamped 1@2]",
                                  "encoder.block.1": " [clamped 1@2; clamped 1@3; mrr@3]"}
     png, pdf = outputs(tmp_path, "importance")
     for path, log in zip(paths[1:], logs):
@@ -387,8 +385,8 @@ def test_overlap_of_successive_frozen_subspaces_worked_case(tmp_path):
     logs = []
     for step, frozen in enumerate([{"a": 2, "b": 2, "c": 0, "d": 2}, {"a": 3, "b": 0, "c": 2, "d": 2}], 1):
         logs.append(tmp_path / f"log{step}.json")
-        logs[-1].write_text(json.dumps({"task": f"t{step}", "step": step, "frozen_ranks": frozen,
-                                        "ranks": {t: 4 for t in frozen}}))
+        logs[-1].write_text(json.dumps(task_log(f"t{step}", step, frozen_ranks=frozen,
+                                                ranks={t: 4 for t in frozen})))
     table = overlap_table(caches, logs)
     assert list(table.columns) == ["1->2"]
     assert table["1->2"].to_dict() == pytest.approx({"a": 1.0, "b": 0.0, "c": np.nan, "d": 0.75},

@@ -29,6 +29,7 @@ from asvd.io import read_json
 from asvd.pipeline.ablations import lr_variant_of
 from asvd.pipeline.damage import check_readable
 from asvd.plotting import PathLike, color_map, save_figure, styled
+from asvd.train_log import TaskLog
 
 _MAX_TICK_LABELS = 60
 _RANK_ROW_INCHES = 0.12  # fits a 6 pt target name per heatmap row
@@ -430,13 +431,13 @@ def plot_general_retention(
 
 def _frozen_fractions(paths: Sequence[PathLike]) -> pd.DataFrame:
     """Frozen fraction k/r per target (rows) and task step (columns) from train logs."""
-    logs = [read_json(path) for path in paths]
-    targets = _unique(t for log in logs for t in log["ranks"])
-    columns = [f"{log['step']}: {log['task']}" for log in logs]
+    logs = [TaskLog.read(path) for path in paths]
+    targets = _unique(t for log in logs for t in log.ranks)
+    columns = [f"{log.step}: {log.task}" for log in logs]
     fractions = pd.DataFrame(0.0, index=targets, columns=columns)
     for path, column, log in zip(paths, columns, logs):
-        for target, frozen in log["frozen_ranks"].items():
-            rank = log["ranks"].get(target, 0)
+        for target, frozen in log.frozen_ranks.items():
+            rank = log.ranks.get(target, 0)
             if rank <= 0:
                 raise ValueError(f"{path}: frozen rank for {target!r} without a positive rank")
             fractions.loc[target, column] = frozen / rank
@@ -486,27 +487,28 @@ def plot_frozen_ranks(
     save_figure(fig, out_png, out_pdf)
 
 
-def _unit_table(logs: Sequence[dict], key: str) -> pd.DataFrame:
+def _unit_table(logs: Sequence[TaskLog], key: str) -> pd.DataFrame:
     """``key`` (importance or retention ratio) per unit (rows) and task step (columns)."""
-    columns = {f"{log['step']}: {log['task']}": log[key] for log in logs}
+    columns = {f"{log.step}: {log.task}": log.importance[key] for log in logs}
     units = _unique(unit for values in columns.values() for unit in values)
     return pd.DataFrame(columns, index=units, dtype=float)
 
 
-def rule_limits(logs: Sequence[dict]) -> dict[str, str]:
+def rule_limits(logs: Sequence[TaskLog]) -> dict[str, str]:
     """Per unit, where the rule hit a limit: `` [clamped 2@1,3; mrr@2]`` -- targets clamped to
     r - 1 (count at each step) and steps where its importance was <= 0 (logs before these keys
     existed show none)."""
     notes: dict[str, list[str]] = {}
     for log in logs:
-        unit_of = {name: next((u for u in log["importance"] if name == u or name.startswith(u + ".")),
+        report = log.importance
+        unit_of = {name: next((u for u in report["importance"] if name == u or name.startswith(u + ".")),
                               name)
-                   for name in log.get("clamped_targets", [])}
+                   for name in report.get("clamped_targets", [])}
         counts = pd.Series(list(unit_of.values()), dtype=object).value_counts()
         for unit, count in counts.items():
-            notes.setdefault(unit, []).append(f"clamped {count}@{log['step']}")
-        for unit in log.get("unimportant_units", []):
-            notes.setdefault(unit, []).append(f"mrr@{log['step']}")
+            notes.setdefault(unit, []).append(f"clamped {count}@{log.step}")
+        for unit in report.get("unimportant_units", []):
+            notes.setdefault(unit, []).append(f"mrr@{log.step}")
     return {unit: f" [{'; '.join(items)}]" for unit, items in notes.items()}
 
 
@@ -519,7 +521,7 @@ def plot_importance_ratios(
     Reads the ``importance`` and ``retention_ratio`` entries of importance-rule train logs
     (steps trained without the constraint have none and are left out).
     """
-    logs = {method: [log for log in map(read_json, paths) if "importance" in log]
+    logs = {method: [log for log in map(TaskLog.read, paths) if log.measured_importance]
             for method, paths in train_logs.items()}
     logs = {method: entries for method, entries in logs.items() if entries}
     if not logs:
@@ -532,7 +534,7 @@ def plot_importance_ratios(
     fig = Figure(figsize=(11.0, height), layout="constrained")
     axes = fig.subplots(len(tables), 2, squeeze=False)
     for row, (method, (importance, ratio)) in enumerate(tables.items()):
-        first = logs[method][0]
+        first = logs[method][0].importance
         fmt = "{:.2f}" if n_rows <= 24 else None
         panels = ((importance, "coolwarm", -1.0, 1.0, "importance I (input/output cosine)"),
                   (ratio, "magma", 0.0, 1.0,

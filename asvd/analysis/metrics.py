@@ -24,6 +24,7 @@ import pandas as pd
 from asvd.data.prepare import GENERAL
 from asvd.io import read_json, write_json, write_text
 from asvd.methods import SCHEDULES
+from asvd.train_log import TaskLog
 
 BASE_ROW = "base"
 JOINT_ROW = "joint"  # the one row after base of a jointly trained (MTL) run
@@ -385,8 +386,8 @@ def run_environment(train_logs: Sequence[str | os.PathLike]) -> dict | list[dict
     dict, or the distinct ones in step order if jobs ran in different places; None without logs."""
     distinct: list[dict] = []
     for path in train_logs:
-        found = read_json(path).get("environment")
-        if found is not None and found not in distinct:
+        found = TaskLog.read(path).environment
+        if found not in distinct:
             distinct.append(found)
     return (distinct[0] if len(distinct) == 1 else distinct) if distinct else None
 

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from safetensors import safe_open
 
-from asvd.io import read_json
 from asvd.pipeline.damage import check_readable
+from asvd.train_log import TaskLog
 
 
 def frozen_overlap(previous: np.ndarray, current: np.ndarray) -> float:
@@ -49,8 +49,8 @@ def overlap_table(svd_caches: Sequence[str | os.PathLike],
     if len(svd_caches) < len(train_logs):
         raise ValueError(f"{len(train_logs)} tasks need the SVD caches of checkpoints 0.."
                          f"{len(train_logs) - 1}, got {len(svd_caches)}")
-    logs = [read_json(path) for path in train_logs]
-    bases = [_left_bases(svd_caches[i], logs[i]["frozen_ranks"]) for i in range(len(logs))]
+    logs = [TaskLog.read(path) for path in train_logs]
+    bases = [_left_bases(svd_caches[i], logs[i].frozen_ranks) for i in range(len(logs))]
     columns = {}
     for t in range(len(logs) - 1):
         before, after = bases[t], bases[t + 1]
@@ -58,4 +58,4 @@ def overlap_table(svd_caches: Sequence[str | os.PathLike],
             name: frozen_overlap(before[name], after[name]) if name in after else 0.0
             for name in before
         }
-    return pd.DataFrame(columns, index=list(logs[0]["frozen_ranks"]), dtype=float)
+    return pd.DataFrame(columns, index=list(logs[0].frozen_ranks), dtype=float)

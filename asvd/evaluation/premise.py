@@ -25,7 +25,7 @@ import torch
 from transformers.pytorch_utils import Conv1D
 
 from asvd.data.prepare import load_records
-from asvd.io import read_json, write_json
+from asvd.io import write_json
 from asvd.method import ranks
 from asvd.method.constraint import OrthogonalSubspace
 from asvd.method.importance import forward_with_hooks
@@ -35,6 +35,7 @@ from asvd.pipeline.runtime import compute_device
 from asvd.train.loop import TrainSettings, sample_batches
 from asvd.train.models import load_checkpoint
 from asvd.train.pieces.constraint import build_constraint
+from asvd.train_log import TaskLog
 
 Bases = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -107,14 +108,14 @@ def _headline(steps: Sequence[Mapping]) -> dict[str, float | None]:
 
 
 def _step_subspace(model, tokenizer, method: Method, stand_in: Method | None, step: int,
-                   count: int, train_log: Mapping | None, svd_path, importance_file,
+                   count: int, train_log: TaskLog | None, svd_path, importance_file,
                    settings: TrainSettings, seed: int) -> tuple[str | None, OrthogonalSubspace | None]:
     """The frozen subspace of step ``step``: the one the method trained under (its ranks read
     from the train log, so exactly that subspace), or for an unconstrained method the one
     ``stand_in``'s rule would have frozen (built as training builds it, with the stand-in's
     ``settings``); (None, None) where neither froze anything."""
     if method.constrained_on(step):
-        rule = ranks.Fixed(ranks=train_log["frozen_ranks"])
+        rule = ranks.Fixed(ranks=train_log.frozen_ranks)
         return "frozen", OrthogonalSubspace(model, targets=method.target_modules, rank_rule=rule,
                                             projection=method.projection, svd=svd_path)
     if stand_in is None or not stand_in.constrained_on(step):
@@ -156,7 +157,7 @@ def measure_run(checkpoints: Sequence[str | Path], svd_caches: Sequence[str | Pa
         previous = train_files[tasks[max(index - 2, 0)]]
         kind, constraint = _step_subspace(
             model, tokenizer, own, stand_in, index, len(tasks),
-            read_json(train_logs[index - 1]) if own.constrained_on(index) else None,
+            TaskLog.read(train_logs[index - 1]) if own.constrained_on(index) else None,
             svd_caches[index - 1], previous, stand_in_settings, seed)
         shares = {}
         if constraint is not None:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Mapping
 
 from asvd.data.prepare import load_records
-from asvd.io import write_json
 from asvd.method.targets import find_targets
 from asvd.methods import Method
 from asvd.train.loop import TrainSettings, train
@@ -17,6 +16,7 @@ from asvd.train.parallel import accelerator as make_accelerator
 from asvd.train.parallel import gathered_state, launch, process_count
 from asvd.train.pieces import TaskContext, TaskInputs, TaskPosition, assemble
 from asvd.train.resume import fingerprint
+from asvd.train_log import TaskLog
 
 __all__ = ["TaskInputs", "TaskPosition", "finetune_task"]
 
@@ -87,11 +87,12 @@ def _finetune_task_process(inputs: TaskInputs, position: TaskPosition, method: M
         "trained_parameters": trained_parameters,
         "processes": accelerator.num_processes,
     })
-    _write(model, tokenizer, pieces, result, settings, accelerator, out_dir, log_json, resume_file)
-    return result
+    log = TaskLog.from_record(result)
+    _write(model, tokenizer, pieces, log, settings, accelerator, out_dir, log_json, resume_file)
+    return log.record()
 
 
-def _write(model, tokenizer, pieces, result: dict, settings: TrainSettings, accelerator,
+def _write(model, tokenizer, pieces, log: TaskLog, settings: TrainSettings, accelerator,
            out_dir: str | Path, log_json: str | Path, resume_file: str | Path | None) -> None:
     """The checkpoint (with every piece's tensors) and the log, from the main process."""
     sharded = settings.sharded(accelerator.num_processes)
@@ -99,7 +100,7 @@ def _write(model, tokenizer, pieces, result: dict, settings: TrainSettings, acce
     if accelerator.is_main_process:
         extra = {name: tensors for piece in pieces for name, tensors in piece.tensors().items()}
         save_checkpoint(model, tokenizer, out_dir, extra_tensors=extra, state_dict=whole)
-        write_json(log_json, result)
+        log.write(log_json)
         if resume_file:
             Path(resume_file).unlink(missing_ok=True)
     if accelerator.num_processes > 1:  # every rank waits for the writes, then leaves the group

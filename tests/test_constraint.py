@@ -212,7 +212,7 @@ def test_projection_satisfies_the_constraint_for_any_shape(m, n, k_fraction, pro
 def test_update_projection_is_exact_and_equals_projecting_the_optimizer_step():
     torch.manual_seed(0)
     model = TwoLayer()
-    constraint = OrthogonalSubspace(model, TARGETS, ranks.Uniform(0.5), project="update")
+    constraint = OrthogonalSubspace(model, TARGETS, ranks.Uniform(0.5), acts_on="update")
     train_steps(model, constraint, steps=50)
     assert constraint.max_violation() <= 1e-5
     # one more step by hand: the result is W_old + P(D), D the unconstrained AdamW update
@@ -229,11 +229,11 @@ def test_update_and_gradient_projection_differ_in_the_optimizer_moments():
     torch.manual_seed(0)
     a = TwoLayer()
     b = copy.deepcopy(a)
-    train_steps(a, OrthogonalSubspace(a, TARGETS, ranks.Uniform(0.5), project="gradient"), steps=5)
-    train_steps(b, OrthogonalSubspace(b, TARGETS, ranks.Uniform(0.5), project="update"), steps=5)
+    train_steps(a, OrthogonalSubspace(a, TARGETS, ranks.Uniform(0.5), acts_on="gradient"), steps=5)
+    train_steps(b, OrthogonalSubspace(b, TARGETS, ranks.Uniform(0.5), acts_on="update"), steps=5)
     assert not torch.allclose(a.square.weight, b.square.weight, atol=1e-6)
-    with pytest.raises(ValueError, match="project"):
-        OrthogonalSubspace(a, TARGETS, project="elsewhere")
+    with pytest.raises(ValueError, match="acts_on"):
+        OrthogonalSubspace(a, TARGETS, acts_on="elsewhere")
 
 
 class Stack(torch.nn.Module):
@@ -355,17 +355,17 @@ def test_every_complement_form_equals_the_frozen_basis_form(m, n, k_fraction, an
 
 
 @pytest.mark.parametrize("shape", [(512, 512), (2048, 512), (512, 2048), (128, 256)])
-@pytest.mark.parametrize("project", ["gradient", "update"])
-def test_the_chosen_projection_gets_cheaper_as_more_is_frozen(shape, project):
+@pytest.mark.parametrize("acts_on", ["gradient", "update"])
+def test_the_chosen_projection_gets_cheaper_as_more_is_frozen(shape, acts_on):
     from asvd.method.constraint import complement_sides, projection_flops
 
     def step(fraction):
         k = int(fraction * min(shape))
-        sides = complement_sides(*shape, k, "two_sided", project)
+        sides = complement_sides(*shape, k, "two_sided", acts_on)
         flops = projection_flops(*shape, k, *sides, anchored=True)
-        if project == "gradient":
+        if acts_on == "gradient":
             flops += projection_flops(*shape, k, *sides, anchored=False)
-        basis = projection_flops(*shape, k, False, False, True) * (2 if project == "gradient" else 1)
+        basis = projection_flops(*shape, k, False, False, True) * (2 if acts_on == "gradient" else 1)
         assert flops <= basis  # never dearer than the frozen bases alone
         return flops
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -17,7 +18,6 @@ PATH = re.compile(r"(?<![\w./-])((?:asvd|docs|config|tests|workflow|benchmarks|p
 DOCUMENT = re.compile(r"(?<![\w./-])([A-Z][A-Z_]+\.md)\b")
 MODULE = re.compile(r"(?<![\w./-])asvd((?:\.[A-Za-z_]\w*)+)")
 SECTION = re.compile(r"docs/(\w+)\.md §(\d+(?:\.\d+)?)(?:-§(\d+(?:\.\d+)?))?")
-ATTRIBUTES = {"OrthogonalSubspace", "ranks", "__version__"}
 
 
 def _sources() -> list[Path]:
@@ -69,8 +69,25 @@ def _resolves(dotted: str) -> bool:
         elif (folder / f"{part}.py").is_file():
             return True  # what follows is inside the module
         else:
-            return folder == REPO / "asvd" and part in ATTRIBUTES
+            return part in _package_names(folder)
     return True
+
+
+def _package_names(folder: Path) -> set[str]:
+    """What a package's ``__init__.py`` defines, imports or lists in ``__all__``."""
+    init = folder / "__init__.py"
+    names = set()
+    for node in ast.parse(init.read_text(encoding="utf-8")).body if init.is_file() else []:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {target.id for target in targets if isinstance(target, ast.Name)}
+            if any(getattr(target, "id", "") == "__all__" for target in targets):
+                names |= set(ast.literal_eval(node.value))
+    return names
 
 
 def test_cited_package_modules_exist():
@@ -109,6 +126,8 @@ def test_the_citation_patterns_find_what_they_should(pattern, text, found):
 @pytest.mark.parametrize("dotted, exists", [
     (".analysis.tables.write_summary_tables", True), (".method", True), (".OrthogonalSubspace", True),
     (".tables", False), (".analysis.nothing", False), (".method.ranks.Uniform", True),
+    (".train.pieces.PIECES", True), (".train.pieces.Piece", True), (".train.pieces.Nothing", False),
+    (".__version__", True),
 ])
 def test_module_paths_resolve_through_packages(dotted, exists):
     assert _resolves(dotted) == exists

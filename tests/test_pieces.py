@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from asvd.io import read_json, write_jsonl
-from asvd.methods import Method
+from asvd.method_config import Method
 from asvd.train import pieces
 from asvd.train.finetune import TaskInputs, TaskPosition, finetune_task
 from asvd.train.models import build_word_tokenizer, save_checkpoint

@@ -211,7 +211,7 @@ def test_finetune_task_keeps_frozen_triplets_and_logs(tmp_path, prepared):
 
 def test_finetune_task_with_update_projection_keeps_frozen_triplets(tmp_path, prepared):
     root, files = prepared
-    result = run_task(root, files, tmp_path, {**ASVD, "project": "update"})
+    result = run_task(root, files, tmp_path, {**ASVD, "acts_on": "update"})
     assert result["max_violation"] <= 1e-5
     assert sum(result["frozen_ranks"].values()) > 0
 

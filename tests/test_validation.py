@@ -196,3 +196,10 @@ def test_a_name_with_a_trailing_newline_is_refused_naming_its_key(change, key):
     change(config)
     problems = schema_problems(config, SCHEMA_DOC)
     assert any(p.startswith(f"{key}: ") and "does not match" in p for p in problems), problems
+
+
+def test_the_renamed_constraint_key_is_refused_pointing_to_its_new_name():
+    config = load_yaml(DEFAULT_CONFIG)
+    config["methods"]["asvd"]["project"] = config["methods"]["asvd"].pop("acts_on")
+    assert [line for line in schema_problems(config, SCHEMA) if "methods.asvd" in line] == [
+        "methods.asvd.project: 'gradient' should not be valid under {} (renamed acts_on (gradient or update))"]

@@ -23,7 +23,7 @@ import pandas as pd
 
 from asvd.data.prepare import GENERAL
 from asvd.io import read_json, write_json, write_text
-from asvd.methods import SCHEDULES
+from asvd.method_config import SCHEDULES
 from asvd.train_log import TaskLog
 
 BASE_ROW = "base"

@@ -11,7 +11,7 @@ from asvd.cost.comparison import against_peft, summarize
 from asvd.io import read_json
 from asvd.plotting import PathLike, color_map, save_figure, styled
 
-_BENCH_LABELS = {"asvd": "asvd (project gradient)", "asvd_update": "asvd (project update)",
+_BENCH_LABELS = {"asvd": "asvd (on the gradient)", "asvd_update": "asvd (on the update)",
                  "peft_osf": "peft OSF"}
 
 

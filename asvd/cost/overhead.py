@@ -123,9 +123,9 @@ def flop_floor(shapes: Mapping[str, tuple[int, int]], frozen: Mapping[str, int],
     re-anchors, ``asvd_update`` only re-anchors."""
     from asvd.method.constraint import complement_sides, step_flops
 
-    project = "gradient" if method == "asvd" else "update"
+    acts_on = "gradient" if method == "asvd" else "update"
     return sum(step_flops(m, n, frozen[name], complement_sides(m, n, frozen[name], "two_sided",
-                                                                project), project)
+                                                                acts_on), acts_on)
                for name, (m, n) in shapes.items())
 
 
@@ -166,7 +166,7 @@ class _Training:
             start = time.perf_counter()
             self.constraint = OrthogonalSubspace(
                 model, "auto", ranks.Fixed(self.frozen),
-                project="update" if method == "asvd_update" else "gradient")
+                acts_on="update" if method == "asvd_update" else "gradient")
             _sync(device)
             self.setup_seconds = time.perf_counter() - start
             self.constraint.wrap(self.optimizer)

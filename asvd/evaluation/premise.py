@@ -30,7 +30,7 @@ from asvd.method import ranks
 from asvd.method.constraint import OrthogonalSubspace
 from asvd.method.importance import forward_with_hooks
 from asvd.method.targets import find_targets
-from asvd.methods import Method
+from asvd.method_config import Method
 from asvd.pipeline.runtime import compute_device
 from asvd.train.loop import TrainSettings, sample_batches
 from asvd.train.models import load_checkpoint

@@ -24,7 +24,7 @@ from asvd.method.svd import cached_svd, thin_svd
 from asvd.method.targets import find_targets
 
 PROJECTIONS = ("two_sided", "paper_block")
-PROJECT_POINTS = ("gradient", "update")
+ACTS_ON = ("gradient", "update")
 # Most matrix elements stacked into one batched product. Stacking pays where per-matrix overhead
 # dominates (small matrices, GPU launches); a matrix this large or larger is projected alone, in
 # place, where the stacking copies would cost more than they save (measured on CPU: 128^2 x 16
@@ -111,20 +111,20 @@ def projection_flops(m: int, n: int, k: int, left: bool, right: bool, anchored: 
     return flops + 2 * m * n * inner  # the expanding product
 
 
-def step_flops(m: int, n: int, k: int, sides: tuple[bool, bool], project: str) -> int:
+def step_flops(m: int, n: int, k: int, sides: tuple[bool, bool], acts_on: str) -> int:
     """Flops of one optimizer step's projections: the re-anchoring, and with
-    ``project="gradient"`` the gradient's as well."""
-    gradient = projection_flops(m, n, k, *sides, anchored=False) if project == "gradient" else 0
+    ``acts_on="gradient"`` the gradient's as well."""
+    gradient = projection_flops(m, n, k, *sides, anchored=False) if acts_on == "gradient" else 0
     return gradient + projection_flops(m, n, k, *sides, anchored=True)
 
 
-def complement_sides(m: int, n: int, k: int, projection: str, project: str) -> tuple[bool, bool]:
+def complement_sides(m: int, n: int, k: int, projection: str, acts_on: str) -> tuple[bool, bool]:
     """Which complements (left, right) make a step's projections cheapest (:func:`step_flops`).
     A side has a complement only where its SVD basis is complete (its dimension is the rank)."""
     if projection != "two_sided":
         return False, False
     options = [(left, right) for left in (False, m <= n) for right in (False, n <= m)]
-    return min(dict.fromkeys(options), key=lambda sides: step_flops(m, n, k, sides, project))
+    return min(dict.fromkeys(options), key=lambda sides: step_flops(m, n, k, sides, acts_on))
 
 
 def _local_rows(tensor: torch.Tensor) -> tuple[torch.Tensor, slice | None]:
@@ -284,7 +284,7 @@ class OrthogonalSubspace:
     ``svd`` is optional: a mapping of target names to precomputed ``(U, S, Vh)``, or the path of
     an SVD cache file (used only if its weight hash matches ``model``, else recomputed);
     ``importance`` maps target names to importance scores for rules that need them.
-    ``project`` says where the constraint acts: ``gradient`` (default; the optimizer's moments see
+    ``acts_on`` says where the constraint acts: ``gradient`` (default; the optimizer's moments see
     only allowed directions, then re-anchoring) or ``update`` (re-anchoring alone, which projects
     the optimizer's whole update, weight decay included, as Adam-NSCL does: half the cost, and
     equally exact because W_old already satisfies the constraint: P(W_old + D) + A = W_old + P(D)).
@@ -294,13 +294,13 @@ class OrthogonalSubspace:
     def __init__(self, model: torch.nn.Module, targets: str | Sequence[str] = "auto",
                  rank_rule=Uniform(unfreeze=0.25), projection: str = "two_sided",
                  svd: Mapping[str, tuple] | str | os.PathLike | None = None,
-                 importance: Mapping[str, float] | None = None, project: str = "gradient"):
+                 importance: Mapping[str, float] | None = None, acts_on: str = "gradient"):
         if projection not in PROJECTIONS:
             raise ValueError(f"projection: {projection!r} not in {PROJECTIONS}")
-        if project not in PROJECT_POINTS:
-            raise ValueError(f"project: {project!r} not in {PROJECT_POINTS}")
+        if acts_on not in ACTS_ON:
+            raise ValueError(f"acts_on: {acts_on!r} not in {ACTS_ON}")
         self.projection = projection
-        self.project = project
+        self.acts_on = acts_on
         modules = find_targets(model, targets)
         self.shapes = {name: tuple(m.weight.shape) for name, m in modules.items()}
         self.rank_rule, self.importance = rank_rule, importance
@@ -318,7 +318,7 @@ class OrthogonalSubspace:
         self.groups: list[FrozenGroup] = []
         self.subspaces: dict[str, FrozenSubspace] = {}
         for ((m, n), k, device), names in members.items():
-            use_left, use_right = complement_sides(m, n, k, projection, project)
+            use_left, use_right = complement_sides(m, n, k, projection, acts_on)
             per_batch = max(1, BATCH_ELEMENTS // (m * n))
             for start in range(0, len(names), per_batch):
                 chunk = names[start:start + per_batch]
@@ -403,13 +403,13 @@ class OrthogonalSubspace:
 
     def wrap(self, optimizer: torch.optim.Optimizer,
              project_gradients: bool = True) -> torch.optim.Optimizer:
-        """Project before (``project="gradient"``) and re-anchor after every ``optimizer.step()``.
+        """Project before (``acts_on="gradient"``) and re-anchor after every ``optimizer.step()``.
 
         A loop that clips gradients should call :meth:`project_gradients` itself between backward
         and clipping (and pass ``project_gradients=False``): clipping the raw gradient and then
         projecting shrinks every step by the share of the norm that lay in frozen directions.
         """
-        if self.project == "gradient" and project_gradients:
+        if self.acts_on == "gradient" and project_gradients:
             self._handles.append(optimizer.register_step_pre_hook(lambda *_: self.project_gradients()))
         self._handles.append(optimizer.register_step_post_hook(lambda *_: self.reanchor()))
         return optimizer

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping
 
 from asvd.data.prepare import GENERAL
-from asvd.methods import Method, declared_methods
+from asvd.method_config import Method, declared_methods
 from asvd.pipeline.ablations import lr_variant_of, lr_variants, retention_variants
 from asvd.pipeline.layout import (
     CHECKPOINT_FILES,

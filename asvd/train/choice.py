@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from asvd.io import read_json
-from asvd.methods import Method
+from asvd.method_config import Method
 
 
 def candidates(method: Mapping, grid: Mapping) -> list[dict]:

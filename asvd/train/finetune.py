@@ -9,7 +9,7 @@ from typing import Mapping
 
 from asvd.data.prepare import load_records
 from asvd.method.targets import find_targets
-from asvd.methods import Method
+from asvd.method_config import Method
 from asvd.train.loop import TrainSettings, train
 from asvd.train.models import load_checkpoint, save_checkpoint
 from asvd.train.parallel import accelerator as make_accelerator

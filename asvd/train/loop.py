@@ -241,7 +241,7 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
             penalty_log.append(extra.item())
             objective = objective + extra
         accelerator.backward(objective)
-        if constraint is not None and constraint.project == "gradient":
+        if constraint is not None and constraint.acts_on == "gradient":
             # before clipping: the clip bounds the step actually taken, not a raw gradient whose
             # frozen part (removed here) could dominate its norm and shrink every allowed step
             constraint.project_gradients()

@@ -1,6 +1,6 @@
 """Every part a method can be built from, in the order a task applies them.
 
-A method config block (:class:`asvd.methods.Method`) selects pieces by its keys; each piece
+A method config block (:class:`asvd.method_config.Method`) selects pieces by its keys; each piece
 implements the hooks of :class:`~asvd.train.pieces.piece.Piece`. Adding a baseline is a piece
 module here (its torch core may live in :mod:`asvd.baselines`), its entry in ``PIECES``, the
 ``Method`` field and schema block of its config key (docs/architecture.md §3 has a worked example).
@@ -8,7 +8,7 @@ module here (its torch core may live in :mod:`asvd.baselines`), its entry in ``P
 
 from __future__ import annotations
 
-from asvd.methods import Method
+from asvd.method_config import Method
 from asvd.train.pieces.constraint import Freezing, SubspaceConstraint
 from asvd.train.pieces.data import JointTraining, Replay
 from asvd.train.pieces.lora import LoRA

@@ -13,7 +13,7 @@ from asvd.method import ranks
 from asvd.method.constraint import OrthogonalSubspace
 from asvd.method.importance import importance_scores
 from asvd.method.svd import cached_svd
-from asvd.methods import Method
+from asvd.method_config import Method
 from asvd.train.loop import TrainSettings, sample_batches
 from asvd.train.pieces.piece import Piece, TaskContext
 
@@ -39,7 +39,7 @@ def build_constraint(model, tokenizer, method: Method, modules: Mapping[str, tor
     svd = cached_svd(svd_path, model, modules)
     return OrthogonalSubspace(model, targets=method.target_modules, rank_rule=rule,
                               projection=method.projection, svd=svd, importance=importance,
-                              project=method.project)
+                              acts_on=method.acts_on)
 
 
 class SubspaceConstraint(Piece):

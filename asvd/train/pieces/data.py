@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from asvd.baselines.replay import replay_mix
-from asvd.methods import Method
+from asvd.method_config import Method
 from asvd.train.pieces.piece import Piece, TaskContext
 
 

@@ -20,7 +20,7 @@ from asvd.baselines.lora import (
 )
 from asvd.io import verify_checksums
 from asvd.method.targets import find_targets
-from asvd.methods import Method
+from asvd.method_config import Method
 from asvd.train.pieces.piece import Piece, TaskContext, TaskInputs
 
 

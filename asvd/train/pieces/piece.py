@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from asvd.methods import Method
+from asvd.method_config import Method
 from asvd.train.loop import TrainSettings
 
 

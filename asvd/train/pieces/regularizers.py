@@ -15,7 +15,7 @@ from asvd.baselines.regularizers import (
     online_fisher,
     read_fisher,
 )
-from asvd.methods import Method
+from asvd.method_config import Method
 from asvd.train.loop import sample_batches
 from asvd.train.pieces.piece import Piece, TaskContext
 

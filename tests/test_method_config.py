@@ -2,7 +2,7 @@
 
 import pytest
 
-from asvd.methods import Method, declared_methods
+from asvd.method_config import Method, declared_methods
 from conftest import effective_config
 
 DEFAULT = declared_methods(effective_config()["methods"])

@@ -19,7 +19,7 @@ SCHEDULES = ("sequential", "per_task", "joint")
 class Method:
     """A method's pieces (``None``: the piece is absent).
 
-    ``rank_rule`` (with ``projection``, ``project``, ``target_modules``): the subspace constraint;
+    ``rank_rule`` (with ``projection``, ``acts_on``, ``target_modules``): the subspace constraint;
     ``train_other_params: false`` freezes everything but the targets; ``ewc``, ``lwf``: loss terms
     from the second task on; ``replay``: earlier tasks' samples mixed in; ``lora``: LoRA adapters
     instead of full fine-tuning; ``schedule``: where each task starts (the previous task, the base
@@ -29,7 +29,7 @@ class Method:
 
     rank_rule: Mapping | None = None
     projection: str = "two_sided"
-    project: str = "gradient"
+    acts_on: str = "gradient"
     target_modules: Any = "auto"
     train_other_params: bool = True
     train: Mapping = field(default_factory=dict)

@@ -1,4 +1,5 @@
-"""Under DDP (accelerate, 2 CPU processes over gloo) the constrained run equals a 1-process run.
+"""Under DDP (accelerate, 2 CPU processes over gloo, launched by asvd.train.parallel) the
+constrained run equals a 1-process run.
 
 The projection needs no communication under DDP because gradients are all-reduced before the
 optimizer step hooks run (docs/method.md §4.6); this test would catch a hook that ran too early.

@@ -1,5 +1,6 @@
-"""asvd.pipeline.study: the runs, input functions and outputs a config declares, read without
-Snakemake (the workflow's rules call exactly these methods)."""
+"""asvd.pipeline.study: the runs, input functions and outputs a config declares (with the
+method variants of asvd.pipeline.ablations), read without Snakemake (the workflow's rules call
+exactly these methods)."""
 
 from __future__ import annotations
 

@@ -147,7 +147,7 @@ def test_cross_key_checks_pass_the_default_and_name_every_problem():
     problems = study_problems(broken, REPO)
     assert [problem.split(":")[0] for problem in problems] == [
         "run.methods", "orders.1", "methods.asvd.rank_rule", "reference_runs.seqft",
-        "reference_runs.seqft.path"]
+        "reference_runs.seqft.path", "ablations.trr"]  # its trr 0.5 is below that mrr too
 
 
 @pytest.mark.parametrize("change, message", [
@@ -203,3 +203,14 @@ def test_the_renamed_constraint_key_is_refused_pointing_to_its_new_name():
     config["methods"]["asvd"]["project"] = config["methods"]["asvd"].pop("acts_on")
     assert [line for line in schema_problems(config, SCHEMA) if "methods.asvd" in line] == [
         "methods.asvd.project: 'gradient' should not be valid under {} (renamed acts_on (gradient or update))"]
+
+
+def test_the_variants_are_checked_with_every_other_cross_key_problem():
+    """Before, a bad ablation stopped the Snakefile with a traceback once the checks had passed,
+    and hid a bad trade-off behind it; now both are lines of the one report."""
+    config = load_yaml(DEFAULT_CONFIG)
+    config["ablations"]["method"] = "seqft"
+    config["tradeoff"]["lr_scales"] = [1]
+    problems = study_problems(config, REPO)
+    assert "ablations.method: 'seqft' does not use the importance rank rule (its rank_rule is None)" in problems
+    assert any(line.startswith("tradeoff.lr_scales: 1 (a factor other than 1") for line in problems)

@@ -188,6 +188,10 @@ RULES = {"uniform": Uniform, "importance": Importance, "linear": Linear, "progre
          "fixed": Fixed}
 
 
+# rule fields filled from the task's place in its order, not from the config
+POSITION = ("task", "tasks")
+
+
 def from_config(spec: Mapping, task: int, tasks: int):
     """Build a rank rule from its config block ``{name: ..., <parameters>}`` for 1-based ``task``.
 
@@ -198,10 +202,11 @@ def from_config(spec: Mapping, task: int, tasks: int):
     if name not in RULES:
         raise ValueError(f"rank_rule.name: unknown rule {name!r} (expected {', '.join(RULES)})")
     rule = RULES[name]
-    position = {"task": task, "tasks": tasks}
+    position = dict(zip(POSITION, (task, tasks)))
     takes = {f.name for f in fields(rule)} - set(position)
     params = {key: value for key, value in spec.items() if key not in {"name", "first_task"}}
     unknown = sorted(set(params) - takes)
     if unknown:
         raise ValueError(f"rank_rule {name!r} does not take {unknown} (it takes {sorted(takes)})")
-    return rule(**params, **{key: value for key, value in position.items() if key in {f.name for f in fields(rule)}})
+    own = {f.name for f in fields(rule)}
+    return rule(**params, **{key: value for key, value in position.items() if key in own})

@@ -12,6 +12,7 @@ from typing import Mapping
 from asvd.data.prepare import GENERAL
 from asvd.data.tasks import TASKS, TRACE_METRICS
 from asvd.method import ranks
+from asvd.pipeline.ablations import lr_variants, retention_variants
 
 
 def normalised_orders(orders: Mapping) -> dict[int, list[str]]:
@@ -183,4 +184,18 @@ def study_problems(config: Mapping, basedir: str | Path) -> list[str]:
         problems.append(
             f"benchmark.tasks: {GENERAL!r} is reserved for the general-ability set"
         )
+    return problems + _variant_problems(config)
+
+
+def _variant_problems(config: Mapping) -> list[str]:
+    """The retention ablation's and the trade-off's method variants, built as the study builds
+    them (:mod:`asvd.pipeline.ablations`): what refuses them is named here, with the rest."""
+    builders = {"ablations": retention_variants, "tradeoff": lr_variants}
+    problems = []
+    for key, build in builders.items():
+        if config.get(key):
+            try:
+                build(config["methods"], config[key])
+            except ValueError as err:
+                problems.append(str(err))
     return problems

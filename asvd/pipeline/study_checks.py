@@ -104,7 +104,18 @@ def study_problems(config: Mapping, basedir: str | Path) -> list[str]:
     on a config the schema accepted, before any job exists."""
     orders = normalised_orders(config["orders"])
     tasks = [task["name"] for task in config["benchmark"]["tasks"]]
-    references = config.get("reference_runs") or {}
+    problems = _run_problems(config, orders, tasks) + _method_problems(config, tasks)
+    problems += _base_and_data_problems(config, orders, tasks)
+    problems += _reference_problems(config, basedir)
+    if GENERAL in tasks:
+        problems.append(
+            f"benchmark.tasks: {GENERAL!r} is reserved for the general-ability set"
+        )
+    return problems + _variant_problems(config)
+
+
+def _run_problems(config: Mapping, orders: Mapping, tasks: list[str]) -> list[str]:
+    """What ``run`` names exists: its methods, its orders and their tasks; each task once."""
     problems = []
     for method in config["run"]["methods"]:
         if method not in config["methods"]:
@@ -119,6 +130,15 @@ def study_problems(config: Mapping, basedir: str | Path) -> list[str]:
                 problems.append(
                     f"orders.{order}: task {task!r} is not in benchmark.tasks"
                 )
+    repeated = sorted({task for task in tasks if tasks.count(task) > 1})
+    return problems + [
+        f"benchmark.tasks: {task!r} is listed {tasks.count(task)} times; list each task "
+        "once (which entry's settings would count is not said)" for task in repeated]
+
+
+def _method_problems(config: Mapping, tasks: list[str]) -> list[str]:
+    """Rank rules, tuning, the premise's reference and the train blocks' per-task epochs."""
+    problems = []
     for name, method in config["methods"].items():
         problems += _rank_rule_problems(name, method.get("rank_rule"))
     tuning = config.get("tuning") or {}
@@ -144,9 +164,12 @@ def study_problems(config: Mapping, basedir: str | Path) -> list[str]:
         for task in block.get("task_epochs") or {}:
             if task not in tasks:
                 problems.append(f"{key}.task_epochs: {task!r} is not in benchmark.tasks")
-    repeated = sorted({task for task in tasks if tasks.count(task) > 1})
-    problems += [f"benchmark.tasks: {task!r} is listed {tasks.count(task)} times; list each task "
-                 "once (which entry's settings would count is not said)" for task in repeated]
+    return problems
+
+
+def _base_and_data_problems(config: Mapping, orders: Mapping, tasks: list[str]) -> list[str]:
+    """The base model's start and tuning against the benchmark that feeds them."""
+    problems = []
     if config["base_model"].get("warm_start") and not config["base_model"].get("pretrained"):
         problems.append(
             "base_model.warm_start: needs base_model.pretrained (an encoder to start from); "
@@ -169,7 +192,13 @@ def study_problems(config: Mapping, basedir: str | Path) -> list[str]:
             "base_model.instruction_tune: needs a pretrained base and a benchmark.general "
             "mixture to tune it on"
         )
-    for name, reference in references.items():
+    return problems
+
+
+def _reference_problems(config: Mapping, basedir: str | Path) -> list[str]:
+    """Published runs: a name of their own and a path that exists."""
+    problems = []
+    for name, reference in (config.get("reference_runs") or {}).items():
         if name in config["methods"]:
             problems.append(
                 f"reference_runs.{name}: the name is a method's; give the published run "
@@ -180,11 +209,7 @@ def study_problems(config: Mapping, basedir: str | Path) -> list[str]:
                 f"reference_runs.{name}.path: {reference['path']!r} is neither an O-LoRA run "
                 "directory nor an accuracy-matrix CSV (no such path)"
             )
-    if GENERAL in tasks:
-        problems.append(
-            f"benchmark.tasks: {GENERAL!r} is reserved for the general-ability set"
-        )
-    return problems + _variant_problems(config)
+    return problems
 
 
 def _variant_problems(config: Mapping) -> list[str]:

@@ -149,6 +149,139 @@ def _trim(batch: dict[str, torch.Tensor], causal: bool) -> dict[str, torch.Tenso
             "labels": batch["labels"][:, :tgt].contiguous()}
 
 
+@dataclass
+class _Optimisation:
+    """What one training run steps: the model as accelerate wraps it, its optimizer and
+    schedule, the parameters it clips."""
+
+    trained: torch.nn.Module
+    optimizer: object
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    params: list[torch.nn.Parameter]
+    sharded: bool
+
+
+def _optimisation(model, settings: TrainSettings, constraint, accelerator,
+                  total_steps: int) -> _Optimisation:
+    """Place (and shard) the model, build AdamW (no decay on vectors) with the constraint's
+    re-anchoring wrapped around its step, and the warm-up/decay schedule."""
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.to(accelerator.device)
+    sharded = settings.sharded(accelerator.num_processes)
+    if sharded:
+        shard_model(model, accelerator.device)
+        if constraint is not None:
+            constraint.rebind(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=settings.lr,
+    )
+    if constraint is not None:  # its gradient projection runs in the loop, before clipping
+        constraint.wrap(optimizer, project_gradients=False)
+    if sharded:  # already distributed: accelerate must not add DDP on top
+        trained, optimizer = model, accelerator.prepare_optimizer(optimizer)
+    else:
+        trained, optimizer = accelerator.prepare(model, optimizer)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, linear_warmup_decay(int(settings.warmup_ratio * total_steps), total_steps)
+    )
+    return _Optimisation(trained, optimizer, scheduler, params, sharded)
+
+
+@dataclass
+class _Progress:
+    """Where training stands: the data order still to draw from, the losses so far and the
+    step to start at; what an intra-task state saves and restores."""
+
+    generator: torch.Generator
+    order: torch.Tensor
+    losses: list[float]
+    penalties: list[float]
+    first_step: int = 0
+
+    def next_batch(self, count: int, batch_size: int) -> torch.Tensor:
+        """The next batch's example indices: a seeded permutation per pass, drawn in order."""
+        if len(self.order) < batch_size:
+            self.order = torch.cat([self.order, torch.randperm(count, generator=self.generator)])
+        index, self.order = self.order[:batch_size], self.order[batch_size:]
+        return index
+
+    def restore(self, saved: Mapping, model, run: _Optimisation) -> None:
+        if run.sharded:
+            scatter_state(model, run.optimizer.optimizer, saved["model"], saved["optimizer"])
+        else:
+            model.load_state_dict(saved["model"])
+            run.optimizer.load_state_dict(saved["optimizer"])
+        run.scheduler.load_state_dict(saved["scheduler"])
+        self.generator.set_state(saved["data_rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        self.order, self.losses, self.penalties, self.first_step = (
+            saved["order"], saved["losses"], saved["penalties"], saved["step"])
+
+    def log(self, steps: int, examples: int, seconds: float, log_every: int,
+            penalised: bool) -> dict:
+        """The loop's part of the training log (asvd.train_log.TaskLog's first keys)."""
+        last = self.losses[-log_every:]
+        return {"steps": steps, "resumed_from_step": self.first_step, "examples": examples,
+                "seconds": round(seconds, 3), "loss": self.losses,
+                "final_loss": sum(last) / len(last),
+                **({"penalty": self.penalties} if penalised else {}),
+                "environment": environment()}
+
+    def save(self, resume_file, resume_key: str, done: int, model, run: _Optimisation,
+             accelerator) -> None:
+        model_state, optimizer_state = (gathered_state(model, run.optimizer.optimizer) if run.sharded
+                                        else (model.state_dict(), run.optimizer.state_dict()))
+        if accelerator.is_main_process:
+            save_state(resume_file, {
+                "fingerprint": resume_key, "step": done, "model": model_state,
+                "optimizer": optimizer_state, "scheduler": run.scheduler.state_dict(),
+                "data_rng": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "order": self.order, "losses": self.losses, "penalties": self.penalties,
+            })
+
+
+def _step_loss(model, run: _Optimisation, batch: Mapping, global_labels: torch.Tensor,
+               penalties: Sequence[Callable], progress: _Progress, accelerator,
+               causal: bool) -> torch.Tensor:
+    """Backpropagate one batch's objective (the task loss, over the global batch when several
+    processes share it, plus every penalty term); return the task loss to log."""
+    outputs = run.trained(**batch)
+    loss = objective = outputs.loss
+    if accelerator.num_processes > 1:
+        tokens = label_tokens(batch["labels"], causal)
+        objective = global_batch_loss(loss, tokens, label_tokens(global_labels, causal),
+                                      accelerator.num_processes)
+        loss = accelerator.reduce(objective.detach(), "mean")  # the global batch's loss
+    if penalties:
+        extra = sum(term(model, batch, outputs) for term in penalties)
+        progress.penalties.append(extra.item())
+        objective = objective + extra
+    accelerator.backward(objective)
+    return loss
+
+
+def _descend(run: _Optimisation, constraint, settings: TrainSettings, loss: torch.Tensor,
+             accelerator, failure: Callable[[str], str]) -> None:
+    """Project (where the constraint acts on the gradient), clip and check the gradient, then
+    step the optimizer and the schedule; a non-finite loss or gradient stops before the step."""
+    if constraint is not None and constraint.acts_on == "gradient":
+        # before clipping: the clip bounds the step actually taken, not a raw gradient whose
+        # frozen part (removed here) could dominate its norm and shrink every allowed step
+        constraint.project_gradients()
+    # the norm (of all processes' gradients) also serves the check; an infinite bound clips nothing
+    norm = float(accelerator.clip_grad_norm_(run.params, settings.max_grad_norm or math.inf))
+    if not (math.isfinite(loss.item()) and math.isfinite(norm)):
+        raise FloatingPointError(failure("loss" if not math.isfinite(loss.item()) else "gradient"))
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+
+
 def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings, seed: int,
           constraint: OrthogonalSubspace | None = None, desc: str = "train",
           penalties: Sequence[Callable] = (), resume_file: str | Path | None = None,
@@ -176,116 +309,41 @@ def train(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,
     data = encode(tokenizer, records, settings, model)
     _check_encoded_lengths(model, data, settings, settings_key)
     count = len(records)
-    steps_per_epoch = math.ceil(count / settings.batch_size)
-    total_steps = max(1, math.ceil(settings.epochs * steps_per_epoch))
-    if settings.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    model.to(accelerator.device)
-    sharded = settings.sharded(processes)
-    if sharded:
-        shard_model(model, accelerator.device)
-        if constraint is not None:
-            constraint.rebind(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=settings.lr,
-    )
-    if constraint is not None:  # its gradient projection runs below, before clipping
-        constraint.wrap(optimizer, project_gradients=False)
-    if sharded:  # already distributed: accelerate must not add DDP on top
-        trained, optimizer = model, accelerator.prepare_optimizer(optimizer)
-    else:
-        trained, optimizer = accelerator.prepare(model, optimizer)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, linear_warmup_decay(int(settings.warmup_ratio * total_steps), total_steps)
-    )
-    generator = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    penalty_log: list[float] = []
+    total_steps = max(1, math.ceil(settings.epochs * math.ceil(count / settings.batch_size)))
+    run = _optimisation(model, settings, constraint, accelerator, total_steps)
+    progress = _Progress(torch.Generator().manual_seed(seed), torch.empty(0, dtype=torch.long), [], [])
     model.train()
     started = time.perf_counter()
-    order = torch.empty(0, dtype=torch.long)
-    first_step = 0
     saved = load_state(resume_file, resume_key) if resume_file else None
     if saved is not None:
-        if sharded:
-            scatter_state(model, optimizer.optimizer, saved["model"], saved["optimizer"])
-        else:
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        generator.set_state(saved["data_rng"])
-        torch.set_rng_state(saved["torch_rng"])
-        order, losses, penalty_log, first_step = (saved["order"], saved["losses"], saved["penalties"],
-                                                  saved["step"])
-    saved_step = first_step  # the last step whose state is on disk (0: none)
-    for step in tqdm(range(first_step, total_steps), desc=desc, mininterval=5, initial=first_step,
-                     total=total_steps, disable=not accelerator.is_main_process):
-        if len(order) < settings.batch_size:
-            order = torch.cat([order, torch.randperm(count, generator=generator)])
-        index, order = order[: settings.batch_size], order[settings.batch_size:]
+        progress.restore(saved, model, run)
+    saved_step = progress.first_step  # the last step whose state is on disk (0: none)
+    for step in tqdm(range(progress.first_step, total_steps), desc=desc, mininterval=5,
+                     initial=progress.first_step, total=total_steps,
+                     disable=not accelerator.is_main_process):
+        index = progress.next_batch(count, settings.batch_size)
         mine = shard(index, rank, processes)
         batch = _trim({key: value[mine].to(accelerator.device) for key, value in data.items()}, causal)
-        outputs = trained(**batch)
-        loss = objective = outputs.loss
-        if processes > 1:
-            tokens = label_tokens(batch["labels"], causal)
-            objective = global_batch_loss(loss, tokens, label_tokens(data["labels"][index], causal),
-                                          processes)
-            loss = accelerator.reduce(objective.detach(), "mean")  # the global batch's loss
-        if penalties:
-            extra = sum(term(model, batch, outputs) for term in penalties)
-            penalty_log.append(extra.item())
-            objective = objective + extra
-        accelerator.backward(objective)
-        if constraint is not None and constraint.acts_on == "gradient":
-            # before clipping: the clip bounds the step actually taken, not a raw gradient whose
-            # frozen part (removed here) could dominate its norm and shrink every allowed step
-            constraint.project_gradients()
-        # the norm (of all processes' gradients) also serves the check; an infinite bound clips nothing
-        norm = float(accelerator.clip_grad_norm_(params, settings.max_grad_norm or math.inf))
-        if not (math.isfinite(loss.item()) and math.isfinite(norm)):
-            raise FloatingPointError(
-                f"{desc}: non-finite {'loss' if not math.isfinite(loss.item()) else 'gradient'} at "
-                f"step {step + 1}/{total_steps} on examples "
-                f"{[records[i].get('id', i) for i in index.tolist()]}; the weights were not updated "
-                f"and nothing was written"
-                + (f"; the state after step {saved_step} stays in {resume_file}" if saved_step else ""))
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        loss = _step_loss(model, run, batch, data["labels"][index], penalties, progress, accelerator,
+                          causal)
+        _descend(run, constraint, settings, loss, accelerator, lambda what: (
+            f"{desc}: non-finite {what} at step {step + 1}/{total_steps} on examples "
+            f"{[records[i].get('id', i) for i in index.tolist()]}; the weights were not updated "
+            f"and nothing was written"
+            + (f"; the state after step {saved_step} stays in {resume_file}" if saved_step else "")))
+        progress.losses.append(loss.item())
         if step % settings.log_every == 0 and accelerator.is_main_process:
-            log.info("%s step %d/%d loss %.4f", desc, step + 1, total_steps, losses[-1])
+            log.info("%s step %d/%d loss %.4f", desc, step + 1, total_steps, progress.losses[-1])
         done = step + 1
         if resume_file and settings.checkpoint_every and done % settings.checkpoint_every == 0 \
-                and done < total_steps:
-            model_state, optimizer_state = (gathered_state(model, optimizer.optimizer) if sharded
-                                            else (model.state_dict(), optimizer.state_dict()))
+                and done < total_steps:  # the last step's state would never be read
+            progress.save(resume_file, resume_key, done, model, run, accelerator)
             saved_step = done
-            if accelerator.is_main_process:
-                save_state(resume_file, {
-                    "fingerprint": resume_key, "step": done, "model": model_state,
-                    "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
-                    "data_rng": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                    "order": order, "losses": losses, "penalties": penalty_log,
-                })
     if constraint is not None:
         constraint.remove()
     model.eval()
-    return {
-        "steps": total_steps,
-        "resumed_from_step": first_step,
-        "examples": count,
-        "seconds": round(time.perf_counter() - started, 3),
-        "loss": losses,
-        "final_loss": sum(losses[-settings.log_every:]) / len(losses[-settings.log_every:]),
-        **({"penalty": penalty_log} if penalties else {}),
-        "environment": environment(),
-    }
+    return progress.log(total_steps, count, time.perf_counter() - started, settings.log_every,
+                        bool(penalties))
 
 
 def sample_batches(model, tokenizer, records: Sequence[Mapping], settings: TrainSettings,

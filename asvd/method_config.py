@@ -13,13 +13,15 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 SCHEDULES = ("sequential", "per_task", "joint")
+FIRST_TASK = ("constrained", "full")
 
 
 @dataclass(frozen=True)
 class Method:
     """A method's pieces (``None``: the piece is absent).
 
-    ``rank_rule`` (with ``projection``, ``acts_on``, ``target_modules``): the subspace constraint;
+    ``rank_rule`` (with ``projection``, ``acts_on``, ``target_modules``): the subspace constraint,
+    from task 1 on or, with ``first_task: full``, from task 2 on;
     ``train_other_params: false`` freezes everything but the targets; ``ewc``, ``lwf``: loss terms
     from the second task on; ``replay``: earlier tasks' samples mixed in; ``lora``: LoRA adapters
     instead of full fine-tuning; ``schedule``: where each task starts (the previous task, the base
@@ -30,6 +32,7 @@ class Method:
     rank_rule: Mapping | None = None
     projection: str = "two_sided"
     acts_on: str = "gradient"
+    first_task: str = "constrained"
     target_modules: Any = "auto"
     train_other_params: bool = True
     train: Mapping = field(default_factory=dict)
@@ -50,6 +53,8 @@ class Method:
         method = cls(**block)
         if method.schedule not in SCHEDULES:
             raise ValueError(f"methods.{name}.schedule: {method.schedule!r} not in {SCHEDULES}")
+        if method.first_task not in FIRST_TASK:
+            raise ValueError(f"methods.{name}.first_task: {method.first_task!r} not in {FIRST_TASK}")
         return method
 
     @property
@@ -65,8 +70,7 @@ class Method:
     def constrained_on(self, task_index: int) -> bool:
         """Whether task ``task_index`` (1-based) trains under the constraint; ``first_task:
         full`` trains the first task without it."""
-        return self.constrained and not (
-            task_index == 1 and self.rank_rule.get("first_task", "constrained") == "full")
+        return self.constrained and not (task_index == 1 and self.first_task == "full")
 
     @property
     def starts_from_base(self) -> bool:

@@ -49,8 +49,7 @@ RECORDS = [{"id": f"r{i}", "task": "t", "labels": None, "input": f"map {w} to", 
            for i, (w, a) in enumerate([("one", "red"), ("two", "dark blue"), ("three", "red"),
                                        ("four", "pale green grass"), ("five", "blue"),
                                        ("six", "dark red"), ("seven", "green")])]
-METHOD = {"rank_rule": {"name": "importance", "mrr": 0.1, "trr": 0.5, "samples": 4,
-                        "first_task": "constrained"}, "target_modules": "auto"}
+METHOD = {"rank_rule": {"name": "importance", "mrr": 0.1, "trr": 0.5, "samples": 4}, "target_modules": "auto"}
 
 
 def seq2seq(tokenizer):

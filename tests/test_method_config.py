@@ -25,7 +25,7 @@ def test_unknown_keys_and_schedules_are_named():
 
 def test_first_task_full_trains_task_one_without_the_constraint():
     rule = {"name": "uniform", "unfreeze": 0.5}
-    full = Method.from_config({"rank_rule": {**rule, "first_task": "full"}})
+    full = Method.from_config({"rank_rule": rule, "first_task": "full"})
     constrained = Method.from_config({"rank_rule": rule})
     assert [full.constrained_on(t) for t in (1, 2)] == [False, True]
     assert [constrained.constrained_on(t) for t in (1, 2)] == [True, True]

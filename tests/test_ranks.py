@@ -166,8 +166,10 @@ def test_fixed_and_from_config():
     assert rule.frozen_ranks({"a": (5, 5), "b": (5, 5)}) == {"a": 3, "b": 0}
     with pytest.raises(ValueError, match=r"rank_rule 'fixed': \['a'\] are not targets of this model"):
         rule.frozen_ranks({"encoder.a": (5, 5)})  # a typo would leave every target free
-    rule = ranks.from_config({"name": "importance", "mrr": 0.2, "trr": 0.6, "first_task": "full"}, 2, 4)
+    rule = ranks.from_config({"name": "importance", "mrr": 0.2, "trr": 0.6}, 2, 4)
     assert rule == ranks.Importance(mrr=0.2, trr=0.6, granularity="block")
+    with pytest.raises(ValueError, match=r"does not take \['first_task'\]"):  # the method's key now
+        ranks.from_config({"name": "importance", "first_task": "full"}, 2, 4)
     rule = ranks.from_config({"name": "importance", "granularity": "matrix"}, 2, 4)
     assert rule.granularity == "matrix"
     with pytest.raises(ValueError, match="granularity 'layer'"):

@@ -228,7 +228,7 @@ def test_seqft_equals_uniform_unfreeze_one_bit_for_bit(tmp_path, prepared):
 
 def test_first_task_full_trains_unconstrained(tmp_path, prepared):
     root, files = prepared
-    method = {**ASVD, "rank_rule": {**ASVD["rank_rule"], "first_task": "full"}}
+    method = {**ASVD, "first_task": "full"}
     result = run_task(root, files, tmp_path, method)
     assert sum(result["frozen_ranks"].values()) == 0
 

@@ -204,7 +204,7 @@ train: {{epochs: 1, task_epochs: {{MeetingBank: 3}}, batch_size: 4, lr: 1.0e-2,
         max_source_length: 16, max_target_length: 8}}
 methods:
   seqft: {{rank_rule: null, target_modules: auto, train_other_params: true}}
-  asvd: {{rank_rule: {{name: importance, mrr: 0.1, trr: 0.8, samples: 4, first_task: constrained}},
+  asvd: {{rank_rule: {{name: importance, mrr: 0.1, trr: 0.8, samples: 4}},
           target_modules: auto, train_other_params: false}}
 evaluation: {{batch_size: 8, max_new_tokens: 4, max_source_length: 16}}
 paper_table:

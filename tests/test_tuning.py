@@ -15,7 +15,7 @@ def test_every_method_tries_every_lr_and_an_importance_rule_every_trr():
         {"lr": 1e-4, "trr": None}, {"lr": 1e-3, "trr": None}]
     assert choice.candidates({"rank_rule": {"name": "uniform", "unfreeze": 0.25}}, grid) == [
         {"lr": 1e-4, "trr": None}, {"lr": 1e-3, "trr": None}]
-    full_first = {**ASVD, "rank_rule": {**ASVD["rank_rule"], "first_task": "full"}}
+    full_first = {**ASVD, "first_task": "full"}
     assert choice.candidates(full_first, grid) == [  # task 1 trains without the constraint
         {"lr": 1e-4, "trr": None}, {"lr": 1e-3, "trr": None}]
     assert choice.candidates(ASVD, grid) == [

@@ -214,3 +214,11 @@ def test_the_variants_are_checked_with_every_other_cross_key_problem():
     problems = study_problems(config, REPO)
     assert "ablations.method: 'seqft' does not use the importance rank rule (its rank_rule is None)" in problems
     assert any(line.startswith("tradeoff.lr_scales: 1 (a factor other than 1") for line in problems)
+
+
+def test_first_task_inside_a_rank_rule_is_refused_pointing_to_the_method_key():
+    config = load_yaml(DEFAULT_CONFIG)
+    config["methods"]["osft"]["rank_rule"]["first_task"] = "full"
+    assert [line for line in schema_problems(config, SCHEMA) if "methods.osft" in line] == [
+        "methods.osft.rank_rule.first_task: 'full' should not be valid under {} "
+        "(moved to methods.<name>.first_task)"]

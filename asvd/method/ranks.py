@@ -204,7 +204,7 @@ def from_config(spec: Mapping, task: int, tasks: int):
     rule = RULES[name]
     position = dict(zip(POSITION, (task, tasks)))
     takes = {f.name for f in fields(rule)} - set(position)
-    params = {key: value for key, value in spec.items() if key not in {"name", "first_task"}}
+    params = {key: value for key, value in spec.items() if key != "name"}
     unknown = sorted(set(params) - takes)
     if unknown:
         raise ValueError(f"rank_rule {name!r} does not take {unknown} (it takes {sorted(takes)})")

@@ -28,6 +28,7 @@ from asvd.analysis.tables import load_runs
 from asvd.io import read_json
 from asvd.pipeline.ablations import lr_variant_of
 from asvd.pipeline.damage import check_readable
+from asvd.pipeline.layout import order_label
 from asvd.plotting import PathLike, color_map, save_figure, styled
 from asvd.train_log import TaskLog
 
@@ -161,7 +162,8 @@ def plot_method_matrices(
     """Every method's accuracy matrices on one page: rows are methods, columns orders."""
     methods, orders, matrices = _read_grid(matrix_csvs)
     side = 1.0 + 0.45 * max(len(m.columns) for m in matrices.values())
-    fig = Figure(figsize=(max(side * len(orders) + 1.4, 6.5), side * len(methods) + 0.6), layout="constrained")
+    fig = Figure(figsize=(max(side * len(orders) + 1.4, 6.5), side * len(methods) + 0.6),
+                 layout="constrained")
     axes = fig.subplots(len(methods), len(orders), squeeze=False)
     image = None
     for row, method in enumerate(methods):
@@ -277,7 +279,7 @@ def plot_aa_per_order(summary_jsons: Sequence[PathLike], out_png: PathLike, out_
         means = [math.nan if r is None else r["mean"] for r in rows]
         stds = [0.0 if r is None else r["std"] for r in rows]
         bars = ax.bar(positions + (i - (len(orders) - 1) / 2) * width, means, width, yerr=stds,
-                      capsize=3, label=f"order {order}" if str(order).isdigit() else str(order))
+                      capsize=3, label=order_label(order) if str(order).isdigit() else str(order))
         ax.bar_label(bars, labels=[_fmt(v) for v in means], padding=2, fontsize=7)
     seeds = int(stats["count"].max())
     ax.set_xticks(positions, methods, rotation=30, ha="right", rotation_mode="anchor")

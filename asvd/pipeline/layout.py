@@ -25,6 +25,11 @@ TABLE_FORMATS = ("csv", "md", "tex")
 FIGURE_FORMATS = ("png", "pdf")
 
 
+def order_label(order) -> str:
+    """How tables and figures name a task order (``order 2``)."""
+    return f"order {order}"
+
+
 @dataclass(frozen=True)
 class Layout:
     """The paths under ``root`` (``results/<experiment>``)."""

@@ -29,6 +29,7 @@ from asvd.pipeline.layout import (
     TABLE_FORMATS,
     TRAIN_LOG,
     Layout,
+    order_label,
 )
 from asvd.pipeline.study_checks import normalised_orders, reference_path
 from asvd.train.choice import candidates
@@ -239,7 +240,7 @@ class Study:
     def matrices(self, method: str) -> dict[str, str]:
         """The accuracy matrix of each order (first seed), labelled ``order N``."""
         seed = self.config["run"]["seeds"][0]
-        return {f"order {order}": f"{self.run_dir(dict(method=method, order=order, seed=seed))}/"
+        return {order_label(order): f"{self.run_dir(dict(method=method, order=order, seed=seed))}/"
                                   f"{MATRIX}" for order in self.config["run"]["orders"]}
 
     def representative_steps(self, method: str, name: str, with_base: bool) -> list[str]:
@@ -261,7 +262,7 @@ class Study:
                 for name in self.reference_runs]
 
     def reference_matrices(self) -> dict[str, dict[str, str]]:
-        return {name: {f"order {spec['order']}":
+        return {name: {order_label(spec["order"]):
                        f"{self.layout.reference.format(reference=name)}/{MATRIX}"}
                 for name, spec in self.reference_runs.items()}
 

@@ -1,7 +1,7 @@
 """The training log of one task step (``train_log.json``), as a typed record: one writer
 (:func:`asvd.train.finetune.finetune_task`) and one reader (:meth:`TaskLog.read`) for every
 stage that reads it (the frozen-rank, importance and overlap figures, the premise, the run's
-environment, tuning). Standard library only: light stages read it without torch.
+environment). Standard library only: light stages read it without torch.
 """
 
 from __future__ import annotations

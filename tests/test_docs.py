@@ -63,21 +63,22 @@ def test_cited_documents_exist():
 def _resolves(dotted: str) -> bool:
     """Whether ``asvd<dotted>`` names a package, a module or something inside a module."""
     folder = REPO / "asvd"
-    for part in dotted.strip(".").split("."):
+    parts = dotted.strip(".").split(".")
+    for index, part in enumerate(parts):
         if (folder / part).is_dir():
             folder = folder / part
-        elif (folder / f"{part}.py").is_file():
-            return True  # what follows is inside the module
+        elif (folder / f"{part}.py").is_file():  # the name after a module is defined in it
+            rest = parts[index + 1:]
+            return not rest or rest[0] in _module_names(folder / f"{part}.py")
         else:
-            return part in _package_names(folder)
+            return part in _module_names(folder / "__init__.py")
     return True
 
 
-def _package_names(folder: Path) -> set[str]:
-    """What a package's ``__init__.py`` defines, imports or lists in ``__all__``."""
-    init = folder / "__init__.py"
+def _module_names(path: Path) -> set[str]:
+    """What a module (or a package's ``__init__.py``) defines, imports or lists in ``__all__``."""
     names = set()
-    for node in ast.parse(init.read_text(encoding="utf-8")).body if init.is_file() else []:
+    for node in ast.parse(path.read_text(encoding="utf-8")).body if path.is_file() else []:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
         elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
@@ -127,7 +128,7 @@ def test_the_citation_patterns_find_what_they_should(pattern, text, found):
     (".analysis.tables.write_summary_tables", True), (".method", True), (".OrthogonalSubspace", True),
     (".tables", False), (".analysis.nothing", False), (".method.ranks.Uniform", True),
     (".train.pieces.PIECES", True), (".train.pieces.Piece", True), (".train.pieces.Nothing", False),
-    (".__version__", True),
+    (".__version__", True), (".analysis.figures.draw", False), (".train.loop.TrainSettings.lr", True),
 ])
 def test_module_paths_resolve_through_packages(dotted, exists):
     assert _resolves(dotted) == exists

@@ -80,3 +80,27 @@ def test_a_new_piece_trains_saves_and_logs_through_the_public_path(tmp_path, mon
     anchor = load_file(tmp_path / "step1" / "l2_anchor.safetensors")["embed"]
     trained = load_file(tmp_path / "step1" / "model.safetensors")["model.embed_tokens.weight"]
     assert not torch.equal(anchor, trained)  # the anchor is the start, not the result
+
+
+class SecondConstraint(pieces.Piece):
+    @classmethod
+    def applies(cls, method):
+        return True
+
+    def prepare(self, context, model):
+        self.constraint = object()  # anything but None: a second projection
+        return model
+
+
+def test_two_pieces_that_constrain_one_method_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(pieces, "PIECES", [*pieces.PIECES, SecondConstraint])
+    tokenizer = build_word_tokenizer([t for r in RECORDS for t in (r["input"], r["target"])])
+    save_checkpoint(random_llama(tokenizer, hidden_size=16, layers=1, heads=2), tokenizer,
+                    tmp_path / "base")
+    write_jsonl(tmp_path / "one.jsonl", RECORDS)
+    method = {"rank_rule": {"name": "uniform", "unfreeze": 0.5}}
+    with pytest.raises(ValueError, match="2 pieces of one method constrain its steps"):
+        finetune_task(TaskInputs(tmp_path / "base", tmp_path / "one.jsonl"), TaskPosition("one", 1, 1),
+                      method, {"epochs": 1, "batch_size": 3, "max_source_length": 16}, 0,
+                      tmp_path / "step1", tmp_path / "log.json")
+    assert not (tmp_path / "step1").exists()

@@ -202,7 +202,8 @@ def test_the_renamed_constraint_key_is_refused_pointing_to_its_new_name():
     config = load_yaml(DEFAULT_CONFIG)
     config["methods"]["asvd"]["project"] = config["methods"]["asvd"].pop("acts_on")
     assert [line for line in schema_problems(config, SCHEMA) if "methods.asvd" in line] == [
-        "methods.asvd.project: 'gradient' should not be valid under {} (renamed acts_on (gradient or update))"]
+        "methods.asvd.project: 'gradient' should not be valid under {} "
+        "(renamed acts_on (gradient or update))"]
 
 
 def test_the_variants_are_checked_with_every_other_cross_key_problem():
@@ -212,7 +213,8 @@ def test_the_variants_are_checked_with_every_other_cross_key_problem():
     config["ablations"]["method"] = "seqft"
     config["tradeoff"]["lr_scales"] = [1]
     problems = study_problems(config, REPO)
-    assert "ablations.method: 'seqft' does not use the importance rank rule (its rank_rule is None)" in problems
+    assert ("ablations.method: 'seqft' does not use the importance rank rule (its rank_rule is "
+            "None)") in problems
     assert any(line.startswith("tradeoff.lr_scales: 1 (a factor other than 1") for line in problems)
 
 
@@ -222,3 +224,12 @@ def test_first_task_inside_a_rank_rule_is_refused_pointing_to_the_method_key():
     assert [line for line in schema_problems(config, SCHEMA) if "methods.osft" in line] == [
         "methods.osft.rank_rule.first_task: 'full' should not be valid under {} "
         "(moved to methods.<name>.first_task)"]
+
+
+def test_a_tradeoff_over_an_ablation_variant_is_checked_as_the_study_builds_it():
+    from asvd.pipeline.study import Study
+
+    config = load_yaml(DEFAULT_CONFIG)
+    config["tradeoff"]["methods"] = ["asvd_trr050_block"]
+    assert study_problems(config, REPO) == []
+    assert "asvd_trr050_block_lrx2" in Study(config, REPO).tradeoff_methods

@@ -732,6 +732,3 @@ def plot_singular_spectra(
     colorbar.set_ticks(range(n_checkpoints))
     fig.suptitle("Singular value spectra across the task sequence")
     save_figure(fig, out_png, out_pdf)
-
-
-# --------------------------------------------------------------------------- constraint benchmark

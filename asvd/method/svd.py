@@ -135,9 +135,10 @@ def checkpoint_weights(checkpoint: str | Path, targets="auto") -> dict[str, torc
         return {name: where[name].get_tensor(f"{name}.weight") for name in names}
 
 
-def build_cache(checkpoint: str | Path, out: str | Path, targets="auto", device="cpu") -> dict:
-    """Compute and write the SVD cache of a checkpoint's targets on ``device``; return a short
-    summary."""
+def build_cache(checkpoint: str | Path, out: str | Path, targets="auto", device=None) -> dict:
+    """Compute and write the SVD cache of a checkpoint's targets on ``device`` (default: the
+    first GPU torch sees, else the CPU); return a short summary."""
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     weights = {name: weight.to(device) for name, weight in checkpoint_weights(checkpoint, targets).items()}
     stamp = weights_hash(weights)
     save_svd(out, compute_svd(weights), stamp)

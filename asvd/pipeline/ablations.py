@@ -50,6 +50,18 @@ def lr_variants(methods: Mapping[str, Mapping], spec: Mapping) -> dict[str, dict
     return variants
 
 
+def trr_may_be_tuned(methods: Mapping[str, Mapping], spec: Mapping, tuning: Mapping | None) -> bool:
+    """Whether tuning may move the swept method's own trr (config blocks ``ablations`` and
+    ``tuning``): then its declared point is a variant of its own, not the method itself."""
+    from asvd.train.choice import candidates
+
+    swept = spec["method"]
+    rule = (methods.get(swept) or {}).get("rank_rule") or {}
+    return (bool(tuning) and swept in tuning["methods"] and rule.get("name") == "importance"
+            and any(point["trr"] not in (None, rule.get("trr"))
+                    for point in candidates(methods[swept], tuning["grid"])))
+
+
 def retention_variants(methods: Mapping[str, Mapping], spec: Mapping,
                        keep_own_name: bool = True) -> dict[str, dict]:
     """Method configs for every (trr, granularity) of ``spec`` (config block ``ablations``).

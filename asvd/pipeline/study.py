@@ -16,7 +16,12 @@ from typing import Mapping
 
 from asvd.data.prepare import GENERAL
 from asvd.method_config import Method, declared_methods
-from asvd.pipeline.ablations import lr_variant_of, lr_variants, retention_variants
+from asvd.pipeline.ablations import (
+    lr_variant_of,
+    lr_variants,
+    retention_variants,
+    trr_may_be_tuned,
+)
 from asvd.pipeline.layout import (
     CHECKPOINT_FILES,
     DATA_FILES,
@@ -87,12 +92,8 @@ class Study:
         is a variant of its own."""
         spec = self.config["ablations"]
         swept = spec["method"]
-        rule = (self.blocks.get(swept) or {}).get("rank_rule") or {}
-        trr_tuned = (bool(self.tuning) and swept in self.tuning["methods"]
-                     and rule.get("name") == "importance"
-                     and any(point["trr"] not in (None, rule.get("trr"))
-                             for point in self.tuning_candidates(swept)))
-        variants = retention_variants(self.blocks, spec, keep_own_name=not trr_tuned)
+        variants = retention_variants(self.blocks, spec, keep_own_name=not trr_may_be_tuned(
+            self.blocks, spec, self.tuning))
         self.blocks.update(variants)
         for name in variants:
             if name != swept:

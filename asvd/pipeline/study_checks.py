@@ -12,7 +12,7 @@ from typing import Mapping
 from asvd.data.prepare import GENERAL
 from asvd.data.tasks import TASKS, TRACE_METRICS
 from asvd.method import ranks
-from asvd.pipeline.ablations import lr_variants, retention_variants
+from asvd.pipeline.ablations import lr_variants, retention_variants, trr_may_be_tuned
 
 
 def normalised_orders(orders: Mapping) -> dict[int, list[str]]:
@@ -214,13 +214,18 @@ def _reference_problems(config: Mapping, basedir: str | Path) -> list[str]:
 
 def _variant_problems(config: Mapping) -> list[str]:
     """The retention ablation's and the trade-off's method variants, built as the study builds
-    them (:mod:`asvd.pipeline.ablations`): what refuses them is named here, with the rest."""
-    builders = {"ablations": retention_variants, "tradeoff": lr_variants}
-    problems = []
-    for key, build in builders.items():
-        if config.get(key):
-            try:
-                build(config["methods"], config[key])
-            except ValueError as err:
-                problems.append(str(err))
+    them (:mod:`asvd.pipeline.ablations`, in :class:`asvd.pipeline.study.Study`'s order): what
+    refuses them is named here, with the rest."""
+    problems, methods = [], dict(config["methods"])
+    if config.get("ablations"):
+        try:
+            keep = not trr_may_be_tuned(methods, config["ablations"], config.get("tuning"))
+            methods.update(retention_variants(methods, config["ablations"], keep_own_name=keep))
+        except ValueError as err:
+            problems.append(str(err))
+    if config.get("tradeoff"):
+        try:
+            lr_variants(methods, config["tradeoff"])
+        except ValueError as err:
+            problems.append(str(err))
     return problems

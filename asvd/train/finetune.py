@@ -56,7 +56,8 @@ def _finetune_task_process(inputs: TaskInputs, position: TaskPosition, method: M
     piece's hooks at their point of the task (:class:`asvd.train.pieces.Piece`)."""
     accelerator = make_accelerator()
     pieces = assemble(method)
-    start = next((path for piece in pieces if (path := piece.start_from(inputs))), inputs.checkpoint)
+    starts = [piece.start_from(inputs) for piece in pieces]  # each piece reads what it needs
+    start = next((path for path in starts if path), inputs.checkpoint)
     model, tokenizer = load_checkpoint(start)
     model.to(accelerator.device)  # before the constraint's bases are placed beside its weights
     records = load_records(inputs.train_file)
@@ -70,7 +71,10 @@ def _finetune_task_process(inputs: TaskInputs, position: TaskPosition, method: M
         records = piece.records(context, records)
     for piece in pieces:
         model = piece.prepare(context, model)
-    constraint = next((piece.constraint for piece in pieces if piece.constraint), None)
+    constraints = [piece.constraint for piece in pieces if piece.constraint is not None]
+    if len(constraints) > 1:
+        raise ValueError(f"{len(constraints)} pieces of one method constrain its steps; one may")
+    constraint = constraints[0] if constraints else None
     trained_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     result = train(model, tokenizer, records, settings, seed, constraint=constraint,
                    desc=f"{position.task} ({position.index}/{position.count})",

@@ -5,7 +5,8 @@ import os
 import sys
 from pathlib import Path
 
-# the workflow's own light modules (validation, study, figure registry) read the config
+# the workflow's own modules read the config: validation and the study (standard library), the
+# figure registry (with its plot functions, so matplotlib)
 sys.path.insert(0, workflow.basedir)
 from asvd.analysis import figure_registry
 from asvd.pipeline.fingerprints import code_fingerprint

@@ -3,13 +3,5 @@ from asvd.pipeline.runtime import stage
 
 with stage(snakemake):
     from asvd.method.svd import build_cache
-    from asvd.pipeline.runtime import compute_device
 
-    print(
-        build_cache(
-            snakemake.input.model,
-            snakemake.output.svd,
-            snakemake.params.targets,
-            device=compute_device(),
-        )
-    )
+    print(build_cache(snakemake.input.model, snakemake.output.svd, snakemake.params.targets))

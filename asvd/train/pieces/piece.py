@@ -76,11 +76,12 @@ class TaskContext:
 class Piece:
     """One part of a method. Every hook is optional; the defaults change nothing.
 
-    Per task, in this order: :meth:`start_from` (which checkpoint to load), :meth:`records` (the
-    training set), :meth:`prepare` (the model before training; may wrap it), then training with
-    every piece's :attr:`constraint` and :meth:`loss_terms`, then :meth:`finish` (the model to
-    save), :meth:`tensors` (files the checkpoint carries) and :meth:`log` (keys of the task's
-    training log).
+    Per task, every piece's hook in turn, in this order: :meth:`start_from` (which checkpoint to
+    load; the first piece that names one decides), :meth:`records` (the training set),
+    :meth:`prepare` (the model before training; may wrap it), then training with the
+    :attr:`constraint` (of one piece at most) and every piece's :meth:`loss_terms`, then
+    :meth:`finish` (the model to save), :meth:`log` (keys of the task's training log) and
+    :meth:`tensors` (files the checkpoint carries).
     """
 
     #: the projection the training loop applies after each backward pass (one piece at most)

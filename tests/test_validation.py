@@ -233,3 +233,18 @@ def test_a_tradeoff_over_an_ablation_variant_is_checked_as_the_study_builds_it()
     config["tradeoff"]["methods"] = ["asvd_trr050_block"]
     assert study_problems(config, REPO) == []
     assert "asvd_trr050_block_lrx2" in Study(config, REPO).tradeoff_methods
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"task_symbols": 40}, "benchmark.task_symbols: 4 tasks x 40 own symbols + 24 shared need 184 "
+                           "names; there are 140"),
+    ({"task_symbols": 6}, "benchmark.task_symbols (6) must be a multiple of the number of classes (4)"),
+    ({"symbols": 144}, "benchmark.symbols must be in [2, 140], got 144"),
+    ({"general_skills": ["copy", "copy"]}, "benchmark.general_skills: ['copy', 'copy'] must be distinct"),
+], ids=["too many own symbols", "own symbols not a multiple", "too many shared", "a skill twice"])
+def test_a_synthetic_benchmark_that_cannot_be_generated_is_refused_naming_its_key(change, message):
+    """Before, found by the first data job, and too many task symbols blamed `symbols`."""
+    config = load_yaml(DEFAULT_CONFIG)
+    config["benchmark"].update(change)
+    assert [line for line in study_problems(config, REPO) if line.startswith("benchmark.")] == [
+        line for line in study_problems(config, REPO) if line.startswith(message)] != []

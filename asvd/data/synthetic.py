@@ -24,12 +24,38 @@ _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 
 
+_NAMES = [c + v for c in _CONSONANTS for v in _VOWELS] + [v + c for c in _CONSONANTS for v in _VOWELS]
+
+
 def symbol_names(count: int) -> list[str]:
     """Pronounceable one-token names: ba, be, bi, ... (up to 140)."""
-    names = [c + v for c in _CONSONANTS for v in _VOWELS] + [v + c for c in _CONSONANTS for v in _VOWELS]
-    if not 2 <= count <= len(names):
-        raise ValueError(f"benchmark.symbols must be in [2, {len(names)}], got {count}")
-    return names[:count]
+    if not 2 <= count <= len(_NAMES):
+        raise ValueError(f"benchmark.symbols must be in [2, {len(_NAMES)}], got {count}")
+    return _NAMES[:count]
+
+
+def benchmark_problems(benchmark: Mapping) -> list[str]:
+    """What makes a synthetic benchmark block impossible to generate, one line per problem
+    naming the key that causes it (checked before any job, and again by :func:`generate`)."""
+    classes, tasks = benchmark["classes"], benchmark["tasks"]
+    symbols, task_symbols = benchmark["symbols"], benchmark.get("task_symbols") or 0
+    problems = []
+    if not 2 <= symbols <= len(_NAMES):
+        problems.append(f"benchmark.symbols must be in [2, {len(_NAMES)}], got {symbols}")
+    elif symbols + task_symbols * len(tasks) > len(_NAMES):
+        problems.append(
+            f"benchmark.task_symbols: {len(tasks)} tasks x {task_symbols} own symbols + "
+            f"{symbols} shared need {symbols + task_symbols * len(tasks)} names; there are "
+            f"{len(_NAMES)}")
+    for key, count in (("symbols", symbols), ("task_symbols", task_symbols or len(classes))):
+        if count % len(classes):
+            problems.append(f"benchmark.{key} ({count}) must be a multiple of the number of "
+                            f"classes ({len(classes)})")
+    skills = list(benchmark.get("general_skills", GENERAL_SKILLS))
+    if any(skill not in KNOWN_SKILLS for skill in skills) or not skills or len(set(skills)) != len(skills):
+        problems.append(f"benchmark.general_skills: {skills} must be distinct names from "
+                        f"{list(KNOWN_SKILLS)}")
+    return problems
 
 
 def class_table(symbols: Sequence[str], classes: Sequence[str], rng: random.Random) -> dict[str, str]:
@@ -103,17 +129,13 @@ def generate(
     ``instructed`` ones the ``position`` asked). The general mixture cycles through
     ``general_skills``.
     """
-    unknown = [skill for skill in general_skills if skill not in KNOWN_SKILLS]
-    if unknown or not general_skills or len(set(general_skills)) != len(general_skills):
-        raise ValueError(f"benchmark.general_skills: {list(general_skills)} must be distinct names "
-                         f"from {list(KNOWN_SKILLS)}")
+    problems = benchmark_problems({"symbols": symbols, "task_symbols": task_symbols,
+                                   "classes": classes, "tasks": tasks,
+                                   "general_skills": general_skills})
+    if problems:
+        raise ValueError("; ".join(problems))
     pool = symbol_names(symbols + task_symbols * len(tasks))
     names = pool[:symbols]
-    for key, count in (("symbols", symbols), ("task_symbols", task_symbols or len(classes))):
-        if count % len(classes):
-            raise ValueError(
-                f"benchmark.{key} ({count}) must be a multiple of the number of classes ({len(classes)})"
-            )
     out = {"classes": list(classes), "tasks": {}}
     for index, task in enumerate(tasks):
         own = pool[symbols + index * task_symbols: symbols + (index + 1) * task_symbols] or names

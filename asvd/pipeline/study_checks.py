@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
+from asvd.data import synthetic
 from asvd.data.prepare import GENERAL
 from asvd.data.tasks import TASKS, TRACE_METRICS
 from asvd.method import ranks
@@ -177,6 +178,8 @@ def _base_and_data_problems(config: Mapping, orders: Mapping, tasks: list[str]) 
         )
     if config["benchmark"]["name"] != "synthetic":
         problems += _real_benchmark_problems(config, orders, tasks)
+    else:
+        problems += synthetic.benchmark_problems(config["benchmark"])
     if config["benchmark"].get("general") and config["benchmark"]["name"] not in (
         "olora",
         "hub",

@@ -8,6 +8,7 @@ same point of a task, in the registry's order, and knows none of them by name.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -73,7 +74,7 @@ class TaskContext:
     earlier: Mapping[str, Sequence[Mapping]]
 
 
-class Piece:
+class Piece(ABC):
     """One part of a method. Every hook is optional; the defaults change nothing.
 
     Per task, every piece's hook in turn, in this order: :meth:`start_from` (which checkpoint to
@@ -91,9 +92,9 @@ class Piece:
         self.method = method
 
     @classmethod
+    @abstractmethod
     def applies(cls, method: Method) -> bool:
-        """Whether ``method`` has this piece."""
-        raise NotImplementedError
+        """Whether ``method`` has this piece (every piece says)."""
 
     def start_from(self, inputs: TaskInputs) -> str | Path | None:
         """A checkpoint to load instead of ``inputs.checkpoint`` (None: that one)."""

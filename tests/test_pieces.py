@@ -64,15 +64,20 @@ class L2ToStart(pieces.Piece):
         return {"l2_calls": self.calls}
 
 
-def test_a_new_piece_trains_saves_and_logs_through_the_public_path(tmp_path, monkeypatch):
-    monkeypatch.setattr(pieces, "PIECES", [*pieces.PIECES, L2ToStart])
+@pytest.fixture
+def first_task(tmp_path):
+    """A tiny base checkpoint and one task's records: the inputs of a first training step."""
     tokenizer = build_word_tokenizer([t for r in RECORDS for t in (r["input"], r["target"])])
     save_checkpoint(random_llama(tokenizer, hidden_size=16, layers=1, heads=2), tokenizer,
                     tmp_path / "base")
     write_jsonl(tmp_path / "one.jsonl", RECORDS)
+    return TaskInputs(tmp_path / "base", tmp_path / "one.jsonl")
+
+
+def test_a_new_piece_trains_saves_and_logs_through_the_public_path(tmp_path, monkeypatch, first_task):
+    monkeypatch.setattr(pieces, "PIECES", [*pieces.PIECES, L2ToStart])
     settings = {"epochs": 2, "batch_size": 3, "lr": 1e-2, "max_source_length": 16}
-    log = finetune_task(TaskInputs(tmp_path / "base", tmp_path / "one.jsonl"),
-                        TaskPosition("one", 1, 1), {"rank_rule": None}, settings, 0,
+    log = finetune_task(first_task, TaskPosition("one", 1, 1), {"rank_rule": None}, settings, 0,
                         tmp_path / "step1", tmp_path / "log.json")
     assert log["l2_calls"] == 2 and read_json(tmp_path / "log.json")["l2_calls"] == 2
     # the term joined the loss (logged per step apart from the task loss): zero at the anchor
@@ -92,15 +97,11 @@ class SecondConstraint(pieces.Piece):
         return model
 
 
-def test_two_pieces_that_constrain_one_method_are_refused(tmp_path, monkeypatch):
+def test_two_pieces_that_constrain_one_method_are_refused(tmp_path, monkeypatch, first_task):
     monkeypatch.setattr(pieces, "PIECES", [*pieces.PIECES, SecondConstraint])
-    tokenizer = build_word_tokenizer([t for r in RECORDS for t in (r["input"], r["target"])])
-    save_checkpoint(random_llama(tokenizer, hidden_size=16, layers=1, heads=2), tokenizer,
-                    tmp_path / "base")
-    write_jsonl(tmp_path / "one.jsonl", RECORDS)
     method = {"rank_rule": {"name": "uniform", "unfreeze": 0.5}}
     with pytest.raises(ValueError, match="2 pieces of one method constrain its steps"):
-        finetune_task(TaskInputs(tmp_path / "base", tmp_path / "one.jsonl"), TaskPosition("one", 1, 1),
-                      method, {"epochs": 1, "batch_size": 3, "max_source_length": 16}, 0,
+        finetune_task(first_task, TaskPosition("one", 1, 1), method,
+                      {"epochs": 1, "batch_size": 3, "max_source_length": 16}, 0,
                       tmp_path / "step1", tmp_path / "log.json")
     assert not (tmp_path / "step1").exists()

@@ -111,3 +111,24 @@ def test_readers_refuse_a_damaged_file_naming_it(tmp_path):
     cache.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
     with pytest.raises(ValueError, match=f"{cache}: .*run the workflow again"):
         check_readable(cache)
+
+
+def test_the_sweep_never_follows_a_link_nor_touches_what_the_study_does_not_own(tmp_path):
+    """A user's folder linked inside results/ and a file the study does not declare keep their
+    names, even damaged; only a declared output is moved aside."""
+    root = tmp_path / "results" / "study"
+    step = root / "seqft" / "order1" / "seed0" / "step1"
+    files = whole_files(step)
+    files["svd.safetensors"].write_bytes(files["svd.safetensors"].read_bytes()[:-10])
+    mine = tmp_path / "my_runs"
+    (mine / "model").mkdir(parents=True)
+    (mine / "summary.json").write_text("{cut")  # damaged by the sweep's measure
+    (root / "linked").symlink_to(mine, target_is_directory=True)
+    (root / "notes.json").write_text("{cut")  # the user's, not declared
+    owned = {str(step / "svd.safetensors"), str(step / "model")}
+    moved = sweep(root, owned=owned)
+    assert [path for path, _ in moved] == [str(step / "svd.safetensors")]
+    assert sorted(p.name for p in mine.iterdir()) == ["model", "summary.json"]
+    assert (root / "notes.json").exists() and (root / "linked").is_symlink()
+    sweep(root)  # without a declared set every result is checked, but still no link followed
+    assert sorted(p.name for p in mine.iterdir()) == ["model", "summary.json"]

@@ -171,6 +171,27 @@ def is_constrained(config: dict, method: str) -> bool:
 # --------------------------------------------------------------------------- dry runs
 
 
+def test_a_dry_run_touches_nothing_the_study_does_not_own(tmp_path):
+    """A user's folder linked inside results/<experiment>/ and a file of theirs beside the
+    study's results keep their names and bytes through a dry run, even where they look damaged;
+    the study's own damaged output is moved aside."""
+    results = tmp_path / "results" / "tiny"
+    theirs = tmp_path / "elsewhere"
+    (theirs / "model").mkdir(parents=True)
+    (theirs / "summary.json").write_text("{cut")
+    results.mkdir(parents=True)
+    (results / "mine").symlink_to(theirs, target_is_directory=True)
+    (results / "notes.json").write_text("")
+    ours = results / "data" / "alpha" / "stats.json"
+    ours.parent.mkdir(parents=True)
+    ours.write_text("{cut")
+    result = run_snakemake(tmp_path, "-n", configfiles=[TEST_CONFIGS / "tiny.yaml"])
+    assert sorted(p.name for p in theirs.iterdir()) == ["model", "summary.json"]
+    assert (results / "notes.json").read_text() == "" and (results / "mine").is_symlink()
+    assert not ours.exists() and (ours.parent / "stats.json.corrupt-1").exists()
+    assert f"damaged result: {ours.relative_to(tmp_path)}" in result.stderr
+
+
 @pytest.mark.parametrize("config_name", sorted(CONFIGS))
 @pytest.mark.parametrize("target", [*TARGETS, None])
 def test_dry_run_of_every_public_target(tmp_path, config_name, target):

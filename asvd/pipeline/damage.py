@@ -18,7 +18,7 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 from asvd.io import CHECKSUMS, move_aside
 
@@ -137,10 +137,13 @@ def damage(path: str | os.PathLike) -> str | None:
 
 def _results(folder: Path, top: bool = True):
     """Every result under ``folder``: checkpoint directories whole, other files one by one;
-    temporaries (dot names), what was already moved aside and the top-level NOT_SWEPT folders
-    are skipped."""
+    temporaries (dot names), what was already moved aside, the top-level NOT_SWEPT folders and
+    symbolic links (a link leads out of the study: what is behind it is not its to move) are
+    skipped."""
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or ".corrupt-" in entry.name or (top and entry.name in NOT_SWEPT):
+            continue
+        if entry.is_symlink():
             continue
         if entry.name == CHECKPOINT_DIR or not entry.is_dir():
             yield entry
@@ -148,14 +151,17 @@ def _results(folder: Path, top: bool = True):
             yield from _results(entry, top=False)
 
 
-def sweep(root: str | os.PathLike) -> list[tuple[str, str]]:
+def sweep(root: str | os.PathLike, owned: Collection[str] | None = None) -> list[tuple[str, str]]:
     """Move every damaged result under an experiment's folder ``root`` aside; per result moved,
-    its path and a line saying what, why and where to."""
+    its path and a line saying what, why and where to. With ``owned`` (the study's declared
+    outputs, as paths under ``root``) nothing else is checked or moved."""
     root = Path(root)
     if not root.is_dir():
         return []
     moved = []
     for path in _results(root):
+        if owned is not None and str(path) not in owned:
+            continue
         reason = damage(path)
         if reason is not None:
             aside = move_aside(path)

@@ -381,8 +381,8 @@ class Study:
         return self.table_outputs(scope) + figure_outputs(self, scope)
 
     def study_outputs(self) -> set[str]:
-        """Every result a public target of this study can make (damaged ones outside it, left
-        by another config, are moved aside but not rebuilt)."""
+        """Every result a public target of this study can make: all the damage sweep may
+        check or move (:func:`asvd.pipeline.damage.sweep`)."""
         methods = list(dict.fromkeys(self.declared + self.ablation_methods + self.tradeoff_methods))
         runs = self.all_runs(methods)
         scopes = [scope for scope in self.scopes.values()

@@ -52,14 +52,15 @@ PATHS = STUDY.layout
 RESULTS, BASE, LOGS, BENCH = PATHS.root, PATHS.base, PATHS.logs, PATHS.benchmarks
 RUN, STEP = PATHS.run, PATHS.step
 
-# Damaged results (truncated, emptied, a checkpoint without its checksum file, a file where a
-# directory belongs) are moved aside before the DAG is built; rebuilt_results() makes them
-# targets of this run.
+# Damaged results of this study (truncated, emptied, a checkpoint without its checksum file, a
+# file where a directory belongs) are moved aside before the DAG is built; rebuilt_results()
+# makes them targets of this run. Nothing the study does not declare is checked or moved, and
+# no link is followed.
 DAMAGED = []
 if workflow.is_main_process:
     from asvd.pipeline.damage import sweep
 
-    for _path, _line in sweep(RESULTS):
+    for _path, _line in sweep(RESULTS, owned=STUDY.study_outputs()):
         print(f"damaged result: {_line}", file=sys.stderr)
         DAMAGED.append(_path)
 
@@ -81,11 +82,10 @@ def code_version(script):
 
 
 def rebuilt_results():
-    """The damaged results moved aside at this start that this study makes: extra inputs of
+    """The damaged results moved aside at this start (all of them the study's): extra inputs of
     every public target, so they are rebuilt (a missing intermediate alone would not make
     Snakemake rerun anything) and, being newer, rebuild what was made from them."""
-    known = STUDY.study_outputs() if DAMAGED else set()
-    return [path for path in DAMAGED if path in known]
+    return DAMAGED
 
 
 def figure_files(scope):

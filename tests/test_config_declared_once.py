@@ -1,20 +1,23 @@
 """Each config key is declared once, in code, and the schema and config/README.md agree with it:
 a key added to a method, the train block or a rank rule without its schema entry and its row in
-config/README.md (or the other way round) fails here."""
+config/README.md (or the other way round) fails here. A piece's own key (asvd/train/pieces/
+keys.yaml) carries its documentation with its schema."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 
-import yaml
+import pytest
 
 from asvd.method import ranks
-from asvd.method_config import Method
+from asvd.method_config import PIECE_KEYS, Method
+from asvd.pipeline.validation import load_schema
+from asvd.train import pieces
 from asvd.train.loop import TrainSettings
 from conftest import REPO
 
-SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
 README = (REPO / "config" / "README.md").read_text(encoding="utf-8")
 RENAMED = {"project"}  # earlier names the schema refuses with a pointer to the new one
 MOVED = {"first_task"}  # rank-rule keys that moved to the method
@@ -34,7 +37,20 @@ def documented() -> set[str]:
 
 def test_a_method_block_is_the_method_object():
     schema = set(SCHEMA["properties"]["methods"]["additionalProperties"]["properties"])
-    assert schema - RENAMED == field_names(Method)
+    assert schema - RENAMED == field_names(Method) - {"pieces"} | set(PIECE_KEYS)
+
+
+def test_every_piece_key_is_read_by_one_piece():
+    keys = [piece.key for piece in pieces.PIECES if piece.key]
+    assert sorted(keys) == sorted(PIECE_KEYS)
+
+
+@pytest.mark.parametrize("key", sorted(PIECE_KEYS))
+def test_a_piece_key_documents_itself_and_each_of_its_keys(key):
+    schema = PIECE_KEYS[key]["schema"]
+    assert len(schema["description"]) > 40
+    assert [name for name in schema["properties"] if name not in schema["description"]] == []
+    assert set(PIECE_KEYS[key]) <= {"schema", "reads_earlier_tasks", "whole_model_copy"}
 
 
 def test_a_train_block_is_the_training_settings():
@@ -65,7 +81,7 @@ def test_every_key_has_its_row_in_config_readme():
         children = spec.get("properties") if isinstance(spec, dict) else None
         keys += [f"{key}.{child}" for child in children] if children else [key]
     method_keys = set(SCHEMA["properties"]["methods"]["additionalProperties"]["properties"])
-    keys += [f"methods.<name>.{key}" for key in sorted(method_keys - RENAMED)]
+    keys += [f"methods.<name>.{key}" for key in sorted(method_keys - RENAMED - set(PIECE_KEYS))]
     keys += [f"train.{key}" for key in SCHEMA["$defs"]["train"]["properties"]]
     assert [key for key in keys if not has_row(key, rows)] == []
 

@@ -36,10 +36,18 @@ def _sources() -> list[Path]:
 SOURCES = _sources()
 
 
+# a worked example's diff: the lines it adds name what the example creates, not what exists
+DIFF_BLOCK = re.compile(r"^```diff\n.*?^```$", re.M | re.S)
+
+
+def _without_added_lines(diff: re.Match) -> str:
+    return "\n".join(line for line in diff.group(0).splitlines() if not line.startswith("+"))
+
+
 def _citations(pattern: re.Pattern) -> list[tuple[str, str]]:
     cited = []
     for path in SOURCES:
-        text = path.read_text(errors="replace")
+        text = DIFF_BLOCK.sub(_without_added_lines, path.read_text(errors="replace"))
         cited += [(str(path.relative_to(REPO)), match.group(1)) for match in pattern.finditer(text)]
     return cited
 

@@ -23,6 +23,14 @@ def test_unknown_keys_and_schedules_are_named():
         Method.from_config({"rank_rule": None, "schedule": "shuffled"}, "mine")
 
 
+def test_a_piece_key_is_read_by_its_name_and_only_a_declared_one():
+    method = Method.from_config({"rank_rule": None, "replay": {"ratio": 0.5}, "ewc": None})
+    assert method.piece("replay") == {"ratio": 0.5} and method.piece("ewc") is None
+    assert method.pieces == {"replay": {"ratio": 0.5}}  # a null block is no piece
+    with pytest.raises(KeyError, match="'replays' is no piece's key"):
+        method.piece("replays")
+
+
 def test_first_task_full_trains_task_one_without_the_constraint():
     rule = {"name": "uniform", "unfreeze": 0.5}
     full = Method.from_config({"rank_rule": rule, "first_task": "full"})

@@ -17,12 +17,17 @@ from transformers import (
 )
 
 from asvd.pipeline.study_checks import study_problems
-from asvd.pipeline.validation import coerce_command_line_values, config_error, schema_problems
+from asvd.pipeline.validation import (
+    coerce_command_line_values,
+    config_error,
+    load_schema,
+    schema_problems,
+)
 from asvd.train.models import check_lengths, position_limit
 from conftest import DEFAULT_CONFIG, REPO, load_yaml
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
-SCHEMA_DOC = load_yaml(SCHEMA)
+SCHEMA_DOC = load_schema(SCHEMA)
 
 
 def test_nested_command_line_strings_become_the_schemas_types():

@@ -14,6 +14,8 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
+from asvd.method_config import PIECE_KEYS, PIECE_KEYS_FILE
+
 
 def _whole_pattern(validator, pattern: str, instance: Any, schema: Mapping):
     """``pattern``, with a final ``$`` meaning the end of the string: under ``re.search`` (JSON
@@ -34,6 +36,18 @@ def _is_integer(checker, instance: Any) -> bool:
 _Validator = validators.extend(
     Draft202012Validator, {"pattern": _whole_pattern},
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
+
+
+def load_schema(path: str | Path) -> dict:
+    """The workflow's schema at ``path`` with every piece's own key (``asvd/train/pieces/keys.yaml``)
+    among a method block's keys: each key declared once, beside the code that reads it."""
+    schema = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    method_keys = schema["properties"]["methods"]["additionalProperties"]["properties"]
+    clashes = sorted(set(method_keys) & set(PIECE_KEYS))
+    if clashes:
+        raise ValueError(f"{path}: method keys {clashes} are declared again in {PIECE_KEYS_FILE}")
+    method_keys.update({key: declared["schema"] for key, declared in PIECE_KEYS.items()})
+    return schema
 
 
 def key_path(error: ValidationError) -> str:
@@ -89,7 +103,7 @@ def coerce_command_line_values(config: dict, schema: str | Path | Mapping) -> No
     Snakemake reads a nested ``--config 'train={batch_size: 8}'`` value as YAML with every
     scalar a string; a string where the schema allows no string is read as the type it allows.
     """
-    root = yaml.safe_load(Path(schema).read_text()) if not isinstance(schema, Mapping) else schema
+    root = schema if isinstance(schema, Mapping) else load_schema(schema)
 
     def walk(value: Any, schema: Mapping) -> Any:
         alternatives = _alternatives(schema, root)
@@ -117,7 +131,7 @@ def schema_problems(config: Mapping[str, Any], schema: str | Path | Mapping) -> 
     specific violation inside it (``methods.asvd.rank_rule.mrr: 1.5 is greater than ...``).
     """
     if not isinstance(schema, Mapping):
-        schema = yaml.safe_load(Path(schema).read_text())
+        schema = load_schema(schema)
     validator = _Validator(schema)
     problems = []
     for error in sorted(validator.iter_errors(dict(config)), key=lambda e: [str(p) for p in e.absolute_path]):

@@ -1,9 +1,9 @@
 """Every part a method can be built from, in the order a task applies them.
 
 A method config block (:class:`asvd.method_config.Method`) selects pieces by its keys; each piece
-implements the hooks of :class:`~asvd.train.pieces.piece.Piece`. Adding a baseline is a piece
-module here (its torch core may live in :mod:`asvd.baselines`), its entry in ``PIECES``, the
-``Method`` field and schema block of its config key (docs/architecture.md §3 has a worked example).
+implements the hooks of :class:`~asvd.train.pieces.piece.Piece`. Adding a baseline touches this
+folder alone: a piece module (its torch core may live in :mod:`asvd.baselines`), its entry in
+``PIECES`` and its config key's schema in ``keys.yaml`` (docs/architecture.md §3, worked example).
 """
 
 from __future__ import annotations

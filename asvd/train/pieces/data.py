@@ -26,11 +26,12 @@ class Replay(Piece):
     """A seeded memory of each earlier task, a share of it mixed into the new task's set
     (:mod:`asvd.baselines.replay`)."""
 
+    key = "replay"
+
     @classmethod
     def applies(cls, method: Method) -> bool:
-        return bool(method.replay) and method.schedule != "joint"
+        return super().applies(method) and method.schedule != "joint"
 
     def records(self, context: TaskContext, records: list[Mapping]) -> list[Mapping]:
-        spec = context.method.replay
-        return replay_mix(records, context.earlier, spec["ratio"], spec.get("buffer_per_task"),
+        return replay_mix(records, context.earlier, self.spec["ratio"], self.spec.get("buffer_per_task"),
                           context.seed, context.position.index)

@@ -20,7 +20,6 @@ from asvd.baselines.lora import (
 )
 from asvd.io import verify_checksums
 from asvd.method.targets import find_targets
-from asvd.method_config import Method
 from asvd.train.pieces.piece import Piece, TaskContext, TaskInputs
 
 
@@ -28,9 +27,7 @@ class LoRA(Piece):
     """A fresh adapter per task (IncLoRA, O-LoRA) or one shared through all tasks (SeqLoRA);
     only the adapter trains."""
 
-    @classmethod
-    def applies(cls, method: Method) -> bool:
-        return bool(method.lora)
+    key = "lora"
 
     def start_from(self, inputs: TaskInputs) -> str | Path | None:
         """A shared adapter (SeqLoRA) with a state so far is attached again to the base model's
@@ -43,24 +40,23 @@ class LoRA(Piece):
         return None
 
     def prepare(self, context: TaskContext, model: torch.nn.Module) -> torch.nn.Module:
-        spec = context.method.lora
-        self.targets = list(find_targets(model, spec.get("target_modules", "auto")))
-        model = attach_lora(model, spec, self.targets,
+        self.targets = list(find_targets(model, self.spec.get("target_modules", "auto")))
+        model = attach_lora(model, self.spec, self.targets,
                             adapter_seed(context.seed, context.position.index),
                             self.state if self.continues else None)
         self.layers = lora_layers(model, self.targets)
         self.penalty = None
-        if spec.get("orthogonal"):
+        if self.spec.get("orthogonal"):
             old_a = {name: self.state[f"{name}.A"] for name in self.targets
                      if f"{name}.A" in self.state}
-            self.penalty = OrthogonalLoRA(self.layers, old_a, **spec["orthogonal"])
+            self.penalty = OrthogonalLoRA(self.layers, old_a, **self.spec["orthogonal"])
         return model
 
     def loss_terms(self) -> list[Callable]:
         return [self.penalty] if self.penalty else []
 
     def finish(self, context: TaskContext, model: torch.nn.Module) -> torch.nn.Module:
-        self.next_state = next_state(self.layers, self.state, context.method.lora["per_task"])
+        self.next_state = next_state(self.layers, self.state, self.spec["per_task"])
         return model.merge_and_unload()
 
     def tensors(self) -> dict[str, Mapping[str, torch.Tensor]]:

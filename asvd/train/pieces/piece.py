@@ -8,7 +8,6 @@ same point of a task, in the registry's order, and knows none of them by name.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -74,7 +73,7 @@ class TaskContext:
     earlier: Mapping[str, Sequence[Mapping]]
 
 
-class Piece(ABC):
+class Piece:
     """One part of a method. Every hook is optional; the defaults change nothing.
 
     Per task, every piece's hook in turn, in this order: :meth:`start_from` (which checkpoint to
@@ -85,16 +84,22 @@ class Piece(ABC):
     :meth:`tensors` (files the checkpoint carries).
     """
 
+    #: the key of ``asvd/train/pieces/keys.yaml`` whose block selects this piece (None: the
+    #: piece reads the method's core keys and says itself which methods have it)
+    key: str | None = None
     #: the projection the training loop applies after each backward pass (one piece at most)
     constraint = None
 
     def __init__(self, method: Method):
         self.method = method
+        self.spec = method.piece(self.key) if self.key else None  # its config block
 
     @classmethod
-    @abstractmethod
     def applies(cls, method: Method) -> bool:
-        """Whether ``method`` has this piece (every piece says)."""
+        """Whether ``method`` has this piece: by default, whether it sets the piece's key."""
+        if cls.key is None:
+            raise NotImplementedError(f"{cls.__name__} has no key: it must say which methods have it")
+        return method.piece(cls.key) is not None
 
     def start_from(self, inputs: TaskInputs) -> str | Path | None:
         """A checkpoint to load instead of ``inputs.checkpoint`` (None: that one)."""

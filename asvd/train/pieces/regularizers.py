@@ -15,7 +15,6 @@ from asvd.baselines.regularizers import (
     online_fisher,
     read_fisher,
 )
-from asvd.method_config import Method
 from asvd.train.loop import sample_batches
 from asvd.train.pieces.piece import Piece, TaskContext
 
@@ -24,19 +23,16 @@ class EWC(Piece):
     """Online EWC: the Fisher accumulated over every earlier task, continuing the one the task's
     starting checkpoint carries, measured on the previous task's samples."""
 
-    @classmethod
-    def applies(cls, method: Method) -> bool:
-        return bool(method.ewc)
+    key = "ewc"
 
     def prepare(self, context: TaskContext, model: torch.nn.Module) -> torch.nn.Module:
         self.penalty, self.fisher = None, None
         if context.position.index > 1:
-            spec = context.method.ewc
             batches = sample_batches(model, context.tokenizer, context.previous_records,
-                                     context.settings, spec["fisher_samples"], context.seed)
+                                     context.settings, self.spec["fisher_samples"], context.seed)
             self.fisher = online_fisher(read_fisher(context.inputs.checkpoint),
-                                        fisher_diagonal(model, batches), spec.get("decay", 1.0))
-            self.penalty = EWCPenalty(model, self.fisher, spec["strength"])
+                                        fisher_diagonal(model, batches), self.spec.get("decay", 1.0))
+            self.penalty = EWCPenalty(model, self.fisher, self.spec["strength"])
         return model
 
     def loss_terms(self) -> list[Callable]:
@@ -49,13 +45,10 @@ class EWC(Piece):
 class LwF(Piece):
     """Learning without forgetting: distillation from a frozen copy of the starting model."""
 
-    @classmethod
-    def applies(cls, method: Method) -> bool:
-        return bool(method.lwf)
+    key = "lwf"
 
     def prepare(self, context: TaskContext, model: torch.nn.Module) -> torch.nn.Module:
-        spec = context.method.lwf
-        self.penalty = (DistillationLoss(model, spec["strength"], spec["temperature"])
+        self.penalty = (DistillationLoss(model, self.spec["strength"], self.spec["temperature"])
                         if context.position.index > 1 else None)
         return model
 

@@ -121,6 +121,48 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], Any]) -> Any
     return json.loads(record.read_text())
 
 
+# A small prepared study, the inputs of every stage called directly: two synthetic tasks, the
+# general mixture and a BART base trained on it.
+STAGE_BENCHMARK = {
+    "name": "synthetic",
+    "symbols": 8,
+    "classes": ["red", "blue"],
+    "length": 4,
+    "tasks": [{"name": "alpha", "position": "first"}, {"name": "beta", "position": "last"}],
+    "train_per_task": 64,
+    "test_per_task": 16,
+    "general_train": 96,
+    "general_test": 16,
+}
+STAGE_ARCHITECTURE = {
+    "d_model": 16, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2, "encoder_ffn_dim": 32, "decoder_ffn_dim": 32,
+    "max_position_embeddings": 32, "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0,
+}
+STAGE_TRAIN = {"epochs": 2, "batch_size": 16, "lr": 3e-3, "weight_decay": 0.1}
+STAGE_ASVD = {"rank_rule": {"name": "importance", "mrr": 0.1, "trr": 0.8, "samples": 8},
+              "projection": "two_sided", "target_modules": "auto", "train_other_params": True}
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory):
+    """``(root, files)``: the prepared study's folder (the base under ``base/model``) and each
+    task's ``{"train", "test"}`` files, built once per test process."""
+    from asvd.data import prepare
+    from asvd.train.base import train_base_model
+
+    root = tmp_path_factory.mktemp("stages")
+    files = {}
+    for task in ["alpha", "beta", prepare.GENERAL]:
+        files[task] = {split: root / "data" / task / f"{split}.jsonl" for split in ("train", "test")}
+        prepare.prepare_task(STAGE_BENCHMARK, task, "seed", 0, files[task]["train"], files[task]["test"])
+    vocabulary = [path for splits in files.values() for path in splits.values()]
+    train_base_model(files[prepare.GENERAL]["train"], vocabulary, "bart", STAGE_ARCHITECTURE,
+                     {"epochs": 1, "batch_size": 32, "lr": 1e-3}, 0, root / "base" / "model",
+                     root / "base" / "train_log.json")
+    return root, files
+
+
 def random_llama(tokenizer, hidden_size: int = 32, layers: int = 2, heads: int = 4):
     """A tiny randomly initialised LLaMA (seed 0) over ``tokenizer``'s vocabulary."""
     import torch

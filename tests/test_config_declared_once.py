@@ -1,7 +1,7 @@
 """Each config key is declared once, in code, and the schema and config/README.md agree with it:
 a key added to a method, the train block or a rank rule without its schema entry and its row in
 config/README.md (or the other way round) fails here. A piece's own key (asvd/train/pieces/
-keys.yaml) carries its documentation with its schema."""
+keys.yaml, read by asvd.train.pieces) carries its documentation with its schema."""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
-"""asvd.train.models: the word tokenizer, and loading checkpoints that are missing or unusable."""
+"""asvd.train.models and base: the word tokenizer, loading checkpoints that are missing or unusable,
+and a base model trained or fetched that loads as any Hugging Face checkpoint."""
 
 import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForSeq2SeqLM
 
 from asvd.train.models import build_word_tokenizer
 
@@ -37,3 +41,22 @@ def test_a_tokenizer_without_the_needed_special_tokens_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"model: the tokenizer has no eos_token .*; no pad_token and no "
                                          r"eos_token to pad with \(its special tokens: \{'unk_token'"):
         load_checkpoint(tmp_path / "model")
+
+
+def test_base_checkpoint_loads_with_from_pretrained(prepared):
+    root, _ = prepared
+    model = AutoModelForSeq2SeqLM.from_pretrained(root / "base" / "model")
+    assert (root / "base" / "model" / "model.safetensors").exists()
+    assert model.config.model_type == "bart"
+
+
+def test_fetch_base_model_loads_by_name_from_a_local_directory(tmp_path, prepared):
+    """The real-model path (a hub id for users with network) exercised on local files."""
+    from asvd.train.base import fetch_base_model
+
+    root, _ = prepared
+    result = fetch_base_model(str(root / "base" / "model"), tmp_path / "model", tmp_path / "log.json")
+    assert result["model_type"] == "bart" and result["parameters"] > 0
+    a = load_file(root / "base" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,10 +1,11 @@
 """Tuning on the first task (asvd/train/tuning.py), called directly on data the tests make."""
 
 import pytest
-from test_stages import ASVD, TRAIN, prepared  # noqa: F401  (the fixture: a base and its data)
 
 from asvd.io import read_json
 from asvd.train import choice, tuning
+from conftest import STAGE_ASVD as ASVD
+from conftest import STAGE_TRAIN as TRAIN
 
 EVALUATION = {"batch_size": 32, "max_new_tokens": 4, "max_source_length": 64}
 
@@ -52,7 +53,7 @@ def test_the_validation_share_is_seeded_disjoint_and_never_empty():
         tuning.validation_split(records[:1], 0.5, 0)
 
 
-def test_tuning_trains_every_candidate_scores_it_and_records_the_choice(prepared, tmp_path):  # noqa: F811
+def test_tuning_trains_every_candidate_scores_it_and_records_the_choice(prepared, tmp_path):
     root, files = prepared
     out = tmp_path / "tuning" / "asvd" / "order1.json"
     stale = out.parent / f".{out.name}.killed.work"
@@ -77,7 +78,7 @@ def test_a_file_without_a_choice_is_refused_naming_it(tmp_path):
         choice.read_choice(path)
 
 
-def test_lr_scale_multiplies_the_learning_rate_exactly(prepared, tmp_path):  # noqa: F811
+def test_lr_scale_multiplies_the_learning_rate_exactly(prepared, tmp_path):
     """A trade-off variant (lr_scale 2) trains as its method with twice the lr, bit for bit."""
     from safetensors.torch import load_file
 

@@ -87,7 +87,7 @@ def test_inputs_are_shaped_as_the_plot_functions_take_them():
     assert figure_inputs(study, "study", "accuracy_matrices") == {"asvd": matrices}
     runs = figure_inputs(study, "study", "subspace_overlap")["asvd"]
     assert len(runs["svd_caches"]) == len(runs["train_logs"]) == 4
-    assert runs["svd_caches"][0] == "results/default/base/svd.safetensors"
+    assert runs["svd_caches"][0] == f"results/default/base/{study.svd_cache('asvd')}"
     assert len(flat_files(runs)) == 8
     spectra = figure_inputs(study, "study", "singular_spectra")["asvd"]
     assert len(spectra) == 5  # the base, then each step

@@ -58,3 +58,63 @@ def test_the_environment_names_versions_threads_cpu_and_gpu(tmp_path):
     table = environment_table(summaries)
     assert table["runs"].tolist() == [2] and table["torch_threads"].tolist() == [1]
     assert table["torch"].tolist() == [env["packages"]["torch"]]
+
+
+def _wait_for(condition, seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_job_ends_when_the_snakemake_that_started_it_is_killed(tmp_path):
+    """A stand-in Snakemake starts a job through a shell (as Snakemake does), the job starts a
+    worker of its own; SIGKILL reaches the stand-in alone: the job and its worker end within
+    seconds instead of writing on beside the rerun the user starts next."""
+    import signal
+
+    import psutil
+
+    job = tmp_path / "job.py"
+    job.write_text(
+        "import subprocess, sys, time\n"
+        "from asvd.pipeline.runtime import die_with_snakemake\n"
+        "die_with_snakemake(interval=0.05)\n"
+        "worker = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        f"open({str(tmp_path / 'pids')!r}, 'w').write(f'{{__import__(\"os\").getpid()}} {{worker.pid}}')\n"
+        "time.sleep(120)\n")
+    stand_in = tmp_path / "snakemake"  # its command line names snakemake, as the real one's does
+    stand_in.write_text("import subprocess, sys, time\n"
+                        f"subprocess.Popen(['bash', '-c', f'{{sys.executable}} {job}; true'])\n"
+                        "time.sleep(120)\n")
+    snakemake = subprocess.Popen([sys.executable, str(stand_in)], start_new_session=True,
+                                 env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert _wait_for(lambda: (tmp_path / "pids").is_file() and (tmp_path / "pids").read_text(), 60)
+        pids = [int(pid) for pid in (tmp_path / "pids").read_text().split()]
+        assert all(psutil.pid_exists(pid) for pid in pids)
+        os.kill(snakemake.pid, signal.SIGKILL)
+        snakemake.wait()
+
+        def ended(pid: int) -> bool:
+            try:
+                return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+
+        assert _wait_for(lambda: all(ended(pid) for pid in pids), 15), pids
+    finally:
+        os.killpg(snakemake.pid, signal.SIGKILL)
+
+
+def test_a_stage_outside_snakemake_starts_no_watch():
+    import threading
+
+    from asvd.pipeline.runtime import die_with_snakemake
+
+    die_with_snakemake()
+    assert "die-with-snakemake" not in {thread.name for thread in threading.enumerate()}

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from asvd.pipeline.layout import Layout
+from asvd.pipeline.layout import Layout, svd_cache_name
 from asvd.pipeline.study import Study
 from conftest import DEFAULT_CONFIG, REPO, load_yaml
 
@@ -43,7 +43,8 @@ def test_each_task_starts_where_its_method_says(study):
     assert study.previous_checkpoint(step("asvd", 1)) == base
     assert study.previous_checkpoint(step("asvd", 3)) == "results/default/asvd/order1/seed0/step2/model"
     assert study.previous_checkpoint(step("pertask", 3)) == base  # schedule per_task
-    assert study.previous_svd(step("asvd", 3)) == "results/default/asvd/order1/seed0/step2/svd.safetensors"
+    asvd_cache = svd_cache_name(study.blocks["asvd"]["target_modules"])
+    assert study.previous_svd(step("asvd", 3)) == f"results/default/asvd/order1/seed0/step2/{asvd_cache}"
     assert study.previous_svd(step("seqft", 3)) == []  # unconstrained: no cache read
     # importance samples of the previous task; the first task uses its own
     assert study.previous_train_data(step("asvd", 1)) == "results/default/data/alpha/train.jsonl"
@@ -105,10 +106,29 @@ def test_public_targets_list_tables_figures_and_every_result(study):
     assert not any("/baselines/" in path for path in outputs)
     assert "results/default/baselines/figures/aa_bwt.png" in study.outputs("comparison")
     everything = study.study_outputs()
-    assert {"results/default/base/svd.safetensors", "results/default/data/general/stats.json",
+    assert {"results/default/base/svd-auto.safetensors", "results/default/data/general/stats.json",
             "results/default/ablations/tables/environment.csv",
             "results/default/mtl/order2/seed2/step4/eval.json"} <= everything
     assert "results/default/mtl/order2/seed2/step1/eval.json" not in everything  # joint: step T
+
+
+def test_an_svd_cache_is_named_by_its_target_set_and_read_by_the_methods_with_it(study):
+    """Methods with the same targets share a cache; each cache holds its own set alone, so
+    no other method's targets enter it (issue 30, class 4)."""
+    asvd = svd_cache_name(study.blocks["asvd"]["target_modules"])
+    assert asvd == svd_cache_name(list(reversed(study.blocks["asvd"]["target_modules"])) * 2)
+    assert asvd == svd_cache_name(study.blocks["osft"]["target_modules"]) != "svd-auto.safetensors"
+    assert study.svd_targets("auto") == ["auto"]
+    assert study.svd_targets(asvd[4:12]) == sorted(study.blocks["asvd"]["target_modules"])
+    with pytest.raises(ValueError, match="no method of this study has SVD targets 'ffffffff'"):
+        study.svd_targets("ffffffff")
+    # seqft's premise is measured in asvd's subspace: its steps' caches of asvd's targets
+    seqft_step1 = "results/default/seqft/order1/seed0/step1"
+    assert study.premise_inputs(step("seqft", 1))["svd"][1] == f"{seqft_step1}/{asvd}"
+    assert study.first_task_svd(step("asvd", 1)) == [f"results/default/base/{asvd}"]
+    everything = study.study_outputs()
+    assert f"{seqft_step1}/{asvd}" in everything
+    assert "results/default/asvd/order1/seed0/step1/svd-auto.safetensors" not in everything
 
 
 def test_without_variants_their_targets_are_empty():

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from asvd.pipeline.layout import svd_cache_name, targets_key
 from conftest import (
     OFFLINE_ENV,
     REPO,
@@ -166,6 +167,11 @@ def run_keys(config: dict):
 
 def is_constrained(config: dict, method: str) -> bool:
     return config["methods"][method]["rank_rule"] is not None
+
+
+def is_svd_cache(path: str) -> bool:
+    """``.../svd-<targets>.safetensors``: a checkpoint's SVD cache of one target set."""
+    return re.search(r"/svd-[^/]+\.safetensors$", str(path)) is not None
 
 
 # --------------------------------------------------------------------------- dry runs
@@ -326,9 +332,10 @@ def test_task_chain_dag_shape(tmp_path, config_name):
         assert f"{previous}/model" in job.inputs, where
         assert [i for i in job.inputs if i.endswith("/model")] == [f"{previous}/model"], where
         assert f"{results}/data/{task}/train.jsonl" in job.inputs, where
-        svd_inputs = [i for i in job.inputs if i.endswith("svd.safetensors")]
+        svd_inputs = [i for i in job.inputs if is_svd_cache(i)]
         if is_constrained(config, method):
-            assert svd_inputs == [f"{previous}/svd.safetensors"], where
+            cache = svd_cache_name(config["methods"][method].get("target_modules", "auto"))
+            assert svd_inputs == [f"{previous}/{cache}"], where
         else:
             assert svd_inputs == [], where
 
@@ -641,6 +648,18 @@ def test_e2e_second_dry_run_has_nothing_to_do(e2e):
     assert "Nothing to be done" in result.stdout + result.stderr, result.stderr
 
 
+def test_e2e_a_method_that_is_not_run_changes_nothing_of_those_that_are(e2e, tmp_path):
+    """A declared method with targets, a rule and settings of its own, not in run.methods:
+    no job of the methods that are run changes (an SVD cache's targets were every declared
+    method's, so every cache and every step after it would rerun)."""
+    extra = tmp_path / "extra_method.yaml"
+    extra.write_text(yaml.safe_dump({"methods": {"fc_only": {
+        "rank_rule": {"name": "uniform", "unfreeze": 0.5}, "target_modules": [r"fc1$", "auto"],
+        "train": {"lr": 0.5}}}}))
+    result = run_snakemake(e2e.workdir, "all_figures", "-n", configfiles=[e2e.configfile, extra])
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+
+
 def _workflow_copy(destination: Path) -> Path:
     """The workflow and package copied to ``destination``; returns its Snakefile."""
     import shutil
@@ -723,7 +742,9 @@ def test_e2e_forcing_one_task_reruns_exactly_it_and_its_dependents(e2e):
     figures = {dict(w)["figure"] for rule, w in rerun if rule == "plot_figure"}
     rules = Counter(rule for rule, _ in rerun)
     assert rules["finetune_task"] == 1
-    assert ("svd_cache", (("checkpoint", checkpoint),)) in rerun
+    targets = targets_key(e2e.config["methods"]["asvd"]["target_modules"])
+    assert ("svd_cache", {"checkpoint": checkpoint, "targets": targets}) in [
+        (rule, dict(wildcards)) for rule, wildcards in rerun]
     assert ("evaluate_checkpoint", (("checkpoint", checkpoint),)) in rerun
     assert rules["evaluate_checkpoint"] == rules["svd_cache"] == 1
     # collect_metrics' label omits the wildcards its training logs' jobs show: take them there
@@ -777,7 +798,7 @@ def test_e2e_svd_cache_stamp_matches_weights(e2e):
 
     from asvd.method.svd import read_stamp, weights_hash
 
-    caches = [e2e.workdir / o for o in e2e.outputs if o.endswith("svd.safetensors")]
+    caches = [e2e.workdir / o for o in e2e.outputs if is_svd_cache(o)]
     assert caches
     for cache in caches:
         stamp = read_stamp(cache)
@@ -811,11 +832,12 @@ def test_e2e_finetune_task_is_bit_identical_when_repeated(e2e, tmp_path):
 
     config, run = e2e.config, e2e.run_dir("asvd")
     order = config["orders"][config["run"]["orders"][0]]
+    cache = svd_cache_name(config["methods"]["asvd"]["target_modules"])
     data = e2e.results / "data"
     kwargs = dict(
         inputs=TaskInputs(checkpoint=run / "step1" / "model", train_file=data / order[1] / "train.jsonl",
                           previous_train_file=data / order[0] / "train.jsonl",
-                          svd_path=run / "step1" / "svd.safetensors"),
+                          svd_path=run / "step1" / cache),
         position=TaskPosition(order[1], index=2, count=len(order)),
         method=config["methods"]["asvd"],
         settings=config["train"],
@@ -876,7 +898,7 @@ def test_e2e_damaged_results_are_moved_aside_and_rebuilt(e2e, tmp_path):
     shutil.copytree(e2e.workdir, work, symlinks=True, ignore=shutil.ignore_patterns("locks"))
     asvd_step2 = work / e2e.run_dir("asvd").relative_to(e2e.workdir) / "step2"
     seqft_step2 = work / e2e.run_dir("seqft").relative_to(e2e.workdir) / "step2"
-    cache = asvd_step2 / "svd.safetensors"
+    cache = asvd_step2 / svd_cache_name(e2e.config["methods"]["asvd"]["target_modules"])
     cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
     (seqft_step2 / "model" / "sha256sums.txt").unlink()
     shutil.rmtree(asvd_step2 / "model")
@@ -884,7 +906,7 @@ def test_e2e_damaged_results_are_moved_aside_and_rebuilt(e2e, tmp_path):
     before = {p.name for p in work.iterdir()}
     result = run_snakemake(work, "all_figures", "--cores", "2", configfiles=[e2e.configfile])
     log = result.stdout + result.stderr
-    for moved in ("svd.safetensors.corrupt-1", "model.corrupt-1"):
+    for moved in (f"{cache.name}.corrupt-1", "model.corrupt-1"):
         assert (asvd_step2 / moved).exists() and f"moved to {moved}" in log
     assert (seqft_step2 / "model.corrupt-1" / "model.safetensors").is_file()
     assert "without its sha256sums.txt" in log and "a file where a checkpoint directory belongs" in log
@@ -922,7 +944,47 @@ def output_of_log(rule: str, log: Path, logs: Path, workdir: Path) -> Path:
     job = log.relative_to(logs / rule).with_suffix("")
     if rule == "finetune_task":  # logs/finetune_task/<method>/order<o>/seed<s>/step<t>.log
         return workdir / "results" / logs.parent.name / job / "model"
-    return workdir / job / {"svd_cache": "svd.safetensors", "evaluate_checkpoint": "eval.json"}[rule]
+    if rule == "svd_cache":  # logs/svd_cache/<checkpoint>/svd-<targets>.log
+        return workdir / f"{job}.safetensors"
+    return workdir / job / "eval.json"
+
+
+def test_a_job_ends_when_snakemake_alone_is_sigkilled(tmp_path):
+    """SIGKILL to Snakemake's own process (an out-of-memory kill, ``kill -9 <pid>``): its job
+    at work ends within seconds, saying why, so the rerun after ``--unlock`` (the advice
+    Snakemake prints) meets no second writer of the same output, and finishes it."""
+    import contextlib
+    import signal
+    import time
+
+    import psutil
+
+    overlay = tmp_path / "long_base.yaml"  # a base training that lasts minutes, not seconds
+    overlay.write_text(yaml.safe_dump({"base_model": {"train": {"epochs": 3000}}}))
+    configfile = TEST_CONFIGS / "tiny.yaml"
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory",
+               str(tmp_path), "results/tiny/base/model", "--cores", "1", "--configfile",
+               str(configfile), str(overlay)]
+    process = subprocess.Popen(command, cwd=tmp_path, env={**os.environ, **OFFLINE_ENV},
+                               start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    log = tmp_path / "results" / "tiny" / "logs" / "base_model.log"
+    try:
+        deadline = time.monotonic() + 300
+        while not (log.is_file() and re.search(r"base:\s+\d+%\|", log.read_text(errors="replace"))):
+            assert process.poll() is None and time.monotonic() < deadline, "no base training began"
+            time.sleep(0.05)
+        jobs = psutil.Process(process.pid).children(recursive=True)
+        assert jobs
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        gone, alive = psutil.wait_procs(jobs, timeout=20)
+        assert not alive, [job.cmdline() for job in alive]
+        assert "the Snakemake process that started this job" in log.read_text(errors="replace")
+    finally:  # the test's own clean-up, whatever happened
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert not (tmp_path / "results" / "tiny" / "base" / "model").exists()
 
 
 @pytest.mark.long(0)

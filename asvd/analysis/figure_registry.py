@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from asvd.analysis import figures
-from asvd.pipeline.layout import FIGURE_FORMATS, SVD_CACHE, TRAIN_LOG
+from asvd.pipeline.layout import FIGURE_FORMATS, TRAIN_LOG
 
 
 # ---------------------------------------------------------------- what a figure reads
@@ -46,7 +46,7 @@ def train_logs(study, methods: Sequence[str], references: bool) -> dict:
 
 def svd_caches(study, methods: Sequence[str], references: bool) -> dict:
     """The representative run's SVD caches: the base model's, then after each step."""
-    return {method: study.representative_steps(method, SVD_CACHE, with_base=True)
+    return {method: study.representative_steps(method, study.svd_cache(method), with_base=True)
             for method in methods}
 
 

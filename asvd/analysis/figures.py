@@ -702,11 +702,13 @@ def plot_singular_spectra(
 ) -> None:
     """Singular values (log scale) per checkpoint: rows are methods, columns targets.
 
-    ``svd_caches[method]`` lists the caches of the base model and after tasks 1..T; an int
-    ``targets`` picks that many targets spread evenly over the first cache's targets.
+    ``svd_caches[method]`` lists the caches of the base model and after tasks 1..T (each
+    method's own targets); an int ``targets`` picks that many targets spread evenly over those
+    every method's base cache holds.
     """
     if isinstance(targets, int):
-        targets = _spread(_cache_targets(next(iter(svd_caches.values()))[0]), targets)
+        shared = set.intersection(*(set(_cache_targets(paths[0])) for paths in svd_caches.values()))
+        targets = _spread(sorted(shared, key=_natural_key), targets)
     n_checkpoints = max(len(paths) for paths in svd_caches.values())
     # one discrete colour per checkpoint, so the colorbar reads off a line's step exactly
     cmap = matplotlib.colormaps["viridis"].resampled(n_checkpoints)

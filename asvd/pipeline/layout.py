@@ -7,14 +7,19 @@ only: the Snakefile reads this while it is parsed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from typing import Sequence
 
 # the files of a checkpoint (the base model or a task step)
 MODEL = "model"
-SVD_CACHE = "svd.safetensors"
 EVAL = "eval.json"
 TRAIN_LOG = "train_log.json"
-CHECKPOINT_FILES = (MODEL, SVD_CACHE, EVAL, TRAIN_LOG)
+CHECKPOINT_FILES = (MODEL, EVAL, TRAIN_LOG)
+# and one SVD cache per set of target patterns a reader needs (see svd_cache_name)
+SVD_CACHE = "svd-{targets}.safetensors"
+SVD_KEY = r"auto|[0-9a-f]{8}"
 # the files of a run (one method, order and seed) or a published reference run
 MATRIX = "accuracy_matrix.csv"
 SUMMARY = "summary.json"
@@ -23,6 +28,22 @@ PREMISE = "premise.json"
 DATA_FILES = ("train.jsonl", "test.jsonl", "stats.json")
 TABLE_FORMATS = ("csv", "md", "tex")
 FIGURE_FORMATS = ("png", "pdf")
+
+
+def targets_key(target_modules: str | Sequence[str]) -> str:
+    """The name of a method's target patterns in its SVD caches' file names: ``auto`` for the
+    family's own, else a hash of the patterns (their order and repeats aside, as they select the
+    same matrices). A cache is a function of its checkpoint and its key alone, so a method whose
+    targets change, or a method that is not run, changes no other method's caches."""
+    patterns = sorted(set([target_modules] if isinstance(target_modules, str) else target_modules))
+    if patterns == ["auto"]:
+        return "auto"
+    return hashlib.sha256(json.dumps(patterns).encode()).hexdigest()[:8]
+
+
+def svd_cache_name(target_modules: str | Sequence[str]) -> str:
+    """``svd-<key>.safetensors``: the SVD cache of ``target_modules`` beside a checkpoint."""
+    return SVD_CACHE.format(targets=targets_key(target_modules))
 
 
 def order_label(order) -> str:

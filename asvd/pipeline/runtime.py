@@ -8,6 +8,9 @@ import logging
 import os
 import platform
 import sys
+import threading
+import time
+from pathlib import Path
 from typing import Iterator
 
 
@@ -64,6 +67,49 @@ def compute_device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _snakemake_ancestor():
+    """The nearest ancestor process running Snakemake (``snakemake ...`` or ``python -m
+    snakemake ...``), or None when the job was not started by one."""
+    import psutil
+
+    for parent in psutil.Process().parents():
+        try:
+            if any(Path(part).name == "snakemake" for part in parent.cmdline()[:3]):
+                return parent
+        except psutil.Error:
+            continue
+    return None
+
+
+def die_with_snakemake(interval: float = 1.0) -> None:
+    """End this job (and what it started) once the Snakemake process that started it is gone.
+
+    A SIGKILLed Snakemake cannot stop its jobs, and a job left running would still be writing
+    its output when the user reruns the workflow (after ``--unlock``), which starts a second
+    writer of the same output. A daemon thread looks every ``interval`` seconds; outputs are
+    written atomically and training resumes from its last saved step, so ending at any moment
+    loses nothing.
+    """
+    ancestor = _snakemake_ancestor()
+    if ancestor is None:
+        return
+
+    def watch() -> None:
+        import psutil
+
+        while ancestor.is_running():
+            time.sleep(interval)
+        logging.getLogger("asvd").error(
+            "the Snakemake process that started this job (pid %d) is gone: stopping, so a rerun "
+            "meets no second writer", ancestor.pid)
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        os._exit(75)  # EX_TEMPFAIL: try again
+
+    threading.Thread(target=watch, name="die-with-snakemake", daemon=True).start()
+
+
 @contextlib.contextmanager
 def stage(smk) -> Iterator[None]:
     """Send stdout/stderr and logging to ``smk.log[0]``; cap math libraries at
@@ -75,6 +121,7 @@ def stage(smk) -> Iterator[None]:
     descriptors are redirected as well, so the log also gets what native code and the processes
     a stage starts (data-parallel training) write.
     """
+    die_with_snakemake()
     threads = job_threads(smk)
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = str(threads)

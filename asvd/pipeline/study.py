@@ -30,11 +30,12 @@ from asvd.pipeline.layout import (
     MODEL,
     PREMISE,
     SUMMARY,
-    SVD_CACHE,
     TABLE_FORMATS,
     TRAIN_LOG,
     Layout,
     order_label,
+    svd_cache_name,
+    targets_key,
 )
 from asvd.pipeline.study_checks import normalised_orders, reference_path
 from asvd.train.choice import candidates
@@ -167,7 +168,7 @@ class Study:
         none, an empty list, for the others)."""
         if not self.methods[wildcards.method].constrained:
             return []
-        return str(Path(self.previous_checkpoint(wildcards)).parent / SVD_CACHE)
+        return str(Path(self.previous_checkpoint(wildcards)).parent / self.svd_cache(wildcards.method))
 
     def previous_train_data(self, wildcards) -> str:
         """Importance samples come from the previous task (the first task uses its own)."""
@@ -190,7 +191,7 @@ class Study:
     def first_task_svd(self, wildcards) -> list[str]:
         """Tuning a constrained method starts from the base model's SVD cache."""
         constrained = self.methods[wildcards.method].constrained
-        return [f"{self.layout.base}/{SVD_CACHE}"] if constrained else []
+        return [f"{self.layout.base}/{self.svd_cache(wildcards.method)}"] if constrained else []
 
     # ------------------------------------------------------------------ runs
     @staticmethod
@@ -288,9 +289,10 @@ class Study:
         tasks = self.run_tasks(wildcards)
         starts = [self.layout.base] + [self.layout.step.format(**run, step=step)
                                        for step in range(1, len(tasks))]
+        cache = self.svd_cache(self.premise_subspace_of(wildcards.method))
         return {
             "checkpoints": [f"{start}/{MODEL}" for start in starts],
-            "svd": [f"{start}/{SVD_CACHE}" for start in starts],
+            "svd": [f"{start}/{cache}" for start in starts],
             "train_logs": self.step_paths(run, TRAIN_LOG),
             "tests": [self.data(task, "test.jsonl") for task in tasks],
             "train": [self.data(task) for task in tasks],
@@ -304,6 +306,11 @@ class Study:
         if self.methods[wildcards.method].constrained or not reference or not self.tuned(reference):
             return []
         return [self.layout.tuning.format(method=reference, order=wildcards.order)]
+
+    def premise_subspace_of(self, method: str) -> str:
+        """Whose rule and targets measure ``method``'s premise: its own, or where it is
+        unconstrained, premise.reference's."""
+        return method if self.methods[method].constrained else self.premise["reference"]
 
     def premise_of_run(self, wildcards) -> list[str]:
         """A run's premise measurement, an input of its summary where it is measured."""
@@ -321,15 +328,26 @@ class Study:
         return reference and self.train_settings(reference, self.run_tasks(wildcards)[0])
 
     # ------------------------------------------------------------------ checkpoints
-    def svd_targets(self) -> list[str]:
-        """Target patterns of every declared method, so one cache serves them all."""
-        patterns = []
-        for method in self.declared:
-            targets = self.blocks[method].get("target_modules", "auto")
-            for pattern in [targets] if isinstance(targets, str) else targets:
-                if pattern not in patterns:
-                    patterns.append(pattern)
-        return patterns
+    def svd_cache(self, method: str) -> str:
+        """The file name of ``method``'s SVD caches: one per target set, shared by the methods
+        with the same ``target_modules``."""
+        return svd_cache_name(self.blocks[method].get("target_modules", "auto"))
+
+    def svd_targets(self, key: str) -> list[str]:
+        """The target patterns the SVD caches named by ``key`` hold."""
+        for block in self.blocks.values():
+            targets = block.get("target_modules", "auto")
+            if targets_key(targets) == key:
+                return sorted(set([targets] if isinstance(targets, str) else targets))
+        raise ValueError(f"no method of this study has SVD targets {key!r}")
+
+    def svd_caches_of_run(self, run: Mapping) -> list[str]:
+        """The SVD caches of a run's steps that a later step, the premise or a figure reads."""
+        method = run["method"]
+        names = {self.svd_cache(method)}
+        if self.measures_premise(method):
+            names.add(self.svd_cache(self.premise_subspace_of(method)))
+        return [path for name in sorted(names) for path in self.step_paths(run, name)]
 
     def studied_tasks(self) -> list[str]:
         """Every task of the orders being run, in first-seen order (the base model's row 0)."""
@@ -390,6 +408,8 @@ class Study:
         return {
             *(path for run in runs for name in CHECKPOINT_FILES
               for path in self.step_paths(run, name)),
+            *(path for run in runs for path in self.svd_caches_of_run(run)),
+            *(f"{self.layout.base}/{self.svd_cache(method)}" for method in methods),
             *(f"{self.run_dir(run)}/{name}" for run in runs for name in (MATRIX, SUMMARY)),
             *(f"{self.run_dir(run)}/{PREMISE}" for run in runs
               if self.measures_premise(run["method"])),

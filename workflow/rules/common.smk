@@ -17,6 +17,7 @@ from asvd.pipeline.layout import (
     PREMISE,
     SUMMARY,
     SVD_CACHE,
+    SVD_KEY,
     TRAIN_LOG,
 )
 from asvd.pipeline.study import Study

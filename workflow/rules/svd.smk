@@ -4,20 +4,21 @@ rule svd_cache:
     output:
         svd=f"{{checkpoint}}/{SVD_CACHE}",
     log:
-        f"{LOGS}/svd_cache/{{checkpoint}}.log",
+        f"{LOGS}/svd_cache/{{checkpoint}}/svd-{{targets}}.log",
     benchmark:
-        f"{BENCH}/svd_cache/{{checkpoint}}.tsv"
+        f"{BENCH}/svd_cache/{{checkpoint}}/svd-{{targets}}.tsv"
     wildcard_constraints:
         checkpoint=f"{RESULTS}/.+",
+        targets=SVD_KEY,
     conda:
         "../envs/asvd.yaml"
     threads: config["threads"]["svd_cache"]
     resources:
         **config["resources"]["svd_cache"],
     params:
-        targets=STUDY.svd_targets(),
+        targets=lambda wildcards: STUDY.svd_targets(wildcards.targets),
         code=code_version("svd_cache"),
     message:
-        "SVD of every target of {wildcards.checkpoint}"
+        "SVD of the targets {wildcards.targets} of {wildcards.checkpoint}"
     script:
         "../scripts/svd_cache.py"

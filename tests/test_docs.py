@@ -140,3 +140,20 @@ def test_the_citation_patterns_find_what_they_should(pattern, text, found):
 ])
 def test_module_paths_resolve_through_packages(dotted, exists):
     assert _resolves(dotted) == exists
+
+
+def test_the_license_file_is_the_one_pyproject_declares():
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["license"]["text"]
+    assert declared == "MIT"
+    assert (REPO / "LICENSE").read_text().startswith("MIT License\n")
+
+
+def test_the_workflow_catalog_file_names_how_the_workflow_is_used():
+    import yaml
+
+    usage = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())["usage"]
+    assert set(usage) == {"mandatory-flags", "software-stack-deployment", "report"}
+    assert usage["report"] is True and usage["software-stack-deployment"]["conda"] is True
+    assert (REPO / "workflow" / "envs" / "asvd.yaml").is_file()  # what conda: true deploys

@@ -55,9 +55,12 @@ def command(name: str, help: str, configure: Configure) -> Callable[[Handler], H
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from asvd import __version__
+
     parser = argparse.ArgumentParser(
         prog="asvd", description="Adaptive-SVD continual-learning reproduction tools."
     )
+    parser.add_argument("--version", action="version", version=f"asvd {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, cmd in COMMANDS.items():
         sub = subparsers.add_parser(name, help=cmd.help, description=cmd.help)
@@ -123,4 +126,61 @@ def _import_olora(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         raise CliError(f"cannot write {args.out_csv}: {err}") from err
     print(f"{args.out_csv}: {len(matrix)} steps x {len(matrix.columns)} tasks")
+    return 0
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def _configure_inspect(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a checkpoint directory (or a hub id, with network)")
+    parser.add_argument("--method", default="{rank_rule: null}",
+                        help="a method block as YAML, as under methods: in a config (default: no "
+                             "rule, the targets alone), e.g. '{rank_rule: {name: uniform, "
+                             "unfreeze: 0.25}, target_modules: auto}'")
+    parser.add_argument("--data", help="JSONL records (input, target) an importance rule measures: "
+                                       "the previous task's training file")
+    parser.add_argument("--task", type=int, default=2, help="the task's place in its order (1-based)")
+    parser.add_argument("--tasks", type=int, default=2, help="the order's length")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
+
+
+@command("inspect", "the targets of a checkpoint, their shapes and ranks, and the frozen rank k a "
+         "method's rule gives each (JSON)", _configure_inspect)
+def _inspect(args: argparse.Namespace) -> int:
+    """What a method would freeze on a task, without training: the same code path as a
+    training step (:func:`asvd.train.pieces.constraint.build_constraint`)."""
+    import yaml
+
+    from asvd.data.prepare import load_records
+    from asvd.method.targets import find_targets
+    from asvd.method_config import Method
+    from asvd.train.loop import TrainSettings
+    from asvd.train.models import load_checkpoint
+    from asvd.train.pieces.constraint import build_constraint
+
+    try:
+        block = yaml.safe_load(args.method)
+        if not isinstance(block, dict):
+            raise ValueError(f"--method: a method block is a YAML mapping, got {args.method!r}")
+        method = Method.from_config(block, "--method")
+        if method.uses_importance and not args.data:
+            raise ValueError("an importance rule measures samples: give --data (a JSONL file)")
+        if not 1 <= args.task <= args.tasks:
+            raise ValueError(f"--task {args.task} is not within 1..--tasks {args.tasks}")
+        records = load_records(args.data) if args.data else None
+        settings = TrainSettings.from_config(block.get("train", {}))
+        model, tokenizer = load_checkpoint(args.checkpoint)
+        targets = find_targets(model, method.target_modules)
+        constraint = build_constraint(model, tokenizer, method, targets, args.task, args.tasks,
+                                      None, records, settings, args.seed)
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise CliError(str(err)) from err
+    frozen = constraint.frozen_ranks() if constraint else {name: 0 for name in targets}
+    rows = {name: {"shape": list(module.weight.shape), "rank": min(module.weight.shape),
+                   "frozen": frozen[name], "free": min(module.weight.shape) - frozen[name]}
+            for name, module in targets.items()}
+    print(json.dumps({"checkpoint": str(args.checkpoint), "method": block, "task": args.task,
+                      "tasks": args.tasks, "targets": rows,
+                      **(constraint.importance_report() if constraint else {})}, indent=2))
     return 0

@@ -113,3 +113,23 @@ def test_block_importance_scores_every_block_of_every_family(family):
     assert set(scores) == {ranks.block_of(name) for name in targets}
     assert len(scores) == BLOCK_COUNTS[family]
     assert all(0 < value <= 1 + 1e-6 for value in scores.values())
+
+
+def test_the_library_example_of_docs_method_8_runs_as_written():
+    """docs/method.md §8: the adaptive rule on one's own model and the previous task's batches."""
+    import asvd
+    from asvd.train.models import build_word_tokenizer
+    from conftest import random_llama
+
+    tokenizer = build_word_tokenizer(["map one to red", "map two to blue"])
+    model = random_llama(tokenizer, hidden_size=16, layers=2, heads=2)
+    previous_task_batches = [tokenizer(["map one to red"], return_tensors="pt"),
+                             tokenizer(["map two to blue"], return_tensors="pt")]
+    targets = asvd.find_targets(model, "auto")
+    importance = asvd.importance_scores(model, targets, previous_task_batches, granularity="block")
+    constraint = asvd.OrthogonalSubspace(model, targets="auto", importance=importance,
+                                         rank_rule=asvd.ranks.Importance(mrr=0.1, trr=0.8, samples=128))
+    assert set(importance) == {"model.layers.0", "model.layers.1"}
+    assert set(constraint.frozen_ranks()) == set(targets)
+    assert all(k > 0 for k in constraint.frozen_ranks().values())
+    assert constraint.max_violation() < 1e-5  # fp32 rounding of U S Vh

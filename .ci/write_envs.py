@@ -51,7 +51,7 @@ def rule_env(pins: list[str]) -> str:
 def expected() -> dict[Path, str]:
     pins = lock_pins(LOCK.read_text(encoding="utf-8"))
     return {ROOT / "environment.yml": environment_yml(),
-            ROOT / "workflow" / "envs" / "asvd.yaml": rule_env(pins)}
+            ROOT / "workflow/envs/asvd.yaml": rule_env(pins)}
 
 
 def main(argv: list[str]) -> int:

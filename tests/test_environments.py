@@ -30,7 +30,7 @@ def test_the_environment_files_are_written_from_the_lock():
 def test_the_rule_environment_pins_every_package_at_the_locks_version():
     lock = [line for line in (REPO / "requirements-lock.txt").read_text().splitlines()
             if line and not line.startswith("#")]
-    pins = pip_lines(REPO / "workflow" / "envs" / "asvd.yaml")
+    pins = pip_lines(REPO / "workflow/envs/asvd.yaml")
     assert pins[1:] == lock and all("==" in pin for pin in pins)
     conda = pip_lines(REPO / "environment.yml")
     assert "-c requirements-lock.txt" in conda and '-e ".[test]"' in conda

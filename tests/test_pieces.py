@@ -105,7 +105,7 @@ def test_a_new_piece_trains_saves_and_logs_through_the_public_path(tmp_path, mon
 
 
 def test_a_piece_without_a_key_must_say_which_methods_have_it():
-    with pytest.raises(NotImplementedError, match="SecondConstraint has no key"):
+    with pytest.raises(TypeError, match="SecondConstraint has no key"):
         type("SecondConstraint", (pieces.Piece,), {}).applies(Method.from_config({"rank_rule": None}))
 
 

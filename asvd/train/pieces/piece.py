@@ -98,7 +98,7 @@ class Piece:
     def applies(cls, method: Method) -> bool:
         """Whether ``method`` has this piece: by default, whether it sets the piece's key."""
         if cls.key is None:
-            raise NotImplementedError(f"{cls.__name__} has no key: it must say which methods have it")
+            raise TypeError(f"{cls.__name__} has no key: it must say which methods have it")
         return method.piece(cls.key) is not None
 
     def start_from(self, inputs: TaskInputs) -> str | Path | None:

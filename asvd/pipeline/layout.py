@@ -30,12 +30,18 @@ TABLE_FORMATS = ("csv", "md", "tex")
 FIGURE_FORMATS = ("png", "pdf")
 
 
+def target_set(target_modules: str | Sequence[str]) -> list[str]:
+    """A method's ``target_modules`` as the sorted patterns they are (order and repeats select
+    the same matrices)."""
+    return sorted(set([target_modules] if isinstance(target_modules, str) else target_modules))
+
+
 def targets_key(target_modules: str | Sequence[str]) -> str:
     """The name of a method's target patterns in its SVD caches' file names: ``auto`` for the
     family's own, else a hash of the patterns (their order and repeats aside, as they select the
     same matrices). A cache is a function of its checkpoint and its key alone, so a method whose
     targets change, or a method that is not run, changes no other method's caches."""
-    patterns = sorted(set([target_modules] if isinstance(target_modules, str) else target_modules))
+    patterns = target_set(target_modules)
     if patterns == ["auto"]:
         return "auto"
     return hashlib.sha256(json.dumps(patterns).encode()).hexdigest()[:8]

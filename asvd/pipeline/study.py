@@ -35,6 +35,7 @@ from asvd.pipeline.layout import (
     Layout,
     order_label,
     svd_cache_name,
+    target_set,
     targets_key,
 )
 from asvd.pipeline.study_checks import normalised_orders, reference_path
@@ -338,7 +339,7 @@ class Study:
         for block in self.blocks.values():
             targets = block.get("target_modules", "auto")
             if targets_key(targets) == key:
-                return sorted(set([targets] if isinstance(targets, str) else targets))
+                return target_set(targets)
         raise ValueError(f"no method of this study has SVD targets {key!r}")
 
     def svd_caches_of_run(self, run: Mapping) -> list[str]:

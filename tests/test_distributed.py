@@ -1,8 +1,9 @@
 """Under DDP (accelerate, 2 CPU processes over gloo, launched by asvd.train.parallel) the
 constrained run equals a 1-process run.
 
-The projection needs no communication under DDP because gradients are all-reduced before the
-optimizer step hooks run (docs/method.md §4.6); this test would catch a hook that ran too early.
+The projection needs no communication under DDP: it is linear and the same on every process, so
+projecting each gradient in its backward hook, before DDP all-reduces it, gives the all-reduced
+projected gradient (docs/method.md §8); this test would catch a hook whose work DDP discarded.
 """
 
 import subprocess

@@ -169,7 +169,8 @@ class _Training:
                 acts_on="update" if method == "asvd_update" else "gradient")
             _sync(device)
             self.setup_seconds = time.perf_counter() - start
-            self.constraint.wrap(self.optimizer)
+            # the pipeline's placement: one batched projection between backward and the step
+            self.constraint.wrap(self.optimizer, project_gradients=False)
         self.targets = _constrained_matrices(model) if method == "peft_osf" else len(targets)
         self.batch_shapes = (batch, source_length), (batch, target_length)
         self.generator = torch.Generator().manual_seed(seed)
@@ -185,6 +186,8 @@ class _Training:
         _sync(self.device)
         start = time.perf_counter()
         self.model(input_ids=source, labels=labels).loss.backward()
+        if self.constraint is not None and self.constraint.acts_on == "gradient":
+            self.constraint.project_gradients()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         _sync(self.device)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -25,6 +26,7 @@ from asvd.method.targets import find_targets
 
 PROJECTIONS = ("two_sided", "paper_block")
 ACTS_ON = ("gradient", "update")
+STATE_FORMAT = "asvd-constraint-v1"
 # Most matrix elements stacked into one batched product. Stacking pays where per-matrix overhead
 # dominates (small matrices, GPU launches); a matrix this large or larger is projected alone, in
 # place, where the stacking copies would cost more than they save (measured on CPU: 128^2 x 16
@@ -190,6 +192,30 @@ def checked_triplet(name: str, triplet, weight: torch.Tensor, tolerance: float =
     return U, S, Vh
 
 
+def _stored_bases(triplet: tuple, k: int, sides: tuple[bool, bool]) -> tuple:
+    """What a target keeps of its SVD ``(U, S, Vh)``: each side's k frozen columns, or its
+    complete basis where :func:`complement_sides` uses the complement, and S_h."""
+    U, S, Vh = triplet
+    return (U if sides[0] else U[:, :k]), S[:k], (Vh.T if sides[1] else Vh[:k].T)
+
+
+def _saved_ranks(state: Mapping, shapes: Mapping[str, tuple]) -> dict[str, int]:
+    """Every target's frozen k as a saved state holds it (0 where it constrained nothing)."""
+    if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"state: not an OrthogonalSubspace state_dict ({STATE_FORMAT})")
+    unknown = sorted(set(state["targets"]) - set(shapes))
+    if unknown:
+        raise ValueError(f"state: constrains {unknown[:5]}, which are not targets of this model")
+    return {name: int(state["targets"][name]["k"]) if name in state["targets"] else 0
+            for name in shapes}
+
+
+def _resume_tolerance(dtype: torch.dtype) -> float:
+    """How far a re-anchored weight of ``dtype`` may sit from its frozen triplets: fp32
+    round-off, or 4 ulp where the weight is stored in lower precision."""
+    return max(1e-4, 4 * torch.finfo(dtype).eps)
+
+
 @dataclass
 class FrozenSubspace:
     """The frozen singular triplets of one target: U (m x k), S (k), V (n x k), fp32."""
@@ -277,6 +303,16 @@ class FrozenGroup:
         for tensor, result in zip(tensors, stacked.unbind(0)):
             tensor.copy_(result)
 
+    @torch.no_grad()
+    def project_member(self, index: int, gradient: torch.Tensor, projection: str) -> None:
+        """Project one member's whole gradient in place (the backward hook's work)."""
+        work = gradient if gradient.dtype == torch.float32 else gradient.float()
+        remove_frozen(work, self.U[index], self.V[index], None, projection,
+                      None if self.left is None else self.left[index],
+                      None if self.right is None else self.right[index])
+        if work is not gradient:
+            gradient.copy_(work)
+
 
 class OrthogonalSubspace:
     """Constrain full fine-tuning of ``model`` to stay orthogonal to each target's top-k subspace.
@@ -288,28 +324,38 @@ class OrthogonalSubspace:
     only allowed directions, then re-anchoring) or ``update`` (re-anchoring alone, which projects
     the optimizer's whole update, weight decay included, as Adam-NSCL does: half the cost, and
     equally exact because W_old already satisfies the constraint: P(W_old + D) + A = W_old + P(D)).
+    ``rank_rule`` defaults to ``Uniform(unfreeze=0.25)``. ``state``, a :meth:`state_dict` saved
+    mid-task, resumes with the subspace and ranks frozen then (no SVD, no rank rule; its
+    bases are checked against the weights, :meth:`load_state_dict`).
     Use :meth:`wrap` on the optimizer; the training loop stays unchanged.
     """
 
     def __init__(self, model: torch.nn.Module, targets: str | Sequence[str] = "auto",
-                 rank_rule=Uniform(unfreeze=0.25), projection: str = "two_sided",
+                 rank_rule=None, projection: str = "two_sided",
                  svd: Mapping[str, tuple] | str | os.PathLike | None = None,
-                 importance: Mapping[str, float] | None = None, acts_on: str = "gradient"):
+                 importance: Mapping[str, float] | None = None, acts_on: str = "gradient",
+                 state: Mapping | None = None):
         if projection not in PROJECTIONS:
             raise ValueError(f"projection: {projection!r} not in {PROJECTIONS}")
         if acts_on not in ACTS_ON:
             raise ValueError(f"acts_on: {acts_on!r} not in {ACTS_ON}")
+        if state is not None and (svd, rank_rule, importance) != (None, None, None):
+            raise ValueError("state: pass it alone, without svd, rank_rule or importance "
+                             "(it holds the frozen bases and ranks)")
         self.projection = projection
         self.acts_on = acts_on
         modules = find_targets(model, targets)
         self.shapes = {name: tuple(m.weight.shape) for name, m in modules.items()}
-        self.rank_rule, self.importance = rank_rule, importance
-        self.ranks = rank_rule.frozen_ranks(self.shapes, importance)
+        self.rank_rule = Uniform(unfreeze=0.25) if rank_rule is None else rank_rule
+        self.importance = importance
+        self.ranks = (_saved_ranks(state, self.shapes) if state is not None
+                      else self.rank_rule.frozen_ranks(self.shapes, importance))
         if isinstance(svd, (str, os.PathLike)):
             svd = cached_svd(svd, model, modules)  # its stamp already ties it to these weights
         elif svd is not None:
             svd = {name: checked_triplet(name, svd.get(name), modules[name].weight)
                    for name in modules if self.ranks[name] > 0}
+        saved = self._checked_state(state, {n: m.weight for n, m in modules.items()}) if state else None
         members: dict[tuple, list[str]] = {}
         for name, module in modules.items():
             if self.ranks[name] > 0:  # k = 0: unconstrained, exactly plain fine-tuning
@@ -318,25 +364,26 @@ class OrthogonalSubspace:
         self.groups: list[FrozenGroup] = []
         self.subspaces: dict[str, FrozenSubspace] = {}
         for ((m, n), k, device), names in members.items():
-            use_left, use_right = complement_sides(m, n, k, projection, acts_on)
+            sides = complement_sides(m, n, k, projection, acts_on)
             per_batch = max(1, BATCH_ELEMENTS // (m * n))
             for start in range(0, len(names), per_batch):
                 chunk = names[start:start + per_batch]
-                triplets = [svd[name] if svd is not None else thin_svd(modules[name].weight)
-                            for name in chunk]
                 # each side's frozen basis, or the complete one (frozen columns first) to
                 # take its complement from
-                U_cols = torch.stack([U if use_left else U[:, :k] for U, _, _ in triplets])
-                V_cols = torch.stack([Vh.T if use_right else Vh[:k].T for _, _, Vh in triplets])
-                U_cols, V_cols = U_cols.to(device, torch.float32), V_cols.to(device, torch.float32)
+                bases = [saved[name] if saved else
+                         _stored_bases(svd[name] if svd is not None else thin_svd(modules[name].weight),
+                                       k, sides)
+                         for name in chunk]
+                U_cols, S, V_cols = (torch.stack(part).to(device, torch.float32)
+                                     for part in zip(*bases))
                 group = FrozenGroup(
                     names=chunk,
                     weights=[modules[name].weight for name in chunk],
                     U=U_cols[..., :k],
-                    S=torch.stack([S[:k] for _, S, _ in triplets]).to(device, torch.float32),
+                    S=S,
                     V=V_cols[..., :k],
-                    left=U_cols if use_left else None,
-                    right=V_cols if use_right else None,
+                    left=U_cols if sides[0] else None,
+                    right=V_cols if sides[1] else None,
                 )
                 self.groups.append(group)
                 for i, name in enumerate(chunk):
@@ -395,6 +442,76 @@ class OrthogonalSubspace:
         for name, subspace in self.subspaces.items():
             subspace.weight = modules[name].weight
 
+    def state_dict(self) -> dict:
+        """What resuming needs to freeze the same subspace once the weights have moved: per
+        constrained target its frozen k, S_h and stored bases U, V (the frozen columns first;
+        a side whose complement is used keeps its complete basis), and the settings they were
+        built under. Tensors (shared with the constraint, as a module's state_dict shares its
+        parameters), strings and ints: ``torch.save`` writes it, ``torch.load`` reads it back
+        with ``weights_only=True``."""
+        targets = {}
+        for group in self.groups:
+            for i, name in enumerate(group.names):
+                targets[name] = {"k": self.ranks[name], "S": group.S[i],
+                                 "U": (group.U if group.left is None else group.left)[i],
+                                 "V": (group.V if group.right is None else group.right)[i]}
+        return {"format": STATE_FORMAT, "projection": self.projection, "acts_on": self.acts_on,
+                "targets": targets}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: Mapping, tolerance: float | None = None) -> None:
+        """Freeze the subspace a :meth:`state_dict` holds, checked first by what the constraint
+        guarantees: the current weights still hold the saved frozen triplets (U_h^T W = S_h V_h^T
+        and W V_h = U_h S_h; ``paper_block``: U_h^T W V_h = S_h) within ``tolerance``
+        (relative; default 1e-4, or 4 ulp of a low-precision weight). A state of another model,
+        checkpoint, rank rule or projection is a ValueError naming what differs."""
+        weights = {name: weight for group in self.groups
+                   for name, weight in zip(group.names, group.weights)}
+        saved = self._checked_state(state, weights, tolerance)
+        for group in self.groups:
+            U_cols, S, V_cols = (torch.stack(part) for part in zip(*(saved[n] for n in group.names)))
+            (group.U if group.left is None else group.left).copy_(U_cols)
+            (group.V if group.right is None else group.right).copy_(V_cols)
+            group.S.copy_(S)
+
+    def _checked_state(self, state: Mapping, weights: Mapping[str, torch.nn.Parameter],
+                       tolerance: float | None = None) -> dict[str, tuple]:
+        """The saved (U, S, V) per constrained target of ``state``, after checking that it was
+        built under these settings, for these targets and ranks, and that ``weights`` hold it."""
+        _saved_ranks(state, self.shapes)  # its format and target names
+        for key in ("projection", "acts_on"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"state: saved with {key}={state[key]!r}, this constraint has "
+                                 f"{getattr(self, key)!r}")
+        saved = state["targets"]
+        constrained = {name for name, k in self.ranks.items() if k > 0}
+        if set(saved) != constrained:
+            differ = sorted(set(saved) ^ constrained)
+            raise ValueError(f"state: its constrained targets differ from this model's: {differ[:5]}")
+        bases = {}
+        for name in sorted(constrained):
+            k, (m, n) = self.ranks[name], self.shapes[name]
+            entry = saved[name]
+            if entry["k"] != k:
+                raise ValueError(f"state[{name!r}]: froze k={entry['k']}, the rank rule gives {k}")
+            left, right = complement_sides(m, n, k, self.projection, self.acts_on)
+            expected = ((m, m if left else k), (k,), (n, n if right else k))
+            U, S, V = (entry[part].detach() for part in ("U", "S", "V"))
+            if tuple(tuple(t.shape) for t in (U, S, V)) != expected:
+                raise ValueError(f"state[{name!r}]: bases of shapes {tuple(U.shape)}, {tuple(S.shape)}, "
+                                 f"{tuple(V.shape)}, expected {expected}")
+            weight = weights[name]
+            frozen = FrozenSubspace(weight, *(t.to(weight.device, torch.float32)
+                                              for t in (U[:, :k], S, V[:, :k])))
+            bound = tolerance if tolerance is not None else _resume_tolerance(weight.dtype)
+            violation = frozen.violation(self.projection)
+            if not violation <= bound:
+                raise ValueError(f"state[{name!r}]: the weight no longer holds the saved frozen "
+                                 f"triplets (relative violation {violation:.3g} > {bound:.3g}): "
+                                 "a state of another model or checkpoint")
+            bases[name] = (U, S, V)
+        return bases
+
     def max_violation(self) -> float:
         return max(self.violations().values(), default=0.0)
 
@@ -403,19 +520,44 @@ class OrthogonalSubspace:
 
     def wrap(self, optimizer: torch.optim.Optimizer,
              project_gradients: bool = True) -> torch.optim.Optimizer:
-        """Project before (``acts_on="gradient"``) and re-anchor after every ``optimizer.step()``.
+        """Project each target's gradient as backward produces it (``acts_on="gradient"``) and
+        re-anchor after every ``optimizer.step()``; the training loop stays unchanged.
 
-        A loop that clips gradients should call :meth:`project_gradients` itself between backward
-        and clipping (and pass ``project_gradients=False``): clipping the raw gradient and then
-        projecting shrinks every step by the share of the norm that lay in frozen directions.
+        The projection runs in a hook on each weight after its gradient is accumulated, so
+        whatever a loop does between backward and the step - clipping (the Hugging Face
+        Trainer's ``max_grad_norm``), logging the norm, unscaling - sees the allowed gradient
+        only; clipping the raw gradient instead would shrink every step by the share of the norm
+        that lay in frozen directions. Being linear, it commutes with gradient accumulation and
+        with DDP's all-reduce (the hook runs before DDP takes the gradient). Gradients that
+        arrive without backward (FSDP2's sharded ones) are projected, batched, just before the
+        step. ``project_gradients=False`` leaves the projection to the loop, which then calls
+        :meth:`project_gradients` between backward and clipping (the pipeline's own loop).
         """
+        projected: set[int] = set()  # weights whose gradient a hook projected since the last step
         if self.acts_on == "gradient" and project_gradients:
-            self._handles.append(optimizer.register_step_pre_hook(lambda *_: self.project_gradients()))
-        self._handles.append(optimizer.register_step_post_hook(lambda *_: self.reanchor()))
+            for group in self.groups:
+                for index, weight in enumerate(group.weights):
+                    if weight.requires_grad and not isinstance(weight, DTensor):
+                        self._handles.append(weight.register_post_accumulate_grad_hook(
+                            partial(self._project_in_backward, group, index, projected)))
+            self._handles.append(optimizer.register_step_pre_hook(lambda *_: self._apply(
+                lambda weight: None if id(weight) in projected else weight.grad, anchored=False)))
+
+        def after_step(*_):
+            self.reanchor()
+            projected.clear()
+
+        self._handles.append(optimizer.register_step_post_hook(after_step))
         return optimizer
 
+    def _project_in_backward(self, group: FrozenGroup, index: int, projected: set[int],
+                             weight: torch.nn.Parameter) -> None:
+        if weight.grad is not None:
+            group.project_member(index, weight.grad, self.projection)
+            projected.add(id(weight))
+
     def remove(self) -> None:
-        """Detach from the optimizer (the weights keep whatever they were trained to)."""
+        """Detach from the optimizer and the weights (which keep whatever they were trained to)."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()

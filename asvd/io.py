@@ -57,6 +57,34 @@ def _follow_umask(path: Path) -> None:
                 os.chmod(Path(folder) / name, 0o666 & ~mask)
 
 
+def _private_folder_beside(target: Path) -> Path:
+    """A new private folder in ``target``'s parent, made again should another job have just
+    removed the parent as empty (:func:`remove_with_emptied_folders`)."""
+    for _attempt in range(3):
+        try:
+            return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        except FileNotFoundError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+
+
+def remove_with_emptied_folders(path: str | os.PathLike, keep: str | os.PathLike) -> None:
+    """Delete the file ``path``, then each folder between it and ``keep`` that this leaves
+    empty: a finished job's resume state leaves no empty folders behind. A folder that still
+    holds something (another job's state) stays, and so does everything above it."""
+    path, keep = Path(path).absolute(), Path(keep).absolute()
+    path.unlink(missing_ok=True)
+    for folder in path.parents:
+        if keep not in folder.parents:
+            return
+        try:
+            folder.rmdir()
+        except FileNotFoundError:  # another job removed it as empty: its parent may be too
+            continue
+        except OSError:  # not empty
+            return
+
+
 def _prepare(target: Path) -> None:
     """Make the parent and remove what a killed writer of ``target`` left (its temporaries;
     one job at a time writes an output, so none of them is in use)."""
@@ -74,7 +102,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     # the file is made in a private folder beside ``path``: a writer's own temporaries (safetensors
     # writes ``.tmp`` and six random characters beside the file it is given, then renames it) stay
     # inside it, so a killed job's are swept with it by ``_prepare`` on the rerun
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp_dir = _private_folder_beside(target)
     tmp_path = tmp_dir / target.name
     try:
         with _named_disk_full(target):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from asvd.io import atomic_path
+from asvd.io import atomic_path, remove_with_emptied_folders
 from asvd.train.models import build_word_tokenizer, load_checkpoint, save_checkpoint
 from conftest import random_llama
 
@@ -48,6 +48,38 @@ def test_other_write_errors_pass_unchanged(tmp_path):
     with pytest.raises(PermissionError), atomic_path(tmp_path / "out.json"):
         raise PermissionError(errno.EACCES, "denied")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_removed_state_takes_the_folders_it_leaves_empty_and_no_other(tmp_path):
+    finished = tmp_path / "resume" / "asvd" / "order1" / "seed0" / "step1" / "train_state.pt"
+    running = tmp_path / "resume" / "asvd" / "order1" / "seed1" / "step1" / "train_state.pt"
+    for state in (finished, running):
+        state.parent.mkdir(parents=True)
+        state.write_bytes(b"state")
+    remove_with_emptied_folders(finished, tmp_path)
+    assert not (tmp_path / "resume" / "asvd" / "order1" / "seed0").exists()
+    assert running.read_bytes() == b"state"  # another job's state and its folders stay
+    remove_with_emptied_folders(running, tmp_path)
+    assert list(tmp_path.iterdir()) == []  # every emptied folder up to ``keep``, which stays
+    remove_with_emptied_folders(running, tmp_path)  # already gone: nothing to do
+
+
+def test_a_write_beside_a_folder_just_removed_as_empty_makes_it_again(tmp_path, monkeypatch):
+    """Another job may prune an emptied resume folder between a writer's mkdir and its temporary."""
+    import tempfile
+
+    target, real_mkdtemp, calls = tmp_path / "a" / "state.pt", tempfile.mkdtemp, []
+
+    def racing_mkdtemp(**kwargs):
+        if not calls:
+            calls.append(1)
+            (tmp_path / "a").rmdir()
+        return real_mkdtemp(**kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", racing_mkdtemp)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"state")
+    assert target.read_bytes() == b"state" and calls
 
 
 @pytest.fixture

@@ -83,10 +83,11 @@ def test_variants_join_the_methods_and_are_tuned_as_theirs(study):
 
 
 def test_the_base_is_scored_on_every_studied_task_a_run_on_its_order(study):
-    base = SimpleNamespace(checkpoint="results/default/base")
-    run = SimpleNamespace(checkpoint="results/default/asvd/order2/seed1/step3")
+    base = SimpleNamespace(checkpoint="base")  # the checkpoint's folder under results/default
+    run = SimpleNamespace(checkpoint="seqft/order2/seed1/step3")
     assert study.checkpoint_eval_names(base) == ["alpha", "beta", "gamma", "delta", "general"]
     assert study.checkpoint_eval_names(run) == ["delta", "gamma", "beta", "alpha", "general"]
+    assert study.checkpoint_eval_inputs(run)["model"] == "results/default/seqft/order2/seed1/step3/model"
 
 
 def test_premise_inputs_start_at_the_base_and_read_every_task(study):

@@ -27,6 +27,7 @@ from asvd.analysis.figures import (
     plot_subspace_overlap,
     plot_task_curves,
     plot_tradeoff,
+    plot_training_curves,
     premise_shares,
     rule_limits,
     tradeoff_points,
@@ -260,6 +261,41 @@ def test_plot_frozen_ranks_nothing_frozen(tmp_path):
     png, pdf = outputs(tmp_path, "ranks_none")
     plot_frozen_ranks({"seqft": write_train_logs(tmp_path / "s", [0, 0, 0])}, png, pdf)
     assert png.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_plot_training_curves_draws_every_step_of_the_sequence_in_its_tasks_colour(tmp_path, monkeypatch):
+    from asvd.analysis import figures
+
+    losses = {"alpha": [3.0, 2.0, 1.0, 0.5], "beta": [4.0, 1.0, 0.25, 0.125]}
+    logs = {}
+    for method in ("asvd", "seqft"):
+        (tmp_path / method).mkdir()
+        logs[method] = {"order 1": []}
+        for step, (task, loss) in enumerate(losses.items(), start=1):
+            path = tmp_path / method / f"step{step}.json"
+            path.write_text(json.dumps(task_log(task, step, loss=loss, steps=len(loss))))
+            logs[method]["order 1"].append(path)
+    logs["seqft"]["order 2"] = logs["seqft"]["order 1"][::-1]  # asvd has no run in order 2
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, png, pdf: drawn.append(fig))
+    plot_training_curves(logs, *outputs(tmp_path, "curves"))
+    axes = {ax.get_title(): ax for ax in drawn[0].axes}
+    assert set(axes) == {"asvd · order 1", "seqft · order 1", "asvd · order 2", "seqft · order 2"}
+    assert not axes["asvd · order 2"].lines  # "no run"
+    raw = [line for line in axes["seqft · order 2"].lines if line.get_alpha() == 0.25]
+    assert [list(line.get_xdata()) for line in raw] == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert [list(line.get_ydata()) for line in raw] == [losses["beta"], losses["alpha"]]
+    assert raw[0].get_color() != raw[1].get_color()
+    assert axes["seqft · order 2"].get_yscale() == "log"
+    monkeypatch.undo()
+    plot_training_curves(logs, *outputs(tmp_path, "curves"))  # the real save
+    assert_png_and_pdf(*outputs(tmp_path, "curves"))
+
+
+def test_running_mean_worked_case():
+    from asvd.analysis.figures import _smoothed
+
+    assert _smoothed(np.array([4.0, 2.0, 0.0, 6.0]), 2).tolist() == [4.0, 3.0, 1.0, 3.0]
 
 
 def write_svd_caches(directory: Path, n_checkpoints: int) -> list[Path]:

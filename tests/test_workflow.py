@@ -79,10 +79,10 @@ def dry_run_jobs(log: str) -> list[DryJob]:
 
     In an empty working directory every job reports ``Missing output files: <its outputs>`` and
     ``Input files updated by another job: <its inputs>`` (every input is made by some job).
-    Rules with a ``message:`` print ``Reason:``; the target rules print an indented ``reason:``.
+    Every job prints an indented ``reason:`` line.
     """
     jobs = []
-    for match in re.finditer(r"^\s*[Rr]eason: (.*)$", log, re.M):
+    for match in re.finditer(r"^\s+reason: (.*)$", log, re.M):
         fields = {}
         for part in match.group(1).split("; "):
             key, _, value = part.partition(": ")
@@ -220,6 +220,15 @@ def test_dry_run_of_every_public_target(tmp_path, config_name, target):
     if target in ("all_figures", None):
         assert stats["plot_figure"] >= 4 + len(config["run"]["methods"])
     assert not (tmp_path / "results").exists()  # a dry run writes no results
+    # every job but the targets says where it logs; nothing prints "Shell command: None"
+    output = result.stdout + result.stderr
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", output, re.M)
+    assert len(jobs) == sum(stats.values())
+    logs = f"results/{config['experiment']}/logs/"
+    for rule, lines in jobs:
+        if not rule.startswith("all_"):
+            assert re.search(rf"^    log: {re.escape(logs)}{rule}[/.]\S*\.log$", lines, re.M), (rule, lines)
+    assert "Shell command" not in output
 
 
 def test_the_quick_look_is_one_seed_of_the_default_with_osft_beside(tmp_path):
@@ -738,7 +747,7 @@ def test_e2e_forcing_one_task_reruns_exactly_it_and_its_dependents(e2e):
     assert needrun == {start} | descendants(start, edges)
 
     rerun = {(node.rule, node.wildcards) for n, node in nodes.items() if n in needrun}
-    checkpoint = str(step2.relative_to(e2e.workdir))
+    checkpoint = str(step2.relative_to(e2e.results))  # the wildcard: its folder under the results
     figures = {dict(w)["figure"] for rule, w in rerun if rule == "plot_figure"}
     rules = Counter(rule for rule, _ in rerun)
     assert rules["finetune_task"] == 1
@@ -940,13 +949,15 @@ WORK_MARKERS = {
 }
 
 
-def output_of_log(rule: str, log: Path, logs: Path, workdir: Path) -> Path:
-    job = log.relative_to(logs / rule).with_suffix("")
-    if rule == "finetune_task":  # logs/finetune_task/<method>/order<o>/seed<s>/step<t>.log
-        return workdir / "results" / logs.parent.name / job / "model"
-    if rule == "svd_cache":  # logs/svd_cache/<checkpoint>/svd-<targets>.log
-        return workdir / f"{job}.safetensors"
-    return workdir / job / "eval.json"
+def output_of_log(rule: str, log: Path, logs: Path) -> Path:
+    """Every log names its job by its path under the study's results (``logs.parent``):
+    logs/<rule>/<method>/order<o>/seed<s>/step<t>.log, logs/svd_cache/<checkpoint>/svd-<targets>.log."""
+    job = logs.parent / log.relative_to(logs / rule).with_suffix("")
+    if rule == "finetune_task":
+        return job / "model"
+    if rule == "svd_cache":
+        return job.parent / f"{job.name}.safetensors"
+    return job / "eval.json"
 
 
 def test_a_job_ends_when_snakemake_alone_is_sigkilled(tmp_path):
@@ -1019,7 +1030,7 @@ def test_e2e_sigkilled_at_random_points_of_training_svd_and_evaluation_then_reru
             process.wait()
             # a killed Snakemake leaves its lock; it names this command when run again
             run_snakemake(tmp_path, "all_figures", "--unlock", configfiles=[e2e.configfile])
-            if not output_of_log(rule, working, logs, tmp_path).exists():
+            if not output_of_log(rule, working, logs).exists():
                 killed_at_work[rule] = str(working.relative_to(logs))
                 break
     # the tiny model's SVD takes milliseconds: its job is killed once at work, maybe after it wrote

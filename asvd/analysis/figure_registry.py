@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from asvd.analysis import figures
-from asvd.pipeline.layout import FIGURE_FORMATS, TRAIN_LOG
+from asvd.pipeline.layout import FIGURE_FORMATS, TRAIN_LOG, order_label
 
 
 # ---------------------------------------------------------------- what a figure reads
@@ -41,6 +41,15 @@ def summaries(study, methods: Sequence[str], references: bool) -> list[str]:
 def train_logs(study, methods: Sequence[str], references: bool) -> dict:
     """The representative run's training logs, steps 1..T."""
     return {method: study.representative_steps(method, TRAIN_LOG, with_base=False)
+            for method in methods}
+
+
+def train_logs_per_order(study, methods: Sequence[str], references: bool) -> dict:
+    """Each method's training logs, steps 1..T, per order (first seed), labelled ``order N``."""
+    seed = study.config["run"]["seeds"][0]
+    return {method: {order_label(order): study.step_paths(dict(method=method, order=order, seed=seed),
+                                                          TRAIN_LOG)
+                     for order in study.config["run"]["orders"]}
             for method in methods}
 
 
@@ -118,6 +127,13 @@ FIGURES: dict[str, FigureSpec] = {
             'i of a matrix is the model after training step i, column j the task; below the diagonal '
             'is retention, on it learning.'),
         scopes=("study", "comparison"), references=True),
+    "training_curves": FigureSpec(
+        figures.plot_training_curves, train_logs_per_order,
+        ('Training loss at every optimizer step over the whole sequence (first seed; rows are task '
+            'orders, columns methods), each task in its colour, light for each step and dark for a '
+            'running mean, dotted lines where the next task begins; log scale. A loss that stays high'
+            ' is a task the method did not learn; a jump at a boundary is the new task starting.'),
+        scopes=("study", "comparison")),
     "aa_bwt": FigureSpec(
         figures.plot_aa_bwt, summaries,
         ('Average accuracy (AA) and backward transfer (BWT) per method, mean and standard '

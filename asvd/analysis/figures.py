@@ -431,6 +431,58 @@ def plot_general_retention(
 # --------------------------------------------------------------------------- training internals
 
 
+def _smoothed(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing running mean over ``window`` points (shorter at the start)."""
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    starts = np.maximum(np.arange(1, len(values) + 1) - window, 0)
+    return (sums[1:] - sums[starts]) / (np.arange(1, len(values) + 1) - starts)
+
+
+def _plot_losses(ax: Axes, paths: Sequence[PathLike], colors: Mapping[str, tuple]) -> None:
+    """One run's loss per optimizer step over its whole sequence, each task's steps in its
+    colour (raw, light; running mean, dark) with the task boundaries marked."""
+    start = 0
+    for log in map(TaskLog.read, paths):
+        loss = np.asarray(log.loss, dtype=float)
+        steps = start + np.arange(1, len(loss) + 1)
+        ax.plot(steps, loss, color=colors[log.task], alpha=0.25, linewidth=0.6)
+        ax.plot(steps, _smoothed(loss, max(1, len(loss) // 20)), color=colors[log.task], linewidth=1.6)
+        if start:
+            ax.axvline(start + 0.5, color="0.6", linestyle=":", linewidth=0.8)
+        start += len(loss)
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+
+
+@styled
+def plot_training_curves(
+    train_logs: Mapping[str, Mapping[str, Sequence[PathLike]]], out_png: PathLike, out_pdf: PathLike
+) -> None:
+    """Training loss per optimizer step over the sequence; rows are orders, columns methods."""
+    methods = list(train_logs)
+    orders = _unique(order for runs in train_logs.values() for order in runs)
+    tasks = _unique(TaskLog.read(path).task for runs in train_logs.values()
+                    for paths in runs.values() for path in paths)
+    colors = color_map(tasks)
+    fig = Figure(figsize=(3.8 * len(methods) + 2.0, 3.0 * len(orders) + 0.8), layout="constrained")
+    axes = fig.subplots(len(orders), len(methods), squeeze=False, sharey=True)
+    for row, order in enumerate(orders):
+        for col, method in enumerate(methods):
+            axes[row][col].set_title(f"{method} · {order}")
+            if order in train_logs[method]:
+                _plot_losses(axes[row][col], train_logs[method][order], colors)
+            else:
+                _no_run(axes[row][col])
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training loss")
+    for ax in axes[-1]:
+        ax.set_xlabel("optimizer step over the sequence")
+    handles = [Line2D([], [], color=color) for color in colors.values()]
+    fig.legend(handles, list(colors), title="task trained", loc="outside right upper")
+    fig.suptitle("Training loss per step (light: every step; dark: running mean over 5 % of a task)")
+    save_figure(fig, out_png, out_pdf)
+
+
 def _frozen_fractions(paths: Sequence[PathLike]) -> pd.DataFrame:
     """Frozen fraction k/r per target (rows) and task step (columns) from train logs."""
     logs = [TaskLog.read(path) for path in paths]

@@ -358,15 +358,16 @@ class Study:
         return tasks
 
     def checkpoint_eval_names(self, wildcards) -> list[str]:
-        """The base model is scored on every studied task; a run's checkpoint on its sequence."""
+        """The base model is scored on every studied task; a run's checkpoint on its sequence.
+        ``wildcards.checkpoint`` is the checkpoint's folder under the study's root."""
         general = [GENERAL] if self.has_general else []
-        if wildcards.checkpoint == self.layout.base:
+        if f"{self.layout.root}/{wildcards.checkpoint}" == self.layout.base:
             return [*self.studied_tasks(), *general]
         order = re.search(r"(?:^|/)order(\d+)(?:/|$)", wildcards.checkpoint).group(1)
         return [*self.orders[int(order)], *general]
 
     def checkpoint_eval_inputs(self, wildcards) -> dict:
-        return {"model": f"{wildcards.checkpoint}/{MODEL}",
+        return {"model": f"{self.layout.root}/{wildcards.checkpoint}/{MODEL}",
                 "tests": [self.data(name, "test.jsonl")
                           for name in self.checkpoint_eval_names(wildcards)]}
 

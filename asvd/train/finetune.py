@@ -4,10 +4,12 @@ EWC / LwF, LoRA), train with the shared loop and write the checkpoint and its lo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Mapping
 
 from asvd.data.prepare import load_records
+from asvd.io import remove_with_emptied_folders
 from asvd.method.targets import find_targets
 from asvd.method_config import Method
 from asvd.train.loop import TrainSettings, train
@@ -105,8 +107,9 @@ def _write(model, tokenizer, pieces, log: TaskLog, settings: TrainSettings, acce
         extra = {name: tensors for piece in pieces for name, tensors in piece.tensors().items()}
         save_checkpoint(model, tokenizer, out_dir, extra_tensors=extra, state_dict=whole)
         log.write(log_json)
-        if resume_file:
-            Path(resume_file).unlink(missing_ok=True)
+        if resume_file:  # its folders too, up to the one it shares with the outputs
+            remove_with_emptied_folders(resume_file, os.path.commonpath(
+                [Path(resume_file).absolute(), Path(out_dir).absolute()]))
     if accelerator.num_processes > 1:  # every rank waits for the writes, then leaves the group
         accelerator.wait_for_everyone()
         accelerator.end_training()

@@ -22,8 +22,5 @@ rule base_model:
         train=config["base_model"]["train"],
         seed=config["base_model"]["seed"],
         code=code_version("base_model"),
-    message:
-        "Base model: loading the pretrained one (instruction-tuned on the general mixture if "
-        "asked) or pretraining one on it"
     script:
         "../scripts/base_model.py"

@@ -23,8 +23,6 @@ rule constraint_cost:
     params:
         settings=config["constraint_cost"],
         code=code_version("constraint_cost"),
-    message:
-        "The constraint's cost (plain AdamW vs asvd vs peft OSF)"
     script:
         "../scripts/constraint_cost.py"
 
@@ -42,7 +40,5 @@ rule constraint_cost_report:
         "../envs/asvd.yaml"
     params:
         code=code_version("constraint_cost_report"),
-    message:
-        "The constraint's cost: table and figure"
     script:
         "../scripts/constraint_cost_report.py"

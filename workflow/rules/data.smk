@@ -19,7 +19,5 @@ rule prepare_dataset:
         template=config["data"]["template"],
         seed=config["data"]["seed"],
         code=code_version("prepare_dataset"),
-    message:
-        "Preparing the {wildcards.task} train/test files"
     script:
         "../scripts/prepare_dataset.py"

@@ -2,13 +2,13 @@ rule evaluate_checkpoint:
     input:
         unpack(STUDY.checkpoint_eval_inputs),
     output:
-        eval_json=f"{{checkpoint}}/{EVAL}",
+        eval_json=f"{RESULTS}/{{checkpoint}}/{EVAL}",
     log:
         f"{LOGS}/evaluate_checkpoint/{{checkpoint}}.log",
     benchmark:
         f"{BENCH}/evaluate_checkpoint/{{checkpoint}}.tsv"
     wildcard_constraints:
-        checkpoint=f"{RESULTS}/.+",
+        checkpoint=".+",
     conda:
         "../envs/asvd.yaml"
     threads: config["threads"]["evaluate_checkpoint"]
@@ -18,8 +18,6 @@ rule evaluate_checkpoint:
         names=STUDY.checkpoint_eval_names,
         evaluation=config["evaluation"],
         code=code_version("evaluate_checkpoint"),
-    message:
-        "Evaluating {wildcards.checkpoint} on every task and the general set"
     script:
         "../scripts/evaluate_checkpoint.py"
 
@@ -49,7 +47,5 @@ rule measure_premise:
         reference=lambda wildcards: STUDY.premise_reference(),
         reference_train=STUDY.premise_reference_train,
         code=code_version("measure_premise"),
-    message:
-        "Where each task's inputs fall in the frozen subspaces of {wildcards.method} order {wildcards.order} seed {wildcards.seed}"
     script:
         "../scripts/measure_premise.py"

@@ -24,8 +24,6 @@ rule collect_metrics:
         tuned_keys=STUDY.tuned_keys,
         lr_scale=lambda wildcards: STUDY.methods[wildcards.method].lr_scale,
         code=code_version("collect_metrics"),
-    message:
-        "Accuracy matrix and metrics of {wildcards.method} order {wildcards.order} seed {wildcards.seed}"
     script:
         "../scripts/collect_metrics.py"
 
@@ -44,7 +42,5 @@ rule reference_run:
         source=lambda wildcards: STUDY.reference_source(wildcards.reference),
         order=lambda wildcards: STUDY.reference_runs[wildcards.reference]["order"],
         code=code_version("reference_run"),
-    message:
-        "Published run {wildcards.reference} as an accuracy matrix and summary"
     script:
         "../scripts/reference_run.py"

@@ -2,27 +2,12 @@
 # tables rule and one figure rule per public target (asvd/pipeline/study.py's scopes), defined
 # once below; which figures a target draws, what they read and their captions come from
 # asvd/analysis/figure_registry.py.
-# scope -> its tables' rule, its figures' rule, the words of its job messages, report category
+# scope -> its tables' rule, its figures' rule, report category
 REPORT_RULES = {
-    "study": ("summary_tables", "plot_figure", "", None),
-    "comparison": (
-        "baseline_tables",
-        "baseline_figure",
-        " of every method",
-        "Every baseline",
-    ),
-    "ablation": (
-        "ablation_tables",
-        "ablation_figure",
-        " of the retention ablation",
-        "Retention ablation",
-    ),
-    "tradeoff": (
-        "tradeoff_tables",
-        "tradeoff_figure",
-        " of the learning-retention trade-off",
-        "Learning-retention trade-off",
-    ),
+    "study": ("summary_tables", "plot_figure", None),
+    "comparison": ("baseline_tables", "baseline_figure", "Every baseline"),
+    "ablation": ("ablation_tables", "ablation_figure", "Retention ablation"),
+    "tradeoff": ("tradeoff_tables", "tradeoff_figure", "Learning-retention trade-off"),
 }
 
 
@@ -38,7 +23,7 @@ localrules:
     tradeoff_figure,
 
 
-for _scope, (_tables, _figure, _words, _category) in REPORT_RULES.items():
+for _scope, (_tables, _figure, _category) in REPORT_RULES.items():
     _folder = STUDY.layout.scope(STUDY.scopes[_scope].folder)
 
     rule:
@@ -65,8 +50,6 @@ for _scope, (_tables, _figure, _words, _category) in REPORT_RULES.items():
             "../envs/asvd.yaml"
         params:
             code=code_version("summary_tables"),
-        message:
-            f"Summary tables{_words} (CSV, Markdown, LaTeX)"
         script:
             "../scripts/summary_tables.py"
 
@@ -93,8 +76,6 @@ for _scope, (_tables, _figure, _words, _category) in REPORT_RULES.items():
             caption=lambda wildcards: figure_registry.caption(wildcards.figure),
             options=config["figures"],
             code=code_version("plot_figure"),
-        message:
-            f"Figure {{wildcards.figure}}{_words}"
         script:
             "../scripts/plot_figure.py"
 
@@ -118,7 +99,5 @@ rule paper_tables:
     params:
         method_names=lambda wildcards: config["paper_table"]["method_names"],
         code=code_version("paper_tables"),
-    message:
-        "The paper's table with this study's values beside it"
     script:
         "../scripts/paper_tables.py"

@@ -1,14 +1,14 @@
 rule svd_cache:
     input:
-        model=f"{{checkpoint}}/{MODEL}",
+        model=f"{RESULTS}/{{checkpoint}}/{MODEL}",
     output:
-        svd=f"{{checkpoint}}/{SVD_CACHE}",
+        svd=f"{RESULTS}/{{checkpoint}}/{SVD_CACHE}",
     log:
         f"{LOGS}/svd_cache/{{checkpoint}}/svd-{{targets}}.log",
     benchmark:
         f"{BENCH}/svd_cache/{{checkpoint}}/svd-{{targets}}.tsv"
     wildcard_constraints:
-        checkpoint=f"{RESULTS}/.+",
+        checkpoint=".+",
         targets=SVD_KEY,
     conda:
         "../envs/asvd.yaml"
@@ -18,7 +18,5 @@ rule svd_cache:
     params:
         targets=lambda wildcards: STUDY.svd_targets(wildcards.targets),
         code=code_version("svd_cache"),
-    message:
-        "SVD of the targets {wildcards.targets} of {wildcards.checkpoint}"
     script:
         "../scripts/svd_cache.py"

@@ -28,8 +28,6 @@ rule finetune_task:
         task_count=lambda wildcards: len(STUDY.run_tasks(wildcards)),
         resume=PATHS.resume,
         code=code_version("finetune_task"),
-    message:
-        "Training {wildcards.method} order {wildcards.order} seed {wildcards.seed}: task {wildcards.step}"
     script:
         "../scripts/finetune_task.py"
 
@@ -67,7 +65,5 @@ rule tune_first_task:
         seed=lambda wildcards: STUDY.tuning["seed"],
         evaluation=config["evaluation"],
         code=code_version("tune_first_task"),
-    message:
-        "Tuning {wildcards.method} on the first task of order {wildcards.order}"
     script:
         "../scripts/tune_first_task.py"

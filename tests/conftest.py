@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import traceback
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -197,6 +198,37 @@ def learned_files(results: Path) -> dict[str, str]:
                for path in sorted(files) if ".corrupt-" not in str(path)}
     assert any(name.endswith("model.safetensors") for name in learned), f"no checkpoint under {results}"
     return learned
+
+
+class _TableCells(HTMLParser):
+    """Collects the text of every header and data cell, row by row, entities decoded."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._cell: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("th", "td"):
+            self._cell = ""
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag in ("th", "td"):
+            self.rows[-1].append(self._cell.strip())
+            self._cell = None
+
+
+def html_table_rows(page: str) -> list[list[str]]:
+    """The cells of an HTML table page as a reader sees them: the header row, then each row."""
+    parser = _TableCells()
+    parser.feed(page)
+    return parser.rows
 
 
 def pytest_collection_modifyitems(config, items):

@@ -62,6 +62,7 @@ def test_every_truncation_of_a_binary_or_json_result_is_damage(whole, tmp_path, 
     ("accuracy_matrix.csv", "after,a,b\nbase,1,2\na,3", "fields"),
     ("accuracy_matrix.csv", "", "empty"),
     ("summary.md", "", "empty"),
+    ("summary.html", "", "empty"),
     ("figure.pdf", "%PDF-1.4\n1 0 obj", "not a whole PDF"),
     ("eval.json", b"\xff\xfe{}", "not UTF-8"),
 ])

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from asvd.analysis.tables import load_runs, paper_comparison, write_paper_tables
-from conftest import REPO
+from conftest import REPO, html_table_rows
 
 REFERENCE = REPO / "config" / "reference"
 
@@ -50,9 +50,9 @@ def test_averages_appear_once_every_order_of_the_group_ran(tmp_path):
 
 def test_trace_layout_and_the_written_files_leave_missing_cells_empty(tmp_path):
     paths = summaries(tmp_path, [("asvd", 1, 0, 45.0, -4.0)])
-    out = {ext: tmp_path / f"paper.{ext}" for ext in ("csv", "md", "tex")}
+    out = {ext: tmp_path / f"paper.{ext}" for ext in ("csv", "md", "tex", "html")}
     table = write_paper_tables(paths, REFERENCE / "trace_llama2_7b_chat.csv",
-                               {"asvd": "Adaptive SVD"}, out["csv"], out["md"], out["tex"])
+                               {"asvd": "Adaptive SVD"}, out["csv"], out["md"], out["tex"], out["html"])
     row = table.set_index("method").loc["Adaptive SVD"]
     assert (row["op paper"], row["op this run"], row["bwt this run"]) == (48.4, 45.0, -4.0)
     csv = pd.read_csv(out["csv"]).set_index("method")
@@ -60,6 +60,11 @@ def test_trace_layout_and_the_written_files_leave_missing_cells_empty(tmp_path):
     md = out["md"].read_text()
     assert "| MTL " in md and " 0.00 " not in md
     assert "Adaptive SVD" in out["tex"].read_text()
+    header, *rows = html_table_rows(out["html"].read_text(encoding="utf-8"))
+    assert header == ["method", "op paper", "op this run", "bwt paper", "bwt this run"]
+    shown = {row[0]: row[1:] for row in rows}
+    assert shown["Adaptive SVD"] == ["48.40", "45.00", "-7.10", "-4.00"]  # the paper's beside ours
+    assert shown["MTL"] == ["52.30", "", "", ""]  # missing cells stay empty
 
 
 def test_reference_files_carry_provenance_and_match_the_printed_averages():

@@ -77,7 +77,7 @@ def test_tables_and_figures_take_a_reference_beside_the_methods(tmp_path):
     ours_csv, ours_json = write_study_run(tmp_path, "asvd", 80.0)
     run = write_olora_run(tmp_path / "run", ROWS, PUBLISHED)
     collect_reference_run(run, "olora_published", 1, tmp_path / "ref.csv", tmp_path / "ref.json")
-    tables = [tmp_path / f"summary.{ext}" for ext in ("csv", "md", "tex")]
+    tables = [tmp_path / f"summary.{ext}" for ext in ("csv", "md", "tex", "html")]
     stats = write_summary_tables([ours_json, tmp_path / "ref.json"], *tables)
     reference = stats[(stats["method"] == "olora_published") & (stats["order"] == "1")].iloc[0]
     assert reference["n"] == 1 and reference["aa_mean"] == pytest.approx(220 / 3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from asvd.analysis.metrics import write_accuracy_csv
 from asvd.analysis.subspaces import overlap_table
 from asvd.analysis.tables import load_runs, write_summary_tables
 from asvd.train_log import TaskLog
-from conftest import task_log
+from conftest import html_table_rows, task_log
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PDF_MAGIC = b"%PDF"
@@ -102,7 +103,7 @@ def outputs(tmp_path: Path, name: str) -> tuple[Path, Path]:
 
 
 def test_summary_tables(tmp_path, summaries):
-    out = [tmp_path / "tables" / f"results.{ext}" for ext in ("csv", "md", "tex")]
+    out = [tmp_path / "tables" / f"results.{ext}" for ext in ("csv", "md", "tex", "html")]
     write_summary_tables(summaries, *out)
     table = pd.read_csv(out[0])
     assert list(zip(table["method"], table["order"])) == [
@@ -141,10 +142,29 @@ def test_summary_tables(tmp_path, summaries):
     assert "\\begin{tabular}" in latex and " -- " in latex
 
 
+def test_summary_table_html_shows_the_markdown_cells_on_a_self_contained_page(tmp_path, summaries):
+    out = [tmp_path / f"summary.{ext}" for ext in ("csv", "md", "tex", "html")]
+    write_summary_tables(summaries, *out)
+    page = out[3].read_text(encoding="utf-8")
+    header, *rows = html_table_rows(page)
+    assert header[:5] == ["Method", "Order", "n", "AA", "BWT"] and "Earlier in V_h" in header
+    assert [row[:2] for row in rows] == [["zeta_sub", "order1"], ["zeta_sub", "order2"],
+                                         ["zeta_sub", "average"], ["alpha", "order1"],
+                                         ["alpha", "average"]]
+    assert rows[0][:5] == ["zeta_sub", "order1", "2", "71.00 ± 1.41", "-7.10 ± 0.14"]
+    assert rows[2][header.index("AA")] == "66.50 ± 6.36"  # the average over the order means
+    assert rows[0][header.index("Tuned lr")] == "0.000525 ± 0.000247"
+    assert rows[3][:4] == ["alpha", "order1", "1", "50.00"]  # one seed: no std
+    assert rows[3][header.index("FWT")] == "–"
+    # a page of its own: the report shows it inline in a frame, offline
+    assert '<meta charset="utf-8">' in page and "<style>" in page
+    assert not re.search(r"\b(src|href)=|@import|url\(", page)
+
+
 def test_summary_tables_name_bad_summary(tmp_path, summaries):
     bad = write_summary(tmp_path / "bad.json", "m", "order1", 1, 50.0)
     bad.write_text(json.dumps({k: v for k, v in json.loads(bad.read_text()).items() if k != "bwt"}))
-    out = [tmp_path / f"t.{ext}" for ext in ("csv", "md", "tex")]
+    out = [tmp_path / f"t.{ext}" for ext in ("csv", "md", "tex", "html")]
     with pytest.raises(ValueError, match=r"bad\.json: summary lacks 'bwt'"):
         write_summary_tables([*summaries, bad], *out)
 

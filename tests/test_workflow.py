@@ -8,6 +8,7 @@ file lock, the others reuse it read-only.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from conftest import (
     TEST_CONFIGS,
     built_once,
     effective_config,
+    html_table_rows,
     learned_files,
     run_snakemake,
     write_olora_run,
@@ -559,7 +561,7 @@ def test_e2e_every_declared_output_exists(e2e):
                         for name in ["task_curves", "aa_bwt", "accuracy_matrix_asvd"]
                         for ext in ["png", "pdf"]}
     assert expected_figures <= set(e2e.outputs)
-    assert {f"results/e2e/tables/summary.{ext}" for ext in ["csv", "md", "tex"]} <= set(e2e.outputs)
+    assert {f"results/e2e/tables/summary.{ext}" for ext in ["csv", "md", "tex", "html"]} <= set(e2e.outputs)
     for output in e2e.outputs:
         path = e2e.workdir / output
         assert path.exists(), output
@@ -780,12 +782,18 @@ def test_e2e_report_has_every_figure_and_table_with_its_caption_and_runtimes(e2e
     text = html.read_text()
     # each file marked for the report is an entry "path": {..., "caption": "<p>...</p>", ...}
     captions = dict(re.findall(r'"(results/e2e/[^"]+)": \{"name": [^{}]*?"caption": "(.*?)", "mime_type"', text))
-    marked = {out for out in e2e.outputs if re.search(r"/(figures/.*\.png|tables/.*\.csv)$", out)}
+    marked = {out for out in e2e.outputs if re.search(r"/(figures/.*\.png|tables/.*\.(csv|html))$", out)}
     assert marked and set(captions) == marked
     for path, caption in captions.items():
         assert len(re.sub("<[^>]+>", "", caption).strip()) > 40, (path, caption)
     assert len(set(captions.values())) == len(captions), "every figure has its own caption"
     assert "method <strong>asvd</strong>" in captions["results/e2e/figures/accuracy_matrix_asvd.png"]
+    # the summary table is a page the report shows inline (a frame), not only a CSV to download
+    results = json.loads(re.search(r"var results = (\{.*?\});\n", text).group(1))
+    summary = results["results/e2e/tables/summary.html"]
+    assert summary["mime_type"] == "text/html"
+    page = base64.b64decode(summary["data_uri"].split(";base64,")[1]).decode("utf-8")
+    assert ["asvd", "1", "1"] in [row[:3] for row in html_table_rows(page)]  # method, order, n
     assert "experiment <strong>e2e</strong>" in text  # the workflow description
     runtimes = re.search(r"var runtimes_spec = (\{.*?\});\n", text)
     rules = {row["rule"] for row in json.loads(runtimes.group(1))["data"]["values"]}

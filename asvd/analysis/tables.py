@@ -1,13 +1,15 @@
 """Results tables: mean ± std over seeds per (method, order), plus a per-method average.
 
 Inputs are the per-run ``summary.json`` files written by :func:`asvd.analysis.metrics.collect_run`.
-The CSV keeps numbers (``<metric>_mean``, ``<metric>_std``) for further processing; Markdown and
-LaTeX show formatted ``mean ± std`` cells for reading and for the report. Column ``n`` counts the
-seeds of a (method, order) row and the orders of an ``average`` row.
+The CSV keeps numbers (``<metric>_mean``, ``<metric>_std``) for further processing; Markdown, LaTeX
+and HTML show formatted ``mean ± std`` cells for reading (the HTML page inline in the Snakemake
+report, where a CSV is only a download). Column ``n`` counts the seeds of a (method, order) row and
+the orders of an ``average`` row.
 """
 
 from __future__ import annotations
 
+import html
 import math
 import os
 from typing import Sequence
@@ -155,6 +157,38 @@ def _to_latex(stats: pd.DataFrame) -> str:
     return _latex(display_table(stats, plus_minus=" $\\pm$ ", missing="--"), ("Method", "Order"), 2)
 
 
+_HTML_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ margin: 12px; background: #fff; color: #111; font: 13px/1.4 system-ui, sans-serif; }}
+p {{ margin: 0 0 8px; color: #444; }}
+table {{ border-collapse: collapse; }}
+th, td {{ padding: 3px 9px; border-bottom: 1px solid #ddd; white-space: nowrap; text-align: right; }}
+th {{ position: sticky; top: 0; background: #eef1f5; }}
+td {{ font-variant-numeric: tabular-nums; }}
+tbody tr:nth-child(even) {{ background: #f8f9fb; }}
+th:nth-child(-n+{labels}), td:nth-child(-n+{labels}) {{ text-align: left; }}
+</style>
+</head>
+<body>
+<p>{note}</p>
+{table}
+</body>
+</html>
+"""
+
+
+def _html(table: pd.DataFrame, title: str, note: str, labels: int) -> str:
+    """A self-contained HTML page of ``table`` (inline CSS, nothing fetched, its charset
+    declared), which the Snakemake report shows inline where a CSV is only a download; the first
+    ``labels`` columns left-aligned."""
+    return _HTML_PAGE.format(title=html.escape(title), note=html.escape(note), labels=labels,
+                             table=table.to_html(index=False, border=0))
+
+
 def environment_table(summary_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     """One row per distinct environment the runs were trained in (package versions, torch
     threads, CPU, GPU) and how many runs each holds; published runs record none."""
@@ -178,14 +212,19 @@ def write_summary_tables(
     out_csv: str | os.PathLike,
     out_md: str | os.PathLike,
     out_tex: str | os.PathLike,
+    out_html: str | os.PathLike,
     out_environment: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Aggregate run summaries and write the CSV, Markdown and LaTeX tables atomically, and the
-    environments the runs were trained in (``out_environment``, CSV)."""
+    """Aggregate run summaries and write the CSV, Markdown, LaTeX and HTML tables atomically, and
+    the environments the runs were trained in (``out_environment``, CSV)."""
     stats = aggregate_runs(load_runs(summary_paths))
+    shown = display_table(stats)
     write_text(out_csv, stats.to_csv(index=False, lineterminator="\n"))
-    write_text(out_md, display_table(stats).to_markdown(index=False) + "\n")
+    write_text(out_md, shown.to_markdown(index=False) + "\n")
     write_text(out_tex, _to_latex(stats))
+    write_text(out_html, _html(shown, "Summary", "Mean ± standard deviation over the n seeds of each "
+                               "method and order; average rows: over the orders (n: orders). "
+                               "–: undefined for the row.", labels=2))
     if out_environment is not None:
         write_text(out_environment, environment_table(summary_paths).to_csv(index=False, lineterminator="\n"))
     return stats
@@ -257,8 +296,9 @@ def paper_comparison(runs: pd.DataFrame, reference: pd.DataFrame,
 
 def write_paper_tables(summary_paths: Sequence[str | os.PathLike], reference_csv: str | os.PathLike,
                        method_names: dict[str, str], out_csv: str | os.PathLike,
-                       out_md: str | os.PathLike, out_tex: str | os.PathLike) -> pd.DataFrame:
-    """:func:`paper_comparison` as CSV (numbers, empty cells), Markdown and LaTeX."""
+                       out_md: str | os.PathLike, out_tex: str | os.PathLike,
+                       out_html: str | os.PathLike) -> pd.DataFrame:
+    """:func:`paper_comparison` as CSV (numbers, empty cells), Markdown, LaTeX and HTML."""
     table = paper_comparison(load_runs(summary_paths), pd.read_csv(reference_csv), method_names)
     write_text(out_csv, table.to_csv(index=False, lineterminator="\n"))
     shown = table.copy()
@@ -266,4 +306,8 @@ def write_paper_tables(summary_paths: Sequence[str | os.PathLike], reference_csv
         shown[column] = [_cell(v, math.nan, "", "") for v in shown[column]]
     write_text(out_md, shown.to_markdown(index=False) + "\n")
     write_text(out_tex, _latex(shown, shown.columns, 1))
+    write_text(out_html, _html(shown, "The paper beside this study",
+                               f"Each of the paper's numbers as printed ({PAPER}) beside this "
+                               f"study's mean over seeds and, where the column averages them, "
+                               f"orders ({OURS}); empty: no value.", labels=1))
     return table

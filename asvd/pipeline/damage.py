@@ -115,7 +115,7 @@ def _pdf(path: Path) -> str | None:
 
 _FILE_CHECKS: dict[str, Callable[[Path], str | None]] = {
     ".safetensors": _safetensors, ".json": _json, ".jsonl": _jsonl, ".csv": _csv,
-    ".md": _text, ".tex": _text, ".png": _png, ".pdf": _pdf,
+    ".md": _text, ".tex": _text, ".html": _text, ".png": _png, ".pdf": _pdf,
 }
 
 

@@ -26,7 +26,7 @@ SUMMARY = "summary.json"
 PREMISE = "premise.json"
 # a task's prepared data
 DATA_FILES = ("train.jsonl", "test.jsonl", "stats.json")
-TABLE_FORMATS = ("csv", "md", "tex")
+TABLE_FORMATS = ("csv", "md", "tex", "html")
 FIGURE_FORMATS = ("png", "pdf")
 
 

@@ -34,11 +34,16 @@ for _scope, (_tables, _figure, _category) in REPORT_RULES.items():
         output:
             csv=report(
                 f"{_folder}/tables/summary.csv",
-                caption="../report/table.rst",
+                caption="../report/table_csv.rst",
                 category=_category or "Tables",
             ),
             md=f"{_folder}/tables/summary.md",
             tex=f"{_folder}/tables/summary.tex",
+            html=report(
+                f"{_folder}/tables/summary.html",
+                caption="../report/table.rst",
+                category=_category or "Tables",
+            ),
             environment=report(
                 f"{_folder}/tables/environment.csv",
                 caption="../report/environment.rst",
@@ -87,11 +92,16 @@ rule paper_tables:
     output:
         csv=report(
             f"{RESULTS}/tables/paper.csv",
-            caption="../report/table.rst",
+            caption="../report/table_csv.rst",
             category="Tables",
         ),
         md=f"{RESULTS}/tables/paper.md",
         tex=f"{RESULTS}/tables/paper.tex",
+        html=report(
+            f"{RESULTS}/tables/paper.html",
+            caption="../report/table.rst",
+            category="Tables",
+        ),
     log:
         f"{LOGS}/paper_tables.log",
     conda:

@@ -11,4 +11,5 @@ with stage(snakemake):
         snakemake.output.csv,
         snakemake.output.md,
         snakemake.output.tex,
+        snakemake.output.html,
     )

@@ -9,5 +9,6 @@ with stage(snakemake):
         snakemake.output.csv,
         snakemake.output.md,
         snakemake.output.tex,
+        snakemake.output.html,
         snakemake.output.environment,
     )

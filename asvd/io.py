@@ -58,14 +58,17 @@ def _follow_umask(path: Path) -> None:
 
 
 def _private_folder_beside(target: Path) -> Path:
-    """A new private folder in ``target``'s parent, made again should another job have just
-    removed the parent as empty (:func:`remove_with_emptied_folders`)."""
-    for _attempt in range(3):
+    """A new private folder in ``target``'s parent, which is made first, and made again should
+    another job remove it as empty in between (:func:`remove_with_emptied_folders`)."""
+    attempts = 3
+    while True:
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         except FileNotFoundError:
-            target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+            attempts -= 1
+            if not attempts:
+                raise
 
 
 def remove_with_emptied_folders(path: str | os.PathLike, keep: str | os.PathLike) -> None:
@@ -74,6 +77,8 @@ def remove_with_emptied_folders(path: str | os.PathLike, keep: str | os.PathLike
     holds something (another job's state) stays, and so does everything above it."""
     path, keep = Path(path).absolute(), Path(keep).absolute()
     path.unlink(missing_ok=True)
+    if keep == Path(keep.anchor):  # nothing shared but the file system's root: no folder is ours
+        return
     for folder in path.parents:
         if keep not in folder.parents:
             return
@@ -85,10 +90,9 @@ def remove_with_emptied_folders(path: str | os.PathLike, keep: str | os.PathLike
             return
 
 
-def _prepare(target: Path) -> None:
-    """Make the parent and remove what a killed writer of ``target`` left (its temporaries;
-    one job at a time writes an output, so none of them is in use)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _sweep(target: Path) -> None:
+    """Remove what a killed writer of ``target`` left (its temporaries; one job at a time
+    writes an output, so none of them is in use)."""
     for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
 
@@ -98,10 +102,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path (in a private folder beside ``path``); rename it onto ``path`` only
     on success."""
     target = Path(path)
-    _prepare(target)
+    _sweep(target)
     # the file is made in a private folder beside ``path``: a writer's own temporaries (safetensors
     # writes ``.tmp`` and six random characters beside the file it is given, then renames it) stay
-    # inside it, so a killed job's are swept with it by ``_prepare`` on the rerun
+    # inside it, so a killed job's are swept with it by ``_sweep`` on the rerun
     tmp_dir = _private_folder_beside(target)
     tmp_path = tmp_dir / target.name
     try:
@@ -121,8 +125,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     one complete version exists.
     """
     target = Path(path)
-    _prepare(target)
-    tmp_path = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    _sweep(target)
+    tmp_path = _private_folder_beside(target)
     old = tmp_path.with_name(tmp_path.name + ".old")
     try:
         with _named_disk_full(target):

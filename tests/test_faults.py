@@ -62,6 +62,11 @@ def test_a_removed_state_takes_the_folders_it_leaves_empty_and_no_other(tmp_path
     remove_with_emptied_folders(running, tmp_path)
     assert list(tmp_path.iterdir()) == []  # every emptied folder up to ``keep``, which stays
     remove_with_emptied_folders(running, tmp_path)  # already gone: nothing to do
+    elsewhere = tmp_path / "scratch" / "train_state.pt"  # shares only "/" with the outputs
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"state")
+    remove_with_emptied_folders(elsewhere, "/")
+    assert not elsewhere.exists() and (tmp_path / "scratch").is_dir()
 
 
 def test_a_write_beside_a_folder_just_removed_as_empty_makes_it_again(tmp_path, monkeypatch):

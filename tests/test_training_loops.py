@@ -122,12 +122,16 @@ def test_the_trainer_clips_a_gradient_already_projected(tmp_path, accumulation):
     assert max(seen.frozen_shares) < 1e-5
 
 
-def test_a_gradient_set_without_backward_is_projected_at_the_step():
-    """FSDP2 writes sharded gradients without autograd: the pre-step projection catches them."""
+@pytest.mark.parametrize("after_backward", [False, True])
+def test_a_gradient_no_hook_projected_is_projected_at_the_step(after_backward):
+    """FSDP2 writes sharded gradients without autograd, a loop may replace one after backward
+    (noise for differential privacy): the pre-step projection catches them."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(12, 24), torch.nn.Tanh(), torch.nn.Linear(24, 8))
     constraint = OrthogonalSubspace(model, [r"^0$", r"^2$"], asvd.ranks.Uniform(unfreeze=0.5))
     optimizer = constraint.wrap(torch.optim.SGD(model.parameters(), lr=0.1))
+    if after_backward:
+        model(torch.randn(5, 12)).pow(2).sum().backward()
     for parameter in model.parameters():
         parameter.grad = torch.randn_like(parameter)
     optimizer.step()

@@ -438,11 +438,11 @@ def _smoothed(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[1:] - sums[starts]) / (np.arange(1, len(values) + 1) - starts)
 
 
-def _plot_losses(ax: Axes, paths: Sequence[PathLike], colors: Mapping[str, tuple]) -> None:
+def _plot_losses(ax: Axes, logs: Sequence[TaskLog], colors: Mapping[str, tuple]) -> None:
     """One run's loss per optimizer step over its whole sequence, each task's steps in its
     colour (raw, light; running mean, dark) with the task boundaries marked."""
     start = 0
-    for log in map(TaskLog.read, paths):
+    for log in logs:
         loss = np.asarray(log.loss, dtype=float)
         steps = start + np.arange(1, len(loss) + 1)
         ax.plot(steps, loss, color=colors[log.task], alpha=0.25, linewidth=0.6)
@@ -458,21 +458,19 @@ def _plot_losses(ax: Axes, paths: Sequence[PathLike], colors: Mapping[str, tuple
 def plot_training_curves(
     train_logs: Mapping[str, Mapping[str, Sequence[PathLike]]], out_png: PathLike, out_pdf: PathLike
 ) -> None:
-    """Training loss per optimizer step over the sequence; rows are orders, columns methods."""
-    methods = list(train_logs)
-    orders = _unique(order for runs in train_logs.values() for order in runs)
-    tasks = _unique(TaskLog.read(path).task for runs in train_logs.values()
-                    for paths in runs.values() for path in paths)
-    colors = color_map(tasks)
+    """Training loss per optimizer step over the sequence; rows are orders, columns methods
+    (every method runs every order)."""
+    logs = {method: {order: [TaskLog.read(path) for path in paths] for order, paths in runs.items()}
+            for method, runs in train_logs.items()}
+    methods = list(logs)
+    orders = _unique(order for runs in logs.values() for order in runs)
+    colors = color_map(_unique(log.task for runs in logs.values() for run in runs.values() for log in run))
     fig = Figure(figsize=(3.8 * len(methods) + 2.0, 3.0 * len(orders) + 0.8), layout="constrained")
     axes = fig.subplots(len(orders), len(methods), squeeze=False, sharey=True)
     for row, order in enumerate(orders):
         for col, method in enumerate(methods):
             axes[row][col].set_title(f"{method} · {order}")
-            if order in train_logs[method]:
-                _plot_losses(axes[row][col], train_logs[method][order], colors)
-            else:
-                _no_run(axes[row][col])
+            _plot_losses(axes[row][col], logs[method][order], colors)
     for ax in axes[:, 0]:
         ax.set_ylabel("training loss")
     for ax in axes[-1]:

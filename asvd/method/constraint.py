@@ -12,6 +12,7 @@ shape and frozen rank are stacked so that one batched matmul serves them all.
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Mapping, Sequence
@@ -210,6 +211,11 @@ def _saved_ranks(state: Mapping, shapes: Mapping[str, tuple]) -> dict[str, int]:
             for name in shapes}
 
 
+def _referent(reference: weakref.ref | None):
+    """What a weak reference still points to (None for none)."""
+    return reference() if reference is not None else None
+
+
 def _resume_tolerance(dtype: torch.dtype) -> float:
     """How far a re-anchored weight of ``dtype`` may sit from its frozen triplets: fp32
     round-off, or 4 ulp where the weight is stored in lower precision."""
@@ -346,7 +352,8 @@ class OrthogonalSubspace:
         self.acts_on = acts_on
         modules = find_targets(model, targets)
         self.shapes = {name: tuple(m.weight.shape) for name, m in modules.items()}
-        self.rank_rule = Uniform(unfreeze=0.25) if rank_rule is None else rank_rule
+        # none where the ranks come from a saved state
+        self.rank_rule = Uniform(unfreeze=0.25) if rank_rule is None and state is None else rank_rule
         self.importance = importance
         self.ranks = (_saved_ranks(state, self.shapes) if state is not None
                       else self.rank_rule.frozen_ranks(self.shapes, importance))
@@ -528,12 +535,15 @@ class OrthogonalSubspace:
         Trainer's ``max_grad_norm``), logging the norm, unscaling - sees the allowed gradient
         only; clipping the raw gradient instead would shrink every step by the share of the norm
         that lay in frozen directions. Being linear, it commutes with gradient accumulation and
-        with DDP's all-reduce (the hook runs before DDP takes the gradient). Gradients that
-        arrive without backward (FSDP2's sharded ones) are projected, batched, just before the
-        step. ``project_gradients=False`` leaves the projection to the loop, which then calls
-        :meth:`project_gradients` between backward and clipping (the pipeline's own loop).
+        with DDP's all-reduce (the hook runs before DDP takes the gradient). It acts on every
+        backward until :meth:`remove`, so a gradient probe run meanwhile sees projected
+        gradients too. A gradient no hook projected - set without backward (FSDP2's sharded
+        ones) or replaced after it - is projected, batched, just before the step.
+        ``project_gradients=False`` leaves the projection to the loop, which then calls
+        :meth:`project_gradients` between backward and clipping (the pipeline's own loop: one
+        batched product per group instead of one per target and micro-batch).
         """
-        projected: set[int] = set()  # weights whose gradient a hook projected since the last step
+        projected: dict[int, weakref.ref] = {}  # weight -> the gradient its hook projected
         if self.acts_on == "gradient" and project_gradients:
             for group in self.groups:
                 for index, weight in enumerate(group.weights):
@@ -541,7 +551,8 @@ class OrthogonalSubspace:
                         self._handles.append(weight.register_post_accumulate_grad_hook(
                             partial(self._project_in_backward, group, index, projected)))
             self._handles.append(optimizer.register_step_pre_hook(lambda *_: self._apply(
-                lambda weight: None if id(weight) in projected else weight.grad, anchored=False)))
+                lambda weight: None if _referent(projected.get(id(weight))) is weight.grad else weight.grad,
+                anchored=False)))
 
         def after_step(*_):
             self.reanchor()
@@ -550,11 +561,11 @@ class OrthogonalSubspace:
         self._handles.append(optimizer.register_step_post_hook(after_step))
         return optimizer
 
-    def _project_in_backward(self, group: FrozenGroup, index: int, projected: set[int],
+    def _project_in_backward(self, group: FrozenGroup, index: int, projected: dict[int, weakref.ref],
                              weight: torch.nn.Parameter) -> None:
         if weight.grad is not None:
             group.project_member(index, weight.grad, self.projection)
-            projected.add(id(weight))
+            projected[id(weight)] = weakref.ref(weight.grad)  # not kept alive past zero_grad
 
     def remove(self) -> None:
         """Detach from the optimizer and the weights (which keep whatever they were trained to)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from asvd.analysis import figures
-from asvd.pipeline.layout import FIGURE_FORMATS, TRAIN_LOG, order_label
+from asvd.pipeline.layout import FIGURE_FORMATS, TRAIN_LOG
 
 
 # ---------------------------------------------------------------- what a figure reads
@@ -46,10 +46,8 @@ def train_logs(study, methods: Sequence[str], references: bool) -> dict:
 
 def train_logs_per_order(study, methods: Sequence[str], references: bool) -> dict:
     """Each method's training logs, steps 1..T, per order (first seed), labelled ``order N``."""
-    seed = study.config["run"]["seeds"][0]
-    return {method: {order_label(order): study.step_paths(dict(method=method, order=order, seed=seed),
-                                                          TRAIN_LOG)
-                     for order in study.config["run"]["orders"]}
+    return {method: {label: study.step_paths(run, TRAIN_LOG)
+                     for label, run in study.first_seed_runs(method).items()}
             for method in methods}
 
 

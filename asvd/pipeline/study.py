@@ -240,11 +240,15 @@ class Study:
         run = self.config["run"]
         return {"method": method, "order": run["orders"][0], "seed": run["seeds"][0]}
 
+    def first_seed_runs(self, method: str) -> dict[str, dict]:
+        """A method's run of each order with the first seed, labelled ``order N`` (per-order figures)."""
+        seed = self.config["run"]["seeds"][0]
+        return {order_label(order): {"method": method, "order": order, "seed": seed}
+                for order in self.config["run"]["orders"]}
+
     def matrices(self, method: str) -> dict[str, str]:
         """The accuracy matrix of each order (first seed), labelled ``order N``."""
-        seed = self.config["run"]["seeds"][0]
-        return {order_label(order): f"{self.run_dir(dict(method=method, order=order, seed=seed))}/"
-                                  f"{MATRIX}" for order in self.config["run"]["orders"]}
+        return {label: f"{self.run_dir(run)}/{MATRIX}" for label, run in self.first_seed_runs(method).items()}
 
     def representative_steps(self, method: str, name: str, with_base: bool) -> list[str]:
         base = [f"{self.layout.base}/{name}"] if with_base else []
